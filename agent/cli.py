@@ -1,0 +1,89 @@
+"""The `embodied` command line.
+
+Each package contributes its own subcommands through a ``register(subparsers)`` function in its
+``cli`` module, so this file stays a thin dispatcher and ``embodied --help`` never imports torch or
+MuJoCo: handlers import what they need when they run.
+
+Errors meant for users (bad flags, missing files, unknown names) are exceptions with a truthy
+``user_error`` attribute; they print as one line and exit with status 2. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+# Module paths whose ``register(subparsers)`` adds subcommands, in the order `--help` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "agent.commands",
+    "sim.cli",
+    "perception.cli",
+    "policy.cli",
+    "video_qa.cli",
+    "ros_nodes.cli",
+    "bench.cli",
+)
+
+DESCRIPTION = """\
+An embodied-agent and robotics control stack: MuJoCo worlds, streaming perception,
+video question answering, an OpenVLA-style policy, ROS 2 nodes and a ZeroMQ server.
+
+Start with `embodied demo`; every subcommand has its own --help.
+"""
+
+
+class CliError(Exception):
+    """A user-facing error raised by the CLI layer itself."""
+
+    user_error = True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embodied",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a package whose CLI has not landed yet
+            if exc.name == name or (exc.name and name.startswith(exc.name + ".")):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    return bool(getattr(exc, "user_error", False))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("embodied: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
+        if _is_user_error(exc):
+            print(f"embodied {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

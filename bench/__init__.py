@@ -1,0 +1,1 @@
+"""Benchmarks, run by `embodied bench <name> [--quick] [--out FILE.json]`."""

@@ -1,0 +1,1 @@
+"""The OpenVLA-style vision-language-action policy: model, action tokenizer, training, inference."""

@@ -1,0 +1,1 @@
+"""The stack as ROS 2 nodes (rclpy), plus the ZeroMQ inference server and its light client."""

@@ -1,0 +1,1 @@
+"""Video question answering: a HiLight-style VideoLM with TokenMining and long-stream memory."""
