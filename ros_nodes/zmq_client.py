@@ -1,0 +1,138 @@
+"""The robot-side client of the inference server: numpy, pyzmq and msgpack only.
+
+Timeouts are applied to the socket and to every wait (GR00T's client stored a timeout it never
+set, so a dead server hung the robot). After a timeout the socket is closed and a fresh one
+connects, so a late reply to an abandoned request can never be mistaken for the next answer;
+replies are also matched by request id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any
+
+import numpy as np
+import zmq
+
+from ros_nodes.zmq_protocol import ProtocolError, decode, encode
+
+
+class ServerTimeout(TimeoutError):
+    """No reply within the deadline: the caller should stop the robot and retry later."""
+
+    user_error = True
+
+
+class ServerError(RuntimeError):
+    """The server answered with an error (bad request, unknown op, deadline, busy, model failure)."""
+
+    user_error = True
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InferenceClient:
+    def __init__(self, endpoint: str = "tcp://127.0.0.1:5555", timeout_ms: float = 500.0,
+                 server_public_key: str | None = None, client_key: str | None = None,
+                 max_reply_bytes: int = 64 * 1024 * 1024, context: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout_ms = float(timeout_ms)
+        self.max_reply_bytes = max_reply_bytes
+        self._curve = (server_public_key, client_key)
+        self.ctx = context or zmq.Context.instance()
+        self._ids = itertools.count()
+        self._prefix = os.urandom(4).hex()
+        self._sock: zmq.Socket | None = None
+        self.reconnects = 0
+
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RCVTIMEO, max(1, int(self.timeout_ms)))
+            sock.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout_ms)))
+            sock.setsockopt(zmq.IMMEDIATE, 1)  # do not queue requests for a peer that is not there
+            sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
+            server_key, client_key = self._curve
+            if server_key:
+                from zmq.auth import load_certificate
+
+                server_public, _ = load_certificate(server_key)
+                if not client_key:
+                    raise ValueError("CURVE needs a client key file as well as the server's public key")
+                public, secret = load_certificate(client_key)
+                sock.curve_serverkey = server_public
+                sock.curve_publickey = public
+                sock.curve_secretkey = secret
+            sock.connect(self.endpoint)
+            self._sock = sock
+        return self._sock
+
+    def _reset(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+            self.reconnects += 1
+
+    def call(self, op: str, header: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None,
+             timeout_ms: float | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Send one request and wait for its reply; raises ServerTimeout or ServerError."""
+        timeout = self.timeout_ms if timeout_ms is None else float(timeout_ms)
+        rid = f"{self._prefix}-{next(self._ids)}"
+        frames = encode({**(header or {}), "id": rid, "op": op, "deadline_ms": timeout}, arrays)
+        sock = self._socket()
+        deadline = time.monotonic() + timeout / 1000.0
+        try:
+            sock.send_multipart(frames, copy=False)
+        except zmq.Again:
+            self._reset()
+            raise ServerTimeout(f"could not send to {self.endpoint} within {timeout:.0f} ms (server down?)") from None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sock.poll(max(1, int(remaining * 1000)), zmq.POLLIN):
+                self._reset()
+                raise ServerTimeout(f"no reply from {self.endpoint} within {timeout:.0f} ms")
+            try:
+                reply = sock.recv_multipart(copy=False)
+            except zmq.Again:
+                continue
+            try:
+                head, out = decode([f.buffer for f in reply], self.max_reply_bytes)
+            except ProtocolError as exc:
+                raise ServerError(f"malformed reply: {exc}") from None
+            if head.get("id") not in (rid, None):
+                continue  # a late answer to an earlier request: drop it
+            if not head.get("ok", False):
+                raise ServerError(str(head.get("error", "unknown error")), head.get("code"))
+            return head, out
+
+    # -- conveniences --------------------------------------------------------------------------
+    def health(self, timeout_ms: float | None = None) -> dict[str, Any]:
+        return self.call("health", timeout_ms=timeout_ms)[0]
+
+    def info(self, timeout_ms: float | None = None) -> dict[str, Any]:
+        return self.call("info", timeout_ms=timeout_ms)[0]
+
+    def predict(self, images: dict[str, np.ndarray], instruction: str, state: np.ndarray | None = None,
+                timeout_ms: float | None = None) -> np.ndarray:
+        """The policy's action (``[7]`` or a chunk ``[K, 7]``) for one observation."""
+        arrays = {f"image.{name}": np.asarray(img) for name, img in images.items()}
+        if state is not None:
+            arrays["state"] = np.asarray(state, dtype=np.float32)
+        _, out = self.call("predict", {"instruction": instruction}, arrays, timeout_ms)
+        return out["action"]
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def __enter__(self) -> "InferenceClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
