@@ -1,0 +1,648 @@
+"""Episodes on disk in the LeRobot v3 layout: a crash-safe writer and a checking reader.
+
+Layout under ``root`` (one file per episode, which the v3 templates allow: file_index follows the
+episode index, so every episode is its own unit of commit)::
+
+    meta/info.json                                 fps, features, totals, path templates
+    meta/stats.json                                per feature: min max mean std count q01 q99
+    meta/tasks.parquet                             task_index, task (the instruction text)
+    meta/episodes/chunk-000/file-007.parquet    one row per episode: the COMMIT MARKER
+    data/chunk-000/file-007.parquet             one row per frame
+    videos/observation.images.<cam>/chunk-000/file-007.mp4
+    gt/episode_000007.json / .npz                  ground truth (events, object poses, depth)
+
+Crash safety. Every file is written under ``<name>.tmp`` and renamed into place; an episode's
+row in ``meta/episodes`` is renamed LAST, so an episode exists exactly when its marker does.
+``info.json``, ``stats.json`` and ``tasks.parquet`` are derived data, rewritten atomically after
+every episode from the committed episodes only. Opening a writer on an existing directory keeps
+the committed episodes, deletes temporary files and files of uncommitted episodes, and continues
+at the next index. A lock file stops two writers from sharing one directory.
+
+Statistics. Numeric features (state, action, indices) keep all committed values in memory (a few
+floats per frame) so the aggregate is exact: q01/q99 are ``np.quantile`` (linear interpolation)
+over every frame. Images keep an exact per-channel 256-bin histogram per episode (stored in the
+episode row), which merges by addition; their quantiles are the smallest value whose cumulative
+share reaches q (``np.quantile(..., method="inverted_cdf")``), in [0, 1] units, shape (3, 1, 1)
+as LeRobot stores image statistics.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from sim.config import to_jsonable
+from sim.errors import SimError
+from sim.video import VideoWriter, pick_codec, read_mp4
+
+CODEBASE_VERSION = "v3.0"
+CHUNKS_SIZE = 1000  # files per chunk directory, as in LeRobot: keeps directory listings short
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+GT_PATH = "gt/episode_{episode_index:06d}"
+ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
+QUANTILES = {"q01": 0.01, "q99": 0.99}
+IMAGE_PREFIX = "observation.images."
+# Numeric per-frame columns besides state and action (all get statistics, as in LeRobot).
+INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def _chunk_file(episode_index: int) -> dict[str, int]:
+    return {"chunk_index": episode_index // CHUNKS_SIZE, "file_index": episode_index % CHUNKS_SIZE}
+
+
+def _is_no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _io_error(what: str, exc: OSError) -> SimError:
+    reason = "disk full" if _is_no_space(exc) else (exc.strerror or str(exc))
+    return SimError(f"cannot write {what}: {reason}")
+
+
+# --------------------------------------------------------------------------- atomic file helpers
+
+def _replace_synced(tmp: Path, final: Path) -> None:
+    """fsync ``tmp`` then rename it onto ``final``: after this returns the file survives a crash."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    _replace_synced(tmp, path)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n"
+    _write_bytes_atomic(path, text.encode())
+
+
+def _write_parquet_atomic(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    _replace_synced(tmp, path)
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise SimError(f"missing dataset file {path}")
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SimError(f"corrupt parquet file {path}: {exc}") from exc
+
+
+def _fixed_list(values: np.ndarray) -> pa.Array:
+    """``[T, D]`` array -> parquet fixed-size list column (exact round trip)."""
+    values = np.ascontiguousarray(values)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+
+
+def _column_to_numpy(table: pa.Table, name: str) -> np.ndarray:
+    col = table.column(name).combine_chunks()
+    if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        return flat.reshape(len(col), -1) if len(col) else flat.reshape(0, 0)
+    return col.to_numpy(zero_copy_only=False)
+
+
+# --------------------------------------------------------------------------- statistics
+
+def numeric_stats(values: np.ndarray) -> dict[str, list]:
+    """min/max/mean/std/count/q01/q99 per dimension of ``[N, D]`` (or ``[N]``) values."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x.reshape(len(x), -1)
+    out = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0), "count": [len(x)]}
+    for name, q in QUANTILES.items():
+        out[name] = np.quantile(x, q, axis=0)
+    return {k: np.asarray(v).tolist() for k, v in out.items()}
+
+
+def image_histogram(frames: np.ndarray) -> np.ndarray:
+    """Exact per-channel histogram ``int64[3, 256]`` of ``uint8[T, H, W, 3]`` frames."""
+    flat = np.asarray(frames).reshape(-1, 3)
+    return np.stack([np.bincount(flat[:, c], minlength=256) for c in range(3)]).astype(np.int64)
+
+
+def histogram_stats(hist: np.ndarray) -> dict[str, list]:
+    """Image statistics in [0, 1] per channel, shape (3, 1, 1), from a merged histogram."""
+    hist = np.asarray(hist, dtype=np.int64)
+    levels = np.arange(256) / 255.0
+    count = hist.sum(1)
+    mean = (hist * levels).sum(1) / count
+    var = (hist * (levels - mean[:, None]) ** 2).sum(1) / count
+    cdf = np.cumsum(hist, 1)
+    out: dict[str, Any] = {
+        "min": [levels[np.flatnonzero(h)[0]] for h in hist],
+        "max": [levels[np.flatnonzero(h)[-1]] for h in hist],
+        "mean": mean, "std": np.sqrt(var),
+    }
+    for name, q in QUANTILES.items():
+        # inverted CDF: the smallest level whose cumulative count reaches q * count
+        out[name] = [levels[np.searchsorted(cdf[c], q * count[c])] for c in range(3)]
+    stats = {k: np.asarray(v, dtype=np.float64).reshape(3, 1, 1).tolist() for k, v in out.items()}
+    stats["count"] = [int(count[0])]
+    return stats
+
+
+# --------------------------------------------------------------------------- writer
+
+@dataclass
+class _Committed:
+    """What the writer keeps per committed episode to rebuild info/stats/tasks cheaply."""
+
+    length: int
+    task: str
+    task_index: int
+    numeric: dict[str, np.ndarray]
+    hists: dict[str, np.ndarray]
+
+
+class LeRobotWriter:
+    """Append episodes to a LeRobot v3 dataset at ``root``, resuming whatever is committed there.
+
+    >>> writer = LeRobotWriter("data/pickup", fps=10, cameras=["agentview"], image_size=(128, 128),
+    ...                        state_dim=9)
+    >>> ep = writer.start_episode(task="pick up the red cube", seed=3)
+    >>> ep.add_frame({"agentview": rgb}, state, action)   # once per kept step
+    >>> ep.finish(success=True, ground_truth={"events": []})   # or ep.discard()
+    """
+
+    def __init__(self, root: str | Path, *, fps: int, cameras: Sequence[str],
+                 image_size: tuple[int, int], state_dim: int, robot_type: str = "embodied_arm",
+                 state_names: Sequence[str] | None = None, crf: int = 18) -> None:
+        self.root = Path(root)
+        self.fps = int(fps)
+        self.cameras = list(cameras)
+        self.width, self.height = int(image_size[0]), int(image_size[1])
+        self.state_dim = int(state_dim)
+        self.robot_type = robot_type
+        self.state_names = list(state_names) if state_names else [f"s{i}" for i in range(state_dim)]
+        self.crf = crf
+        self._episodes: list[_Committed] = []
+        self._tasks: dict[str, int] = {}
+        self._lock_fd: int | None = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            self._recover()
+        except OSError as exc:
+            self.close()
+            raise _io_error(f"dataset at {self.root}", exc) from exc
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- opening: lock, scan, clean, reload
+    def _lock(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise SimError(f"cannot write dataset at {self.root}: permission denied")
+        self._lock_fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise SimError(f"another process is writing the dataset at {self.root}") from None
+
+    def _recover(self) -> None:
+        info_path = self.root / "meta" / "info.json"
+        markers = committed_episode_indices(self.root)
+        if markers and info_path.is_file():
+            self._check_compatible(json.loads(info_path.read_text()))
+        if markers != list(range(len(markers))):
+            raise SimError(f"dataset at {self.root} has gaps in its episode indices: {markers[:10]}...")
+        _remove_uncommitted(self.root, len(markers), self.cameras)
+        reader = LeRobotDataset(self.root, _partial=True) if markers else None
+        for i in markers:
+            row = reader.episode_meta(i)
+            table = reader._episode_table(i)
+            numeric = {k: _column_to_numpy(table, k) for k in ("observation.state", "action", *INDEX_COLUMNS)}
+            hists = {f"{IMAGE_PREFIX}{cam}": np.asarray(row[f"stats/{IMAGE_PREFIX}{cam}/hist"],
+                                                         dtype=np.int64).reshape(3, 256)
+                     for cam in self.cameras}
+            task = row["tasks"][0]
+            self._tasks.setdefault(task, int(row["task_index"]))
+            self._episodes.append(_Committed(int(row["length"]), task, int(row["task_index"]), numeric, hists))
+        self._write_meta()
+
+    def _check_compatible(self, info: dict) -> None:
+        feats = info.get("features", {})
+        want_cams = sorted(IMAGE_PREFIX + c for c in self.cameras)
+        have_cams = sorted(k for k in feats if k.startswith(IMAGE_PREFIX))
+        problems = []
+        if info.get("fps") != self.fps:
+            problems.append(f"fps {info.get('fps')} != {self.fps}")
+        if have_cams != want_cams:
+            problems.append(f"cameras {have_cams} != {want_cams}")
+        elif feats[want_cams[0]]["shape"] != [self.height, self.width, 3]:
+            problems.append(f"image shape {feats[want_cams[0]]['shape']} != {[self.height, self.width, 3]}")
+        if feats.get("observation.state", {}).get("shape") != [self.state_dim]:
+            problems.append(f"state shape {feats.get('observation.state', {}).get('shape')} != {[self.state_dim]}")
+        if problems:
+            raise SimError(f"existing dataset at {self.root} was recorded differently ({'; '.join(problems)}); "
+                           "choose another output directory")
+
+    def close(self) -> None:
+        """Release the directory lock (the process exiting does this too)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "LeRobotWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self._episodes)
+
+    @property
+    def num_frames(self) -> int:
+        return sum(e.length for e in self._episodes)
+
+    def start_episode(self, task: str, seed: int | None = None, task_family: str = "") -> "EpisodeRecorder":
+        """Begin recording the next episode; frames stream into temporary files until ``finish``."""
+        return EpisodeRecorder(self, self.num_episodes, task, seed, task_family)
+
+    # ---- committing
+    def _commit(self, rec: "EpisodeRecorder", success: bool, ground_truth: dict[str, Any]) -> int:
+        ep = rec.index
+        loc = _chunk_file(ep)
+        n = len(rec.actions)
+        task_index = self._tasks.get(rec.task, len(self._tasks))
+        start = self.num_frames
+        frame_index = np.arange(n, dtype=np.int64)
+        numeric = {
+            "observation.state": np.asarray(rec.states, dtype=np.float32).reshape(n, self.state_dim),
+            "action": np.asarray(rec.actions, dtype=np.float32).reshape(n, len(ACTION_NAMES)),
+            "timestamp": (frame_index / self.fps).astype(np.float32),
+            "frame_index": frame_index,
+            "episode_index": np.full(n, ep, dtype=np.int64),
+            "index": start + frame_index,
+            "task_index": np.full(n, task_index, dtype=np.int64),
+        }
+        data = pa.table({k: (_fixed_list(v) if v.ndim == 2 else pa.array(v)) for k, v in numeric.items()})
+        written: list[Path] = []
+        try:
+            # 1. videos (already encoded into .tmp files while recording)
+            for cam, writer in rec.videos.items():
+                writer.close()
+                written.append(writer.path)
+            # 2. frames
+            data_path = self.root / DATA_PATH.format(**loc)
+            _write_parquet_atomic(data_path, data)
+            written.append(data_path)
+            # 3. ground truth
+            gt_base = self.root / GT_PATH.format(episode_index=ep)
+            gt = {"events": [], **ground_truth, "episode_index": ep, "task": rec.task_family,
+                  "instruction": rec.task, "seed": rec.seed, "success": bool(success), "length": n,
+                  "fps": self.fps}
+            gt_json = gt_base.with_suffix(".json")
+            _write_json_atomic(gt_json, gt)
+            written.append(gt_json)
+            if rec.gt_frames:
+                gt_npz = gt_base.with_suffix(".npz")
+                tmp = gt_npz.with_name(gt_npz.name + ".tmp")
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, **{k: np.stack(v) for k, v in rec.gt_frames.items()})
+                _replace_synced(tmp, gt_npz)
+                written.append(gt_npz)
+            # 4. the commit marker, last
+            hists = {f"{IMAGE_PREFIX}{cam}": h for cam, h in rec.hists.items()}
+            row: dict[str, Any] = {
+                "episode_index": ep, "tasks": [rec.task], "task_index": task_index,
+                "task_family": rec.task_family, "length": n, "success": bool(success),
+                "seed": -1 if rec.seed is None else int(rec.seed),
+                "data/chunk_index": loc["chunk_index"], "data/file_index": loc["file_index"],
+                "dataset_from_index": start, "dataset_to_index": start + n,
+                "meta/episodes/chunk_index": loc["chunk_index"], "meta/episodes/file_index": loc["file_index"],
+            }
+            for cam in self.cameras:
+                key = IMAGE_PREFIX + cam
+                row.update({f"videos/{key}/chunk_index": loc["chunk_index"],
+                            f"videos/{key}/file_index": loc["file_index"],
+                            f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": n / self.fps})
+            for key, values in numeric.items():
+                for stat, value in numeric_stats(values).items():
+                    row[f"stats/{key}/{stat}"] = value
+            for key, hist in hists.items():
+                for stat, value in histogram_stats(hist).items():
+                    row[f"stats/{key}/{stat}"] = np.asarray(value).reshape(-1).tolist()
+                row[f"stats/{key}/hist"] = hist.reshape(-1).tolist()
+            _write_parquet_atomic(self.root / EPISODES_PATH.format(**loc), pa.Table.from_pylist([row]))
+        except OSError as exc:
+            for path in written:
+                path.unlink(missing_ok=True)
+            rec.discard()
+            raise _io_error(f"episode {ep} to {self.root}", exc) from exc
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            rec.discard()
+            raise
+        # Committed. Derived metadata follows; a crash here is repaired by the next open.
+        self._tasks.setdefault(rec.task, task_index)
+        self._episodes.append(_Committed(n, rec.task, task_index, numeric, hists))
+        try:
+            self._write_meta()
+        except OSError as exc:
+            raise _io_error(f"metadata of {self.root}", exc) from exc
+        return ep
+
+    # ---- derived metadata
+    def _features(self) -> dict[str, Any]:
+        feats: dict[str, Any] = {}
+        for cam in self.cameras:
+            feats[IMAGE_PREFIX + cam] = {
+                "dtype": "video", "shape": [self.height, self.width, 3],
+                "names": ["height", "width", "channels"],
+                "info": {"video.height": self.height, "video.width": self.width,
+                         "video.codec": "h264" if pick_codec() == "libx264" else "mpeg4",
+                         "video.pix_fmt": "yuv420p", "video.is_depth_map": False,
+                         "video.fps": self.fps, "video.channels": 3, "has_audio": False},
+            }
+        feats["observation.state"] = {"dtype": "float32", "shape": [self.state_dim], "names": self.state_names}
+        feats["action"] = {"dtype": "float32", "shape": [len(ACTION_NAMES)], "names": ACTION_NAMES}
+        feats["timestamp"] = {"dtype": "float32", "shape": [1], "names": None}
+        for key in INDEX_COLUMNS[1:]:
+            feats[key] = {"dtype": "int64", "shape": [1], "names": None}
+        return feats
+
+    def _write_meta(self) -> None:
+        meta = self.root / "meta"
+        n_eps = self.num_episodes
+        info = {
+            "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
+            "total_episodes": n_eps, "total_frames": self.num_frames, "total_tasks": len(self._tasks),
+            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 500,
+            "fps": self.fps, "splits": {"train": f"0:{n_eps}"},
+            "data_path": DATA_PATH, "video_path": VIDEO_PATH, "features": self._features(),
+        }
+        tasks = sorted(self._tasks.items(), key=lambda kv: kv[1])
+        _write_parquet_atomic(meta / "tasks.parquet", pa.table({
+            "task_index": pa.array([i for _, i in tasks], pa.int64()),
+            "task": pa.array([t for t, _ in tasks], pa.string())}))
+        if self._episodes:
+            _write_json_atomic(meta / "stats.json", self._aggregate_stats())
+        else:
+            (meta / "stats.json").unlink(missing_ok=True)
+        _write_json_atomic(meta / "info.json", info)
+
+    def _aggregate_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {}
+        for key in self._episodes[0].numeric:
+            stats[key] = numeric_stats(np.concatenate([e.numeric[key] for e in self._episodes]))
+        for key in self._episodes[0].hists:
+            stats[key] = histogram_stats(sum(e.hists[key] for e in self._episodes))
+        return stats
+
+
+class EpisodeRecorder:
+    """One episode in progress: images stream into temporary mp4s, the rest stays in memory."""
+
+    def __init__(self, writer: LeRobotWriter, index: int, task: str, seed: int | None,
+                 task_family: str) -> None:
+        self.writer, self.index, self.task, self.seed, self.task_family = writer, index, task, seed, task_family
+        loc = _chunk_file(index)
+        self.videos = {cam: VideoWriter(writer.root / VIDEO_PATH.format(video_key=IMAGE_PREFIX + cam, **loc),
+                                        fps=writer.fps, crf=writer.crf) for cam in writer.cameras}
+        self.hists = {cam: np.zeros((3, 256), np.int64) for cam in writer.cameras}
+        self.states: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.gt_frames: dict[str, list[np.ndarray]] = {}
+        self.done = False
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def add_frame(self, images: dict[str, np.ndarray], state: np.ndarray, action: np.ndarray,
+                  ground_truth: dict[str, np.ndarray] | None = None) -> None:
+        """Record one step: the observation (images, state) and the action taken from it.
+
+        ``ground_truth`` holds per-frame numeric arrays (object positions, depth...), stacked into
+        ``gt/episode_XXXXXX.npz``; every frame must give the same keys and shapes.
+        """
+        if self.done:
+            raise SimError(f"episode {self.index} is already finished")
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        state = np.asarray(state, dtype=np.float32).reshape(-1)
+        if action.shape != (len(ACTION_NAMES),) or state.shape != (self.writer.state_dim,):
+            raise SimError(f"expected action[{len(ACTION_NAMES)}] and state[{self.writer.state_dim}], "
+                           f"got {list(action.shape)} and {list(state.shape)}")
+        for cam, video in self.videos.items():
+            if cam not in images:
+                raise SimError(f"frame is missing camera {cam!r} (has {sorted(images)})")
+            img = images[cam]
+            if img.shape != (self.writer.height, self.writer.width, 3):
+                raise SimError(f"camera {cam!r} frame is {img.shape}, dataset expects "
+                               f"{(self.writer.height, self.writer.width, 3)}")
+            try:
+                video.write(img)
+            except SimError:
+                self.discard()
+                raise
+            self.hists[cam] += image_histogram(img)
+        self.states.append(state)
+        self.actions.append(action)
+        for key, value in (ground_truth or {}).items():
+            self.gt_frames.setdefault(key, []).append(np.asarray(value))
+
+    def finish(self, success: bool, ground_truth: dict[str, Any] | None = None) -> int:
+        """Commit the episode atomically and return its index."""
+        if self.done:
+            raise SimError(f"episode {self.index} is already finished")
+        if not self.actions:
+            self.discard()
+            raise SimError(f"episode {self.index} has no frames to save")
+        self.done = True
+        return self.writer._commit(self, success, ground_truth or {})
+
+    def discard(self) -> None:
+        """Drop the episode: its temporary videos are deleted, the index is reused."""
+        self.done = True
+        for video in self.videos.values():
+            video.abort()
+
+
+def committed_episode_indices(root: Path) -> list[int]:
+    """Episode indices whose commit marker (meta/episodes row file) exists, sorted."""
+    found = []
+    for path in (Path(root) / "meta" / "episodes").glob("chunk-*/file-*.parquet"):
+        chunk = int(path.parent.name.split("-")[1])
+        found.append(chunk * CHUNKS_SIZE + int(path.stem.split("-")[1]))
+    return sorted(found)
+
+
+def _remove_uncommitted(root: Path, n_committed: int, cameras: Sequence[str]) -> list[Path]:
+    """Delete ``*.tmp`` files and the files of episodes >= ``n_committed`` (no marker)."""
+    removed = []
+    for path in root.rglob("*.tmp"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    patterns = [("data", "chunk-*/file-*.parquet")] + [
+        (f"videos/{IMAGE_PREFIX}{c}", "chunk-*/file-*.mp4") for c in cameras]
+    for base, pattern in patterns:
+        for path in (root / base).glob(pattern):
+            ep = int(path.parent.name.split("-")[1]) * CHUNKS_SIZE + int(path.stem.split("-")[1])
+            if ep >= n_committed:
+                path.unlink()
+                removed.append(path)
+    for path in (root / "gt").glob("episode_*.*"):
+        if int(path.stem.split("_")[1]) >= n_committed:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+# --------------------------------------------------------------------------- reader
+
+class LeRobotDataset:
+    """Read a LeRobot v3 dataset written by :class:`LeRobotWriter` (or any one-file-per-episode
+    v3 dataset), checking as it goes and failing with a :class:`SimError` that names the file.
+
+    ``episode(i)`` returns numpy arrays: ``action [T, 7] float32``, ``observation.state [T, D]``,
+    ``observation.images.<cam> [T, H, W, 3] uint8`` (decoded), ``timestamp``, ``frame_index``,
+    ``task`` (str), ``task_index``, ``success``, ``seed``.
+    """
+
+    def __init__(self, root: str | Path, _partial: bool = False) -> None:
+        self.root = Path(root)
+        info_path = self.root / "meta" / "info.json"
+        if not info_path.is_file():
+            raise SimError(f"not a dataset: {info_path} is missing")
+        try:
+            self.info: dict[str, Any] = json.loads(info_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise SimError(f"corrupt {info_path}: {exc}") from exc
+        self.fps = self.info["fps"]
+        self.camera_keys = [k for k, f in self.info["features"].items() if f["dtype"] == "video"]
+        self._partial = _partial  # the writer reopens a dataset whose derived files may lag
+        self._meta_cache: dict[int, dict[str, Any]] = {}
+        if not _partial:
+            stats_path = self.root / "meta" / "stats.json"
+            if not stats_path.is_file():
+                raise SimError(f"dataset {self.root} has no meta/stats.json (is it empty?)")
+            self.stats: dict[str, Any] = json.loads(stats_path.read_text())
+            table = _read_parquet(self.root / "meta" / "tasks.parquet")
+            self.tasks: dict[int, str] = dict(zip(table.column("task_index").to_pylist(),
+                                                  table.column("task").to_pylist()))
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.info["total_episodes"])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.info["total_frames"])
+
+    @property
+    def cameras(self) -> list[str]:
+        return [k.removeprefix(IMAGE_PREFIX) for k in self.camera_keys]
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def _check_index(self, i: int) -> None:
+        if not self._partial and not 0 <= i < self.num_episodes:
+            raise SimError(f"episode {i} out of range: the dataset has {self.num_episodes}")
+
+    def episode_meta(self, i: int) -> dict[str, Any]:
+        """The episode's row in ``meta/episodes`` (length, task, success, seed, per-episode stats)."""
+        self._check_index(i)
+        if i not in self._meta_cache:
+            rows = _read_parquet(self.root / EPISODES_PATH.format(**_chunk_file(i))).to_pylist()
+            match = [r for r in rows if r["episode_index"] == i]
+            if not match:
+                raise SimError(f"episode {i} is not in {EPISODES_PATH.format(**_chunk_file(i))}")
+            self._meta_cache[i] = match[0]
+        return self._meta_cache[i]
+
+    def _episode_table(self, i: int) -> pa.Table:
+        meta = self.episode_meta(i)
+        loc = {"chunk_index": meta["data/chunk_index"], "file_index": meta["data/file_index"]}
+        table = _read_parquet(self.root / self.info["data_path"].format(**loc))
+        if "episode_index" not in table.column_names:
+            raise SimError(f"corrupt data file for episode {i}: no episode_index column")
+        mask = pc.equal(table.column("episode_index"), i)
+        table = table.filter(mask)
+        if table.num_rows != meta["length"]:
+            raise SimError(f"episode {i} has {table.num_rows} frames in its data file, "
+                           f"metadata says {meta['length']}")
+        return table
+
+    def episode(self, i: int, decode_video: bool = True) -> dict[str, Any]:
+        """All frames of episode ``i`` as numpy arrays (videos decoded unless told otherwise)."""
+        meta = self.episode_meta(i)
+        table = self._episode_table(i)
+        out: dict[str, Any] = {name: _column_to_numpy(table, name) for name in table.column_names}
+        out["action"] = out["action"].astype(np.float32, copy=False)
+        out["observation.state"] = out["observation.state"].astype(np.float32, copy=False)
+        task_index = int(out["task_index"][0])
+        out["task"] = self.tasks.get(task_index, meta["tasks"][0]) if not self._partial else meta["tasks"][0]
+        out["task_family"] = meta.get("task_family", "")
+        out["success"] = bool(meta["success"])
+        out["seed"] = int(meta["seed"])
+        if decode_video:
+            for key in self.camera_keys:
+                out[key] = self._episode_video(i, key, meta)
+        return out
+
+    def _episode_video(self, i: int, key: str, meta: dict[str, Any]) -> np.ndarray:
+        loc = {"chunk_index": meta[f"videos/{key}/chunk_index"], "file_index": meta[f"videos/{key}/file_index"]}
+        path = self.root / self.info["video_path"].format(video_key=key, **loc)
+        frames = read_mp4(path)
+        first = int(round(meta[f"videos/{key}/from_timestamp"] * self.fps))
+        frames = frames[first:first + meta["length"]]
+        if len(frames) != meta["length"]:
+            raise SimError(f"video {path} has {len(frames)} frames for episode {i}, expected {meta['length']}")
+        return frames
+
+    def episode_ground_truth(self, i: int) -> dict[str, Any]:
+        """The ground-truth log: the JSON fields plus the per-frame arrays of the npz under ``"frames"``."""
+        self._check_index(i)
+        base = self.root / GT_PATH.format(episode_index=i)
+        json_path = base.with_suffix(".json")
+        if not json_path.is_file():
+            raise SimError(f"episode {i} has no ground truth at {json_path}")
+        gt = json.loads(json_path.read_text())
+        npz_path = base.with_suffix(".npz")
+        gt["frames"] = {}
+        if npz_path.is_file():
+            try:
+                with np.load(npz_path, allow_pickle=False) as data:
+                    gt["frames"] = {k: data[k] for k in data.files}
+            except (OSError, ValueError) as exc:
+                raise SimError(f"corrupt ground truth {npz_path}: {exc}") from exc
+        return gt
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(self.num_episodes):
+            yield self.episode(i)
+
+
+def remove_dataset(root: str | Path) -> None:
+    """Delete a dataset directory (used by tools that overwrite on request)."""
+    shutil.rmtree(root, ignore_errors=True)
