@@ -1,0 +1,220 @@
+"""A small CLIP-style frame–text encoder, trained here on simulator frames with generated captions.
+
+Two towers map a frame and a sentence into one unit-norm embedding space; training pulls each
+frame towards its caption and away from the others in the batch (symmetric InfoNCE, as in CLIP).
+Captions come from simulator ground truth, so many frames share a caption: targets are spread
+over every matching caption instead of pretending those are negatives.
+
+The same interface wraps a real CLIP loaded from a local directory (``transformers``
+``CLIPModel.from_pretrained(path)``): :func:`load_encoder` picks whichever the directory holds.
+Used by the query-adaptive sampler, ``video_qa`` and ``policy``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from perception.errors import PerceptionError
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass
+class ClipConfig:
+    image_size: int = 64  # thumbnails: a billiard ball is still a few pixels, encoding stays cheap
+    embed_dim: int = 64  # shared space; small because captions come from a small vocabulary
+    width: int = 32  # channels of the first conv layer (doubled twice)
+    max_words: int = 16  # captions are short sentences
+    vocab: tuple[str, ...] = ()  # filled from the training captions
+
+
+class Tokenizer:
+    """Lower-case words -> ids; 0 is padding, 1 is unknown."""
+
+    def __init__(self, vocab: Sequence[str], max_words: int = 16) -> None:
+        self.vocab = list(vocab)
+        self.ids = {w: i + 2 for i, w in enumerate(self.vocab)}
+        self.max_words = max_words
+
+    @staticmethod
+    def words(text: str) -> list[str]:
+        return _WORD.findall(text.lower())
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str], max_words: int = 16) -> "Tokenizer":
+        return cls(sorted({w for t in texts for w in cls.words(t)}), max_words)
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        out = torch.zeros(len(texts), self.max_words, dtype=torch.long)
+        for i, t in enumerate(texts):
+            ids = [self.ids.get(w, 1) for w in self.words(t)][: self.max_words]
+            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.vocab) + 2
+
+
+class TinyClip(nn.Module):
+    def __init__(self, cfg: ClipConfig) -> None:
+        super().__init__()
+        w, d = cfg.width, cfg.embed_dim
+        self.image = nn.Sequential(
+            nn.Conv2d(3, w, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1), nn.GELU(),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, d),
+        )
+        self.words = nn.Embedding(len(cfg.vocab) + 2, d, padding_idx=0)
+        # word order matters little for generated captions; a position-free bag of words + MLP
+        self.text = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+        self.logit_scale = nn.Parameter(torch.tensor(np.log(10.0), dtype=torch.float32))
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image(x), dim=-1)
+
+    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids > 0).float().unsqueeze(-1)
+        bag = (self.words(ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return F.normalize(self.text(bag), dim=-1)
+
+
+def preprocess(images: Any, size: int) -> torch.Tensor:
+    """RGB uint8 images (any size) -> float tensor ``[N, 3, size, size]`` in [-0.5, 0.5]."""
+    arr = np.stack([cv2.resize(np.asarray(im), (size, size), interpolation=cv2.INTER_AREA)
+                    for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+
+
+class FrameTextEncoder:
+    """Trained :class:`TinyClip` with its tokenizer: numpy in, unit-norm numpy embeddings out."""
+
+    def __init__(self, model: TinyClip, cfg: ClipConfig) -> None:
+        self.model, self.cfg = model.eval(), cfg
+        self.tokenizer = Tokenizer(cfg.vocab, cfg.max_words)
+
+    @torch.no_grad()
+    def encode_images(self, images: Any, batch: int = 256) -> np.ndarray:
+        out = [self.model.encode_image(preprocess(images[i:i + batch], self.cfg.image_size))
+               for i in range(0, len(images), batch)]
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def encode_text(self, texts: str | Sequence[str]) -> np.ndarray:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return self.model.encode_text(self.tokenizer(texts)).numpy()
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(self.model.state_dict(), str(path / "model.safetensors"))
+        (path / "clip_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FrameTextEncoder":
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        raw = json.loads((path / "clip_config.json").read_text())
+        raw["vocab"] = tuple(raw["vocab"])
+        cfg = ClipConfig(**raw)
+        model = TinyClip(cfg)
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        return cls(model, cfg)
+
+
+class HFClipEncoder:
+    """A real CLIP from a local directory (no downloads), behind the same two methods."""
+
+    def __init__(self, path: str | Path) -> None:
+        from transformers import CLIPModel, CLIPProcessor
+
+        self.model = CLIPModel.from_pretrained(str(path), local_files_only=True).eval()
+        self.processor = CLIPProcessor.from_pretrained(str(path), local_files_only=True)
+
+    @torch.no_grad()
+    def encode_images(self, images: Any, batch: int = 64) -> np.ndarray:
+        outs = []
+        for i in range(0, len(images), batch):
+            inp = self.processor(images=list(images[i:i + batch]), return_tensors="pt")
+            outs.append(F.normalize(self.model.get_image_features(**inp), dim=-1))
+        return torch.cat(outs).numpy()
+
+    @torch.no_grad()
+    def encode_text(self, texts: str | Sequence[str]) -> np.ndarray:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        inp = self.processor(text=texts, return_tensors="pt", padding=True)
+        return F.normalize(self.model.get_text_features(**inp), dim=-1).numpy()
+
+
+def load_encoder(path: str | Path) -> FrameTextEncoder | HFClipEncoder:
+    """Our trained encoder (``clip_config.json``) or a transformers CLIP (``config.json``)."""
+    path = Path(path)
+    if (path / "clip_config.json").exists():
+        return FrameTextEncoder.load(path)
+    if (path / "config.json").exists():
+        return HFClipEncoder(path)
+    raise PerceptionError(f"no frame-text encoder in {path} (expected clip_config.json or a "
+                          "transformers CLIP directory with config.json)")
+
+
+@dataclass
+class ClipTrainConfig:
+    steps: int = 300  # enough for a few hundred frames and a dozen caption kinds
+    batch: int = 64  # in-batch negatives; captions repeat, so bigger batches add little
+    lr: float = 3e-3  # small model, short schedule
+    seed: int = 0  # repeatable training
+
+
+def train_clip(images: Any, captions: Sequence[str], cfg: ClipConfig | None = None,
+               train: ClipTrainConfig | None = None, log: Any = None) -> FrameTextEncoder:
+    """Fit a :class:`TinyClip` on ``(image, caption)`` pairs; returns the ready encoder."""
+    if len(images) != len(captions) or len(images) == 0:
+        raise PerceptionError("need as many captions as images (and at least one)")
+    train = train or ClipTrainConfig()
+    tok = Tokenizer.from_texts(captions)
+    cfg = ClipConfig(**{**asdict(cfg or ClipConfig()), "vocab": tuple(tok.vocab)})
+    torch.manual_seed(train.seed)
+    rng = np.random.default_rng(train.seed)
+    model = TinyClip(cfg)
+    x_all = preprocess(images, cfg.image_size)
+    uniq, cap_id = np.unique(np.asarray(captions), return_inverse=True)
+    ids_all = tok(list(uniq))
+    cap_id = torch.from_numpy(cap_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, train.lr, total_steps=train.steps)
+    model.train()
+    for step in range(train.steps):
+        b = torch.from_numpy(rng.choice(len(x_all), min(train.batch, len(x_all)), replace=False))
+        x = x_all[b]
+        x = x + 0.03 * torch.randn_like(x)  # sensor noise: the sampler sees encoded video
+        cid = cap_id[b]
+        texts, inv = torch.unique(cid, return_inverse=True)
+        img = model.encode_image(x)
+        txt = model.encode_text(ids_all[texts])
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # [B, unique captions]
+        loss_i = F.cross_entropy(logits, inv)
+        # text -> image: each caption's positives are all frames that carry it
+        pos = (inv[None, :] == torch.arange(len(texts))[:, None]).float()
+        loss_t = -(pos / pos.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+        loss = 0.5 * (loss_i + loss_t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log is not None and (step % 50 == 0 or step == train.steps - 1):
+            log(step=step, loss=float(loss))
+    return FrameTextEncoder(model, cfg)
