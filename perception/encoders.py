@@ -1,0 +1,172 @@
+"""Vision backbones that turn images into patch features, shared by the policy and video QA.
+
+A backbone is a `transformers` vision model built from its config (tiny ones trained here from
+scratch) or loaded from a local directory holding a pretrained one. Families: SigLIP (no CLS token),
+DINOv2 and ViT (a CLS token first, dropped here so every family returns only patch tokens).
+OpenVLA fuses SigLIP and DINOv2 by concatenating their features per patch; ``VisionEncoder`` takes
+any number of backbones with the same patch grid and does exactly that.
+
+Input: float images in [0, 1], ``[B, 3, H, W]`` at ``encoder.image_size``; each backbone applies its
+own mean/std (SigLIP uses 0.5/0.5, DINOv2/ViT the ImageNet statistics). Output: ``[B, N, out_dim]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from perception.errors import PerceptionError
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class _Family:
+    config_cls: str  # transformers class names, imported lazily
+    model_cls: str
+    n_prefix: int  # tokens before the patches (CLS) to drop
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+FAMILIES: dict[str, _Family] = {
+    "siglip": _Family("SiglipVisionConfig", "SiglipVisionModel", 0, (0.5,) * 3, (0.5,) * 3),
+    "dinov2": _Family("Dinov2Config", "Dinov2Model", 1, _IMAGENET_MEAN, _IMAGENET_STD),
+    "vit": _Family("ViTConfig", "ViTModel", 1, _IMAGENET_MEAN, _IMAGENET_STD),
+}
+# model_type in a pretrained config.json -> our family name (a full SigLIP checkpoint keeps its
+# vision tower under "vision_config").
+_MODEL_TYPES = {"siglip_vision_model": "siglip", "siglip": "siglip", "dinov2": "dinov2", "vit": "vit"}
+
+
+def _family(name: str) -> _Family:
+    if name not in FAMILIES:
+        raise PerceptionError(f"unknown vision family {name!r}; available: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def _hf_class(name: str) -> Any:
+    import transformers
+
+    return getattr(transformers, name)
+
+
+def _instantiate(family: str, config: Any) -> nn.Module:
+    cls = _hf_class(_family(family).model_cls)
+    if family == "vit":
+        return cls(config, add_pooling_layer=False)  # the pooler is unused and would never train
+    return cls(config)
+
+
+class Backbone(nn.Module):
+    """One transformers vision model plus its normalisation; returns patch tokens only."""
+
+    def __init__(self, family: str, model: nn.Module) -> None:
+        super().__init__()
+        spec = _family(family)
+        self.family = family
+        self.model = model
+        self.n_prefix = spec.n_prefix
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        hidden = self.model(pixel_values=x).last_hidden_state
+        return hidden[:, self.n_prefix:]
+
+
+class VisionEncoder(nn.Module):
+    """One or more backbones over the same patch grid, features concatenated per patch."""
+
+    def __init__(self, backbones: Sequence[Backbone]) -> None:
+        super().__init__()
+        if not backbones:
+            raise PerceptionError("a vision encoder needs at least one backbone")
+        grids = {(b.config.image_size, b.config.patch_size) for b in backbones}
+        if len(grids) != 1:
+            raise PerceptionError(f"fused backbones must share image and patch size, got {grids}")
+        self.backbones = nn.ModuleList(backbones)
+        self.image_size, self.patch_size = grids.pop()
+        self.num_patches = (self.image_size // self.patch_size) ** 2
+        self.out_dim = sum(b.config.hidden_size for b in backbones)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``images``: float ``[B, 3, S, S]`` in [0, 1] -> patch features ``[B, N, out_dim]``."""
+        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
+            raise PerceptionError(f"vision encoder expects {self.image_size}x{self.image_size} "
+                                  f"images, got {tuple(images.shape[-2:])}")
+        feats = [b(images) for b in self.backbones]
+        return feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
+
+    def config_dict(self) -> dict[str, Any]:
+        """Enough to rebuild the architecture (weights travel separately, e.g. in safetensors)."""
+        return {"backbones": [{"family": b.family, "config": b.config.to_dict()}
+                              for b in self.backbones]}
+
+    @classmethod
+    def from_config_dict(cls, d: dict[str, Any]) -> "VisionEncoder":
+        backbones = []
+        for entry in d["backbones"]:
+            config_cls = _hf_class(_family(entry["family"]).config_cls)
+            config = config_cls.from_dict({k: v for k, v in entry["config"].items()
+                                           if k not in ("model_type", "transformers_version")})
+            backbones.append(Backbone(entry["family"], _instantiate(entry["family"], config)))
+        return cls(backbones)
+
+
+def tiny_config(family: str, image_size: int = 64, patch_size: int = 8, hidden_size: int = 128,
+                num_layers: int = 2, num_heads: int = 4) -> Any:
+    """A small config of ``family`` that trains from scratch on a CPU in minutes."""
+    config_cls = _hf_class(_family(family).config_cls)
+    return config_cls(hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                      num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                      image_size=image_size, patch_size=patch_size, num_channels=3)
+
+
+def build_vision_encoder(family: str = "siglip", image_size: int = 64, patch_size: int = 8,
+                         hidden_size: int = 128, num_layers: int = 2,
+                         num_heads: int = 4) -> VisionEncoder:
+    """A randomly initialised encoder; ``family`` may fuse several with '+', e.g. 'siglip+dinov2'."""
+    backbones = []
+    for name in family.split("+"):
+        config = tiny_config(name, image_size, patch_size, hidden_size, num_layers, num_heads)
+        backbones.append(Backbone(name, _instantiate(name, config)))
+    return VisionEncoder(backbones)
+
+
+def load_backbone(path: str | Path) -> Backbone:
+    """A pretrained backbone from a local directory (``config.json`` + weights)."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise PerceptionError(f"no config.json in vision backbone directory {path}")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    family = _MODEL_TYPES.get(model_type)
+    if family is None:
+        raise PerceptionError(f"{path}: vision model_type {model_type!r} is not supported; "
+                              f"supported: {', '.join(sorted(_MODEL_TYPES))}")
+    cls = _hf_class(_family(family).model_cls)
+    kwargs = {"add_pooling_layer": False} if family == "vit" else {}
+    try:
+        model = cls.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise PerceptionError(f"cannot load vision backbone from {path}: {exc}") from exc
+    return Backbone(family, model)
+
+
+def load_vision_encoder(paths: str | Path | Sequence[str | Path]) -> VisionEncoder:
+    """Pretrained encoder from one directory, or several fused ('a+b' or a list of paths)."""
+    if isinstance(paths, (str, Path)):
+        paths = [p for p in str(paths).split("+") if p]
+    return VisionEncoder([load_backbone(p) for p in paths])

@@ -1,0 +1,78 @@
+"""The policy's configuration: one flat dataclass, every default with the reason beside it.
+
+Defaults target the issue's CPU budget: a 64 px image cut into 8 px patches (64 tokens a camera),
+a 4-layer 256-wide LM, and parallel decoding of a chunk of actions in one forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from policy.errors import PolicyError
+
+DECODING_MODES = ("parallel", "autoregressive")
+ACTION_HEADS = ("tokens", "l1")
+LM_FAMILIES = ("llama", "qwen2")
+
+
+@dataclass
+class VLAConfig:
+    # --- vision --------------------------------------------------------------------------------
+    vision_family: str = field(default="siglip", metadata={"help": "siglip | dinov2 | vit | siglip+dinov2 (fused, as OpenVLA)"})
+    vision_path: str = field(default="", metadata={"help": "local pretrained vision dir(s), '+'-joined to fuse; empty = tiny from scratch"})
+    image_size: int = field(default=64, metadata={"help": "model input side; small so a CPU trains in minutes"})
+    patch_size: int = field(default=8, metadata={"help": "8 px patches on 64 px -> 64 tokens per camera"})
+    vision_hidden: int = field(default=128, metadata={"help": "width of the tiny vision transformer"})
+    vision_layers: int = field(default=2, metadata={"help": "depth of the tiny vision transformer"})
+    cameras: str = field(default="agentview,wrist", metadata={"help": "comma-separated obs image keys; the wrist view helps grasping"})
+    obs_image_size: int = field(default=128, metadata={"help": "side of the images the env/dataset delivers (validated at predict)"})
+    # --- language model ------------------------------------------------------------------------
+    lm_family: str = field(default="llama", metadata={"help": "llama | qwen2 (tiny from scratch)"})
+    lm_path: str = field(default="", metadata={"help": "local pretrained causal LM dir (brings its tokenizer); empty = tiny"})
+    lm_hidden: int = field(default=256, metadata={"help": "LM width; 256 keeps the checkpoint under 20 MB"})
+    lm_layers: int = field(default=4, metadata={"help": "LM depth"})
+    lm_heads: int = field(default=4, metadata={"help": "attention heads (64-dim each)"})
+    text_vocab_size: int = field(default=384, metadata={"help": "BPE size for our instruction tokenizer; the corpus is small"})
+    max_text_tokens: int = field(default=24, metadata={"help": "instructions are left-padded/truncated to this"})
+    # --- actions -------------------------------------------------------------------------------
+    n_bins: int = field(default=256, metadata={"help": "uniform bins per action dimension (OpenVLA)"})
+    action_dim: int = field(default=7, metadata={"help": "dx,dy,dz,droll,dpitch,dyaw,gripper"})
+    chunk: int = field(default=4, metadata={"help": "K future actions predicted per call"})
+    decoding: str = field(default="parallel", metadata={"help": "parallel (one pass, OpenVLA-OFT) | autoregressive (token by token)"})
+    action_head: str = field(default="tokens", metadata={"help": "tokens (256-way CE) | l1 (continuous regression, parallel only)"})
+    use_state: bool = field(default=True, metadata={"help": "add one proprioception token (normalised state)"})
+    state_dim: int = field(default=0, metadata={"help": "filled from the dataset"})
+    lora_rank: int = field(default=0, metadata={"help": "0 = no adapters; set by training with --lora"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
+
+    def __post_init__(self) -> None:
+        if self.decoding not in DECODING_MODES:
+            raise PolicyError(f"unknown decoding {self.decoding!r}; choose from {DECODING_MODES}")
+        if self.action_head not in ACTION_HEADS:
+            raise PolicyError(f"unknown action_head {self.action_head!r}; choose from {ACTION_HEADS}")
+        if self.action_head == "l1" and self.decoding != "parallel":
+            raise PolicyError("the l1 action head needs parallel decoding")
+        if not self.lm_path and self.lm_family not in LM_FAMILIES:
+            raise PolicyError(f"unknown lm_family {self.lm_family!r}; choose from {LM_FAMILIES}")
+        if self.chunk < 1:
+            raise PolicyError("chunk must be >= 1")
+        if not self.camera_list:
+            raise PolicyError("at least one camera is needed")
+
+    @property
+    def camera_list(self) -> list[str]:
+        return [c.strip() for c in self.cameras.split(",") if c.strip()]
+
+    @property
+    def num_action_tokens(self) -> int:
+        return self.chunk * self.action_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VLAConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,348 @@
+"""The VLA model: vision encoder -> 2-layer MLP projector -> causal LM -> action tokens.
+
+Sequence layout (left padding keeps every row's action positions aligned at the end):
+
+    [PAD..] [BOS instruction tokens] [patches cam 1] [patches cam 2] [state] [action positions x 7K]
+
+Autoregressive mode feeds the previous action token at each action position (teacher forcing) and
+reads the next one from the position before it, as OpenVLA. Parallel mode (OpenVLA-OFT) feeds a
+learned placeholder embedding at every action position and reads all 7K tokens from one forward
+pass; with ``action_head="l1"`` a linear head regresses the normalised value instead of a bin.
+
+Action tokens are dedicated ids appended after the text vocabulary: id = offset + bin.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from perception.encoders import VisionEncoder, build_vision_encoder, load_vision_encoder
+from policy.action_tokenizer import ActionTokenizer
+from policy.configuration_vla import VLAConfig
+from policy.errors import PolicyError
+from policy.text_tokenizer import TextTokenizer
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "stats.json", "tokenizer")
+
+
+def _tiny_lm_config(cfg: VLAConfig, vocab_size: int) -> Any:
+    import transformers
+
+    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config}[cfg.lm_family]
+    return cls(vocab_size=vocab_size, hidden_size=cfg.lm_hidden, intermediate_size=cfg.lm_hidden * 4,
+               num_hidden_layers=cfg.lm_layers, num_attention_heads=cfg.lm_heads,
+               num_key_value_heads=cfg.lm_heads, max_position_embeddings=1024,
+               tie_word_embeddings=False, attention_dropout=0.0)
+
+
+def _lm_from_config_dict(d: dict[str, Any]) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    d = dict(d)
+    model_type = d.pop("model_type")
+    d.pop("transformers_version", None)
+    config = AutoConfig.for_model(model_type, **d)
+    return AutoModelForCausalLM.from_config(config)
+
+
+class VLAModel(nn.Module):
+    """The network plus what it needs to speak actions: tokenizers and statistics ride along."""
+
+    def __init__(self, cfg: VLAConfig, vision: VisionEncoder, lm: nn.Module, text_tokenizer:
+                 TextTokenizer, action_tokenizer: ActionTokenizer,
+                 state_stats: dict[str, list[float]] | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision = vision
+        self.lm = lm
+        self.text_tokenizer = text_tokenizer
+        self.action_tokenizer = action_tokenizer
+        self.state_stats = state_stats
+        hidden = lm.config.hidden_size
+        self.action_offset = text_tokenizer.vocab_size
+        self.projector = nn.Sequential(nn.Linear(vision.out_dim, hidden), nn.GELU(),
+                                       nn.Linear(hidden, hidden))
+        self.camera_embed = nn.Parameter(torch.zeros(len(cfg.camera_list), 1, hidden))
+        self.state_proj = nn.Linear(cfg.state_dim, hidden) if cfg.use_state and cfg.state_dim else None
+        # One learned placeholder per action position: the queries parallel decoding reads from.
+        self.action_queries = nn.Parameter(torch.randn(cfg.num_action_tokens, hidden) * 0.02)
+        self.l1_head = nn.Linear(hidden, 1) if cfg.action_head == "l1" else None
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def build(cls, cfg: VLAConfig, action_stats: dict, instructions: list[str],
+              state_stats: dict | None = None) -> "VLAModel":
+        """A fresh model: tiny backbones from configs, or pretrained ones from ``*_path``."""
+        if cfg.vision_path:
+            vision = load_vision_encoder(cfg.vision_path)
+            cfg.image_size = vision.image_size
+            cfg.patch_size = vision.patch_size
+        else:
+            vision = build_vision_encoder(cfg.vision_family, cfg.image_size, cfg.patch_size,
+                                          cfg.vision_hidden, cfg.vision_layers,
+                                          num_heads=max(1, cfg.vision_hidden // 32))
+        if cfg.lm_path:
+            from transformers import AutoModelForCausalLM
+
+            text_tok = TextTokenizer.from_hf(cfg.lm_path)
+            try:
+                lm = AutoModelForCausalLM.from_pretrained(cfg.lm_path)
+            except (OSError, ValueError) as exc:
+                raise PolicyError(f"cannot load the LM from {cfg.lm_path}: {exc}") from exc
+            cfg.lm_family = lm.config.model_type
+        else:
+            text_tok = TextTokenizer.train(instructions, cfg.text_vocab_size)
+            lm = None
+        vocab = text_tok.vocab_size + cfg.n_bins
+        if lm is None:
+            from transformers import AutoModelForCausalLM
+
+            lm = AutoModelForCausalLM.from_config(_tiny_lm_config(cfg, vocab))
+        else:
+            lm.resize_token_embeddings(vocab)  # dedicated action tokens after the text vocabulary
+        if state_stats is None:
+            cfg.use_state = False
+        return cls(cfg, vision, lm, text_tok, ActionTokenizer(action_stats, cfg.n_bins),
+                   state_stats)
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def embed_prefix(self, images: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
+                     state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``images`` [B, C, 3, S, S] in [0,1]; ``text_ids``/``text_mask`` [B, L] left-padded."""
+        b, n_cam = images.shape[:2]
+        feats = self.vision(images.flatten(0, 1))  # [B*C, N, Dv]
+        patches = self.projector(feats).view(b, n_cam, feats.shape[1], -1) + self.camera_embed
+        parts = [self.lm.get_input_embeddings()(text_ids), patches.flatten(1, 2)]
+        masks = [text_mask, text_mask.new_ones(b, n_cam * feats.shape[1])]
+        if self.state_proj is not None:
+            parts.append(self.state_proj(state).unsqueeze(1))
+            masks.append(text_mask.new_ones(b, 1))
+        embeds = torch.cat(parts, dim=1)
+        return embeds, torch.cat(masks, dim=1)
+
+    def _run_lm(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None,
+                position_ids: torch.Tensor | None = None, use_cache: bool = False) -> Any:
+        if position_ids is None:
+            position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
+                       past_key_values=past, use_cache=use_cache, output_hidden_states=True)
+
+    def _action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the ``n_bins`` action tokens only, from final hidden states."""
+        head = self.lm.get_output_embeddings()
+        weight = head.weight[self.action_offset:self.action_offset + self.cfg.n_bins]
+        bias = getattr(head, "bias", None)
+        bias = bias[self.action_offset:self.action_offset + self.cfg.n_bins] if bias is not None else None
+        return F.linear(hidden, weight, bias)
+
+    # --- training -------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
+                state: torch.Tensor | None, target_bins: torch.Tensor,
+                target_norm: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss and predictions for ``target_bins`` [B, 7K] (and normalised targets for l1)."""
+        prefix, mask = self.embed_prefix(images, text_ids, text_mask, state)
+        b, p = mask.shape
+        m = self.cfg.num_action_tokens
+        if self.cfg.decoding == "parallel":
+            action_in = self.action_queries.unsqueeze(0).expand(b, -1, -1).to(prefix.dtype)
+        else:
+            action_in = self.lm.get_input_embeddings()(target_bins + self.action_offset)
+        embeds = torch.cat([prefix, action_in], dim=1)
+        full_mask = torch.cat([mask, mask.new_ones(b, m)], dim=1)
+        hidden = self._run_lm(embeds, full_mask).hidden_states[-1]
+        if self.cfg.decoding == "parallel":
+            h = hidden[:, p:p + m]
+        else:
+            h = hidden[:, p - 1:p + m - 1]  # position t predicts token t + 1
+        out: dict[str, torch.Tensor] = {}
+        if self.l1_head is not None:
+            pred = torch.tanh(self.l1_head(h).squeeze(-1))
+            out["loss"] = F.l1_loss(pred.float(), target_norm.float())
+            bins = ((pred.detach() + 1) / (2 / self.cfg.n_bins)).floor().long()
+            out["pred_bins"] = bins.clamp(0, self.cfg.n_bins - 1)
+        else:
+            logits = self._action_logits(h).float()
+            out["loss"] = F.cross_entropy(logits.flatten(0, 1), target_bins.flatten())
+            out["pred_bins"] = logits.argmax(-1)
+        out["accuracy"] = (out["pred_bins"] == target_bins).float().mean()
+        return out
+
+    # --- inference ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode_parallel(self, prefix: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """All 7K action bins in one forward pass -> [B, 7K] (int64) or normalised floats (l1)."""
+        b, p = mask.shape
+        m = self.cfg.num_action_tokens
+        embeds = torch.cat([prefix, self.action_queries.unsqueeze(0).expand(b, -1, -1)
+                            .to(prefix.dtype)], dim=1)
+        full_mask = torch.cat([mask, mask.new_ones(b, m)], dim=1)
+        h = self._run_lm(embeds, full_mask).hidden_states[-1][:, p:p + m]
+        if self.l1_head is not None:
+            return torch.tanh(self.l1_head(h).squeeze(-1)).float()
+        return self._action_logits(h).argmax(-1)
+
+    @torch.no_grad()
+    def decode_autoregressive(self, prefix: torch.Tensor, mask: torch.Tensor, n_tokens: int,
+                              use_cache: bool = True) -> torch.Tensor:
+        """Greedy token-by-token decoding restricted to action tokens; KV cache by default."""
+        embed = self.lm.get_input_embeddings()
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self._run_lm(prefix, mask, position_ids=positions, use_cache=use_cache)
+        bins = [self._action_logits(out.hidden_states[-1][:, -1]).argmax(-1)]
+        past, embeds, cur_mask, cur_pos = out.past_key_values, prefix, mask, positions
+        for _ in range(n_tokens - 1):
+            tok = embed(bins[-1] + self.action_offset).unsqueeze(1)
+            cur_mask = torch.cat([cur_mask, cur_mask.new_ones(cur_mask.shape[0], 1)], dim=1)
+            cur_pos = torch.cat([cur_pos, cur_pos[:, -1:] + 1], dim=1)
+            if use_cache:
+                out = self._run_lm(tok, cur_mask, past=past, position_ids=cur_pos[:, -1:],
+                                   use_cache=True)
+                past = out.past_key_values
+            else:  # recompute the whole sequence: the baseline a KV cache removes
+                embeds = torch.cat([embeds, tok], dim=1)
+                out = self._run_lm(embeds, cur_mask, position_ids=cur_pos)
+            bins.append(self._action_logits(out.hidden_states[-1][:, -1]).argmax(-1))
+        return torch.stack(bins, dim=1)
+
+    @torch.no_grad()
+    def decode_hf_generate(self, prefix: torch.Tensor, mask: torch.Tensor, n_tokens: int) -> torch.Tensor:
+        """Plain `transformers` ``generate`` (greedy), kept to action tokens: the bench baseline."""
+        from transformers import LogitsProcessor, LogitsProcessorList
+
+        lo, hi = self.action_offset, self.action_offset + self.cfg.n_bins
+
+        class _OnlyActions(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                scores[:, :lo] = -float("inf")
+                scores[:, hi:] = -float("inf")
+                return scores
+
+        ids = self.lm.generate(inputs_embeds=prefix, attention_mask=mask, max_new_tokens=n_tokens,
+                               min_new_tokens=n_tokens, do_sample=False, num_beams=1,
+                               logits_processor=LogitsProcessorList([_OnlyActions()]),
+                               pad_token_id=self.text_tokenizer.pad_id)
+        return (ids[:, -n_tokens:] - self.action_offset).clamp(0, self.cfg.n_bins - 1)
+
+    def decode(self, prefix: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        """The configured decoding -> continuous actions [B, K, 7] (un-normalised, float32)."""
+        m = self.cfg.num_action_tokens
+        if self.cfg.decoding == "parallel":
+            out = self.decode_parallel(prefix, mask)
+        else:
+            out = self.decode_autoregressive(prefix, mask, m)
+        shape = (out.shape[0], self.cfg.chunk, self.cfg.action_dim)
+        if out.is_floating_point():  # l1 head: normalised values
+            return self.action_tokenizer.unnormalize(out.cpu().numpy().reshape(shape))
+        return self.action_tokenizer.from_bins(out.cpu().numpy().reshape(shape))
+
+    # --- LoRA -----------------------------------------------------------------------------------
+    def add_lora(self, rank: int = 32, alpha: int | None = None) -> None:
+        """Wrap the LM's linear layers with LoRA adapters and freeze everything else."""
+        from peft import LoraConfig, get_peft_model
+
+        alpha = alpha or rank
+        self.cfg.lora_rank, self.cfg.lora_alpha = rank, alpha
+        self.lm = get_peft_model(self.lm, LoraConfig(r=rank, lora_alpha=alpha,
+                                                     target_modules="all-linear", lora_dropout=0.0))
+        for name, p in self.named_parameters():
+            p.requires_grad = "lora_" in name
+
+    def merge_lora(self) -> None:
+        """Fold adapters into the base weights for inference speed (irreversible)."""
+        if self.cfg.lora_rank:
+            self.lm = self.lm.merge_and_unload()
+            self.cfg.lora_rank = 0
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write weights, config, tokenizer and statistics to a temp dir, then rename into place."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+        try:
+            lm = self.lm.get_base_model() if self.cfg.lora_rank else self.lm
+            config = {"vla": self.cfg.to_dict(), "vision": self.vision.config_dict(),
+                      "lm": lm.config.to_dict(), "action_offset": self.action_offset,
+                      "format": "embodied-vla/1", **(extra or {})}
+            (tmp / "config.json").write_text(json.dumps(config, indent=2))
+            stats = {"action": self.action_tokenizer.to_dict(), "state": self.state_stats}
+            (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+            self.text_tokenizer.save(tmp / "tokenizer")
+            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            save_file(_untie(state), str(tmp / "model.safetensors"))
+            if directory.exists():
+                old = directory.with_name(directory.name + ".old")
+                shutil.rmtree(old, ignore_errors=True)
+                directory.rename(old)
+                tmp.rename(directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, merge_lora: bool = False) -> "VLAModel":
+        """Rebuild the architecture from config.json and load the safetensors weights."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise PolicyError(f"checkpoint directory {directory} does not exist")
+        missing = [f for f in CHECKPOINT_FILES if not (directory / f).exists()]
+        if missing:
+            raise PolicyError(f"checkpoint {directory} is missing {', '.join(missing)}")
+        try:
+            config = json.loads((directory / "config.json").read_text())
+            stats = json.loads((directory / "stats.json").read_text())
+            cfg = VLAConfig.from_dict(config["vla"])
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise PolicyError(f"checkpoint {directory} has a corrupt config/stats: {exc}") from exc
+        vision = VisionEncoder.from_config_dict(config["vision"])
+        lm = _lm_from_config_dict(config["lm"])
+        text_tok = TextTokenizer.load(directory / "tokenizer")
+        model = cls(cfg, vision, lm, text_tok, ActionTokenizer.from_dict(stats["action"]),
+                    stats.get("state"))
+        lora_rank = cfg.lora_rank
+        if lora_rank:
+            model.add_lora(lora_rank, cfg.lora_alpha)
+        try:
+            weights = load_file(str(directory / "model.safetensors"))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
+            raise PolicyError(f"cannot read {directory / 'model.safetensors'}: {exc}") from exc
+        result = model.load_state_dict(weights, strict=False)
+        bad = [k for k in result.missing_keys if not _is_tied(model, k)]
+        if bad or result.unexpected_keys:
+            raise PolicyError(f"checkpoint {directory} does not match its config: missing "
+                              f"{bad[:3]}, unexpected {result.unexpected_keys[:3]}")
+        if merge_lora:
+            model.merge_lora()
+        return model.eval()
+
+
+def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses shared storage; clone tensors that alias an earlier one."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in state.items():
+        ptr = v.data_ptr()
+        out[k] = v.clone() if ptr in seen and v.numel() else v
+        seen.add(ptr)
+    return out
+
+
+def _is_tied(model: nn.Module, key: str) -> bool:
+    return key.endswith("lm_head.weight") and getattr(model.lm.config, "tie_word_embeddings", False)

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from perception.encoders import (VisionEncoder, build_vision_encoder, load_vision_encoder,
+                                 tiny_config)
+from perception.errors import PerceptionError
+
+
+@pytest.mark.parametrize("family,dim", [("siglip", 32), ("dinov2", 32), ("vit", 32),
+                                        ("siglip+dinov2", 64)])
+def test_patch_features_shape(family, dim):
+    enc = build_vision_encoder(family, image_size=32, patch_size=8, hidden_size=32, num_layers=1,
+                               num_heads=2)
+    out = enc(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 16, dim)
+    rebuilt = VisionEncoder.from_config_dict(enc.config_dict())
+    rebuilt.load_state_dict(enc.state_dict())
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(rebuilt(x), enc(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["siglip", "dinov2"])
+def test_load_pretrained_from_local_dir(tmp_path, family):
+    import transformers
+
+    cls = {"siglip": transformers.SiglipVisionModel, "dinov2": transformers.Dinov2Model}[family]
+    torch.manual_seed(0)
+    model = cls(tiny_config(family, 32, 8, 32, 1, 2)).eval()
+    model.save_pretrained(tmp_path / family)
+    enc = load_vision_encoder(tmp_path / family).eval()
+    x = torch.rand(1, 3, 32, 32)
+    assert enc.backbones[0].family == family
+    skip = 0 if family == "siglip" else 1
+    mean, std = enc.backbones[0].mean, enc.backbones[0].std
+    expected = model(pixel_values=(x - mean) / std).last_hidden_state[:, skip:]
+    assert torch.allclose(enc(x), expected, atol=1e-5)
+
+
+def test_fused_from_two_dirs(tmp_path):
+    import transformers
+
+    transformers.SiglipVisionModel(tiny_config("siglip", 32, 8, 32, 1, 2)).save_pretrained(tmp_path / "s")
+    transformers.Dinov2Model(tiny_config("dinov2", 32, 8, 48, 1, 2)).save_pretrained(tmp_path / "d")
+    enc = load_vision_encoder(f"{tmp_path / 's'}+{tmp_path / 'd'}")
+    assert enc(torch.rand(1, 3, 32, 32)).shape == (1, 16, 80)
+
+
+def test_errors_are_clear(tmp_path):
+    with pytest.raises(PerceptionError, match="unknown vision family"):
+        build_vision_encoder("resnet")
+    with pytest.raises(PerceptionError, match="no config.json"):
+        load_vision_encoder(tmp_path)
+    enc = build_vision_encoder("siglip", 32, 8, 32, 1, 2)
+    with pytest.raises(PerceptionError, match="expects 32x32"):
+        enc(torch.rand(1, 3, 64, 64))
