@@ -165,6 +165,16 @@ def histogram_stats(hist: np.ndarray) -> dict[str, list]:
     return stats
 
 
+def aggregate_stats(numeric: Sequence[dict[str, np.ndarray]], hists: Sequence[dict[str, np.ndarray]]) -> dict:
+    """Dataset statistics from per-episode numeric columns and image histograms (exact merge)."""
+    stats: dict[str, Any] = {}
+    for key in numeric[0]:
+        stats[key] = numeric_stats(np.concatenate([ep[key] for ep in numeric]))
+    for key in hists[0]:
+        stats[key] = histogram_stats(sum(ep[key] for ep in hists))
+    return stats
+
+
 # --------------------------------------------------------------------------- writer
 
 @dataclass
@@ -172,6 +182,7 @@ class _Committed:
     """What the writer keeps per committed episode to rebuild info/stats/tasks cheaply."""
 
     length: int
+    seed: int
     task: str
     task_index: int
     numeric: dict[str, np.ndarray]
@@ -236,14 +247,10 @@ class LeRobotWriter:
         reader = LeRobotDataset(self.root, _partial=True) if markers else None
         for i in markers:
             row = reader.episode_meta(i)
-            table = reader._episode_table(i)
-            numeric = {k: _column_to_numpy(table, k) for k in ("observation.state", "action", *INDEX_COLUMNS)}
-            hists = {f"{IMAGE_PREFIX}{cam}": np.asarray(row[f"stats/{IMAGE_PREFIX}{cam}/hist"],
-                                                         dtype=np.int64).reshape(3, 256)
-                     for cam in self.cameras}
+            numeric, hists = reader._stats_inputs(i)
             task = row["tasks"][0]
             self._tasks.setdefault(task, int(row["task_index"]))
-            self._episodes.append(_Committed(int(row["length"]), task, int(row["task_index"]), numeric, hists))
+            self._episodes.append(_Committed(int(row["length"]), int(row["seed"]), task, int(row["task_index"]), numeric, hists))
         self._write_meta()
 
     def _check_compatible(self, info: dict) -> None:
@@ -282,6 +289,10 @@ class LeRobotWriter:
     @property
     def num_frames(self) -> int:
         return sum(e.length for e in self._episodes)
+
+    def episode_seeds(self) -> list[int]:
+        """Seeds of the committed episodes in order (-1 where none was given): resume uses the last."""
+        return [e.seed for e in self._episodes]
 
     def start_episode(self, task: str, seed: int | None = None, task_family: str = "") -> "EpisodeRecorder":
         """Begin recording the next episode; frames stream into temporary files until ``finish``."""
@@ -365,7 +376,7 @@ class LeRobotWriter:
             raise
         # Committed. Derived metadata follows; a crash here is repaired by the next open.
         self._tasks.setdefault(rec.task, task_index)
-        self._episodes.append(_Committed(n, rec.task, task_index, numeric, hists))
+        self._episodes.append(_Committed(n, -1 if rec.seed is None else int(rec.seed), rec.task, task_index, numeric, hists))
         try:
             self._write_meta()
         except OSError as exc:
@@ -412,12 +423,7 @@ class LeRobotWriter:
         _write_json_atomic(meta / "info.json", info)
 
     def _aggregate_stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = {}
-        for key in self._episodes[0].numeric:
-            stats[key] = numeric_stats(np.concatenate([e.numeric[key] for e in self._episodes]))
-        for key in self._episodes[0].hists:
-            stats[key] = histogram_stats(sum(e.hists[key] for e in self._episodes))
-        return stats
+        return aggregate_stats([e.numeric for e in self._episodes], [e.hists for e in self._episodes])
 
 
 class EpisodeRecorder:
@@ -549,6 +555,12 @@ class LeRobotDataset:
             table = _read_parquet(self.root / "meta" / "tasks.parquet")
             self.tasks: dict[int, str] = dict(zip(table.column("task_index").to_pylist(),
                                                   table.column("task").to_pylist()))
+            if self.stats.get("index", {}).get("count") != [self.num_frames]:
+                # A crash between stats.json and info.json (the writer's last two steps): stats
+                # already include an episode info does not list yet. Recompute for info's episodes,
+                # read-only; the next writer to open the directory rewrites both.
+                inputs = [self._stats_inputs(i) for i in range(self.num_episodes)]
+                self.stats = aggregate_stats([n for n, _ in inputs], [h for _, h in inputs])
 
     @property
     def num_episodes(self) -> int:
@@ -592,6 +604,14 @@ class LeRobotDataset:
             raise SimError(f"episode {i} has {table.num_rows} frames in its data file, "
                            f"metadata says {meta['length']}")
         return table
+
+    def _stats_inputs(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Episode ``i``'s numeric columns and image histograms: what the statistics merge."""
+        row, table = self.episode_meta(i), self._episode_table(i)
+        numeric = {k: _column_to_numpy(table, k) for k in ("observation.state", "action", *INDEX_COLUMNS)}
+        hists = {key: np.asarray(row[f"stats/{key}/hist"], dtype=np.int64).reshape(3, 256)
+                 for key in self.camera_keys}
+        return numeric, hists
 
     def episode(self, i: int, decode_video: bool = True) -> dict[str, Any]:
         """All frames of episode ``i`` as numpy arrays (videos decoded unless told otherwise)."""

@@ -195,3 +195,19 @@ def test_bad_frames_are_rejected(tmp_path):
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
     assert info["total_episodes"] == 0
     assert pq.read_table(tmp_path / "ds/meta/tasks.parquet").num_rows == 0
+
+
+def test_reader_recomputes_stats_when_info_lags_behind(tmp_path):
+    """A crash after stats.json but before info.json: the reader stays self-consistent."""
+    root = tmp_path / "ds"
+    written = _write(root, 3)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["total_episodes"], info["total_frames"] = 2, 12
+    (root / "meta/info.json").write_text(json.dumps(info))
+    ds = LeRobotDataset(root)
+    actions = np.concatenate([np.float32(r["action"]) for r in written[:2]]).astype(np.float64)
+    assert ds.stats["action"]["count"] == [12]
+    np.testing.assert_allclose(ds.stats["action"]["mean"], actions.mean(0), rtol=1e-6)
+    # the next writer repairs the files on disk
+    LeRobotWriter(root, fps=10, cameras=CAMS, image_size=(W, H), state_dim=4).close()
+    assert LeRobotDataset(root).num_episodes == 3

@@ -1,0 +1,274 @@
+"""Expert demonstrations into a LeRobot v3 dataset: run the scripted expert, keep what succeeded.
+
+Run it twice and it resumes: the dataset writer keeps every committed episode, and collection
+continues from the last committed seed, so an interrupted run followed by the same command gives
+the same dataset as one uninterrupted run. Asking for N episodes when N exist does nothing.
+
+Seeds and tasks. Attempt ``k`` uses seed ``cfg.seed + k``; with an expert that always succeeds (or
+``keep_failures``), saved episode i therefore has seed ``seed + i``. Several task families share one
+dataset round-robin: saved episode i is of family ``tasks[i % len(tasks)]``, and a failed attempt is
+retried on the same family with the next seed.
+
+Frames. Every kept step stores the observation and the action the expert took from it. Idle steps
+(no translation, no rotation, gripper unchanged) teach a policy to stand still and are dropped by
+default (``skip_idle``). Ground truth (``env.unwrapped.ground_truth()``) is logged at every step:
+numeric leaves become per-frame arrays in ``gt/episode_XXXXXX.npz``; the first and last full
+dictionaries and the events go to ``gt/episode_XXXXXX.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from sim.errors import SimError
+from sim.registry import TABLETOP_TASKS, check_task
+
+IDLE_TOL = 1e-3  # |action| below this on every motion axis counts as no motion (actions are ~[-1, 1])
+
+
+class Expert(Protocol):
+    def reset(self) -> None: ...
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray: ...
+
+
+@dataclass
+class CollectConfig:
+    task: str = "PickUp"  # a task, a comma list ("PickUp,Push") or "all" (every tabletop task)
+    episodes: int = 10  # saved episodes in the dataset in total (not per run: re-running resumes)
+    out: str = "data/demos"  # dataset directory (LeRobot v3 layout)
+    seed: int = 0  # base seed: attempt k uses seed + k, so runs are reproducible
+    image_size: tuple[int, int] = (128, 128)  # (width, height); 128 keeps CPU collection fast
+    cameras: tuple[str, ...] = ("agentview", "wrist")  # what OpenVLA-style policies consume
+    depth: bool = False  # also log depth maps into the ground-truth npz (large)
+    fps: int = 0  # dataset fps; 0 = the env's control rate (env.metadata["render_fps"], else 10)
+    skip_idle: bool = True  # drop no-op frames: a policy should not learn to stand still
+    keep_failures: bool = False  # save failed attempts too (flagged success=False)
+    max_steps: int = 400  # hard cap per episode on top of the env's own time limit
+    max_attempts: int = 0  # give up after this many attempts; 0 = 2 x episodes + 10
+    crf: int = 18  # x264 quality of the stored videos (lower = sharper, larger)
+    progress: bool = True  # tqdm progress bar on stderr
+
+
+def parse_tasks(spec: str) -> list[str]:
+    """"all" -> every tabletop task; "pickup, Push" -> ["PickUp", "Push"] (validated)."""
+    if spec.strip().lower() == "all":
+        return list(TABLETOP_TASKS)
+    tasks = [check_task(t.strip()) for t in spec.split(",") if t.strip()]
+    if not tasks:
+        raise SimError("no task given")
+    for t in tasks:
+        if t not in TABLETOP_TASKS:
+            raise SimError(f"{t} has no scripted arm expert to collect from; "
+                           f"collectable tasks: {', '.join(TABLETOP_TASKS)} (record a shot with `embodied sim record`)")
+    return tasks
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"128" or "160x120" -> (width, height)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 8 or max(parts) > 4096:
+        raise SimError(f"bad image size {text!r}: use WIDTHxHEIGHT like 128x128 (8..4096)")
+    return parts[0], parts[1]
+
+
+def is_idle(action: np.ndarray, prev_gripper: float | None) -> bool:
+    """No translation, no rotation and the gripper command unchanged: a no-op step.
+
+    On the first step there is no previous command, so motion alone decides (as OpenVLA's LIBERO
+    no-op filter does).
+    """
+    still = bool(np.all(np.abs(action[:6]) < IDLE_TOL))
+    if prev_gripper is None:
+        return still
+    return still and abs(float(action[6]) - prev_gripper) < IDLE_TOL
+
+
+def flatten_numeric(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Numeric leaves of a nested dict/list as ``{"objects.red_cube.pos": array}`` (strings dropped)."""
+    out: dict[str, np.ndarray] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(flatten_numeric(value, f"{prefix}{key}."))
+        return out
+    try:
+        arr = np.asarray(tree)
+    except (ValueError, TypeError):  # ragged lists
+        return out
+    if arr.dtype.kind in "biuf" and arr.size > 0:
+        out[prefix.rstrip(".")] = arr
+    elif arr.dtype == object and isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            out.update(flatten_numeric(value, f"{prefix}{i}."))
+    return out
+
+
+def _depth_maps(obs: dict[str, Any], cameras: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Depth images from the observation, whichever of the two layouts the env uses."""
+    found = {}
+    nested = obs.get("depth") if isinstance(obs.get("depth"), dict) else {}
+    for cam in cameras:
+        value = nested.get(cam, obs.get(f"{cam}_depth"))
+        if value is not None:
+            found[f"depth.{cam}"] = np.asarray(value, dtype=np.float32)
+    return found
+
+
+def default_make_env(task: str, cfg: CollectConfig):
+    import sim
+
+    return sim.make(task, cameras=tuple(cfg.cameras), image_size=tuple(cfg.image_size), depth=cfg.depth)
+
+
+def default_make_expert(env, seed: int) -> Expert:
+    from sim.tabletop.experts import make_expert
+
+    return make_expert(env, seed=seed)
+
+
+def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
+                start_recording: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Roll the expert out once and return success, steps, kept frames and the ground truth.
+
+    ``start_recording(instruction)`` is called after reset (when the instruction is known) and
+    returns an EpisodeRecorder that receives the kept frames; without it nothing is recorded.
+    """
+    obs, info = env.reset(seed=seed)
+    expert.reset()
+    instruction = str(info.get("instruction", ""))
+    recorder = start_recording(instruction) if start_recording else None
+    unwrapped = env.unwrapped
+    gt_first = unwrapped.ground_truth()
+    gt_now = gt_first
+    prev_gripper: float | None = None
+    kept = steps = 0
+    success = False
+    for steps in range(1, cfg.max_steps + 1):
+        action = np.asarray(expert.act(obs), dtype=np.float32)
+        if not np.all(np.isfinite(action)):
+            raise SimError(f"expert produced a non-finite action at step {steps}")
+        if recorder is not None and not (cfg.skip_idle and is_idle(action, prev_gripper)):
+            frame_gt = flatten_numeric(gt_now)
+            if cfg.depth:
+                frame_gt.update(_depth_maps(obs, tuple(cfg.cameras)))
+            recorder.add_frame({c: obs[c] for c in cfg.cameras}, obs["state"], action, frame_gt)
+            kept += 1
+        prev_gripper = float(action[6])
+        obs, _, terminated, truncated, info = env.step(action)
+        gt_now = unwrapped.ground_truth()
+        success = bool(info.get("success", False))
+        if success or terminated or truncated:
+            break
+    events = gt_now.get("events", []) if isinstance(gt_now, dict) else []
+    return {"success": success, "steps": steps, "kept": kept, "instruction": instruction,
+            "recorder": recorder,
+            "ground_truth": {"events": events, "initial": gt_first, "final": gt_now,
+                             "clipped_actions": int(info.get("clipped_actions", 0) or 0)}}
+
+
+def _check_output(out: Path) -> None:
+    probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if probe.exists() and not probe.is_dir():
+        raise SimError(f"cannot write dataset at {out}: {probe} is a file")
+
+
+def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | None = None,
+            make_expert: Callable[[Any, int], Expert] | None = None) -> dict[str, Any]:
+    """Fill ``cfg.out`` up to ``cfg.episodes`` saved episodes; returns a summary dict."""
+    from tqdm import tqdm
+
+    from sim.dataset import LeRobotWriter
+    from sim.runs import RunLog
+
+    make_env = make_env or default_make_env
+    make_expert = make_expert or default_make_expert
+    tasks = parse_tasks(cfg.task) if make_env is default_make_env else [t.strip() for t in cfg.task.split(",")]
+    if cfg.episodes < 0:
+        raise SimError("--episodes must be >= 0")
+    out = Path(cfg.out)
+    _check_output(out)
+    envs: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    try:
+        envs[tasks[0]] = make_env(tasks[0], cfg)
+        first = envs[tasks[0]]
+        fps = cfg.fps or int(first.metadata.get("render_fps") or 10)
+        state_dim = int(first.observation_space["state"].shape[0])
+        writer = LeRobotWriter(out, fps=fps, cameras=cfg.cameras, image_size=cfg.image_size,
+                               state_dim=state_dim, robot_type=getattr(first.unwrapped, "robot_type", "embodied_arm"),
+                               crf=cfg.crf)
+    except BaseException:
+        for env in envs.values():
+            env.close()
+        raise
+    resumed_from = writer.num_episodes
+    # Continue after the last committed seed (attempts that failed after it are simply re-run).
+    attempt = (writer.episode_seeds()[-1] - cfg.seed + 1) if resumed_from else 0
+    attempt = max(attempt, 0)
+    max_attempts = cfg.max_attempts or 2 * cfg.episodes + 10
+    tried = saved = 0
+    per_task = {t: {"attempts": 0, "successes": 0, "saved": 0} for t in tasks}
+    log = RunLog(out / "logs", config=dataclasses.replace(cfg, out=str(out)))
+    bar = tqdm(total=cfg.episodes, initial=min(resumed_from, cfg.episodes), desc=f"collect {cfg.task}",
+               unit="ep", disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        while writer.num_episodes < cfg.episodes and tried < max_attempts:
+            task = tasks[writer.num_episodes % len(tasks)]
+            if task not in envs:
+                envs[task] = make_env(task, cfg)
+            env, seed = envs[task], cfg.seed + attempt
+            expert = make_expert(env, seed)
+            started: list[Any] = []  # the recorder, kept here so a crash mid-episode can discard it
+
+            def start(instruction: str, task=task, seed=seed):
+                started.append(writer.start_episode(task=instruction, seed=seed, task_family=task))
+                return started[-1]
+
+            try:
+                result = run_episode(env, expert, seed, cfg, start_recording=start)
+            except BaseException:
+                for rec in started:
+                    rec.discard()
+                raise
+            tried += 1
+            attempt += 1
+            stats = per_task[task]
+            stats["attempts"] += 1
+            stats["successes"] += int(result["success"])
+            rec, index = result["recorder"], None
+            if (result["success"] or cfg.keep_failures) and len(rec) > 0:
+                index = rec.finish(result["success"], result["ground_truth"])
+                stats["saved"] += 1
+                saved += 1
+                bar.update(1)
+            else:
+                rec.discard()
+            log.log(attempt=attempt - 1, seed=seed, task=task, success=result["success"], steps=result["steps"],
+                    kept=result["kept"], episode_index=index, instruction=result["instruction"])
+            bar.set_postfix(success=f"{sum(s['successes'] for s in per_task.values()) / max(tried, 1):.0%}")
+    finally:
+        bar.close()
+        log.close()
+        writer.close()
+        for env in envs.values():
+            env.close()
+    seconds = time.perf_counter() - t0
+    return {
+        "out": str(out), "tasks": tasks, "episodes": writer.num_episodes, "frames": writer.num_frames,
+        "resumed_from": resumed_from, "saved_now": saved, "attempts_now": tried,
+        "success_rate": {t: s["successes"] / s["attempts"] for t, s in per_task.items() if s["attempts"]},
+        "per_task": per_task, "seconds": round(seconds, 2),
+        "episodes_per_min": round(60 * saved / seconds, 2) if saved else 0.0,
+        "complete": writer.num_episodes >= cfg.episodes,
+    }
