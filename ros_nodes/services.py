@@ -10,6 +10,9 @@ from ros_nodes.zmq_server import Request
 
 
 class BatchPolicy(Protocol):
+    """Anything with ``predict_chunk_batch`` (-> [B, K, 7], preferred: stateless, so many robots can
+    share one model) or ``predict_batch`` (-> [B, 7])."""
+
     def predict_batch(self, observations: list[dict[str, np.ndarray]], instructions: list[str]) -> np.ndarray: ...
 
 
@@ -43,7 +46,8 @@ class PolicyService:
                 obs["state"] = req.arrays["state"]
             observations.append(obs)
             instructions.append(instruction)
-        actions = np.asarray(self.policy.predict_batch(observations, instructions), dtype=np.float32)
+        predict = getattr(self.policy, "predict_chunk_batch", None) or self.policy.predict_batch
+        actions = np.asarray(predict(observations, instructions), dtype=np.float32)
         if len(actions) != len(requests):
             raise RuntimeError(f"policy returned {len(actions)} actions for {len(requests)} requests")
         return [({}, {"action": a}) for a in actions]

@@ -1,9 +1,11 @@
 """The robot-side client of the inference server: numpy, pyzmq and msgpack only.
 
 Timeouts are applied to the socket and to every wait (GR00T's client stored a timeout it never
-set, so a dead server hung the robot). After a timeout the socket is closed and a fresh one
-connects, so a late reply to an abandoned request can never be mistaken for the next answer;
-replies are also matched by request id.
+set, so a dead server hung the robot). When a reply does not come in time the socket is closed
+and a fresh one connects, so a late reply to an abandoned request can never be mistaken for the
+next answer (replies are also matched by request id). When the server is down, nothing is queued
+(``IMMEDIATE``) and the socket keeps reconnecting on its own, so the robot resumes as soon as the
+server is back.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class InferenceClient:
         try:
             sock.send_multipart(frames, copy=False)
         except zmq.Again:
-            self._reset()
+            # Nothing was queued (IMMEDIATE): keep the socket, which goes on reconnecting by itself.
             raise ServerTimeout(f"could not send to {self.endpoint} within {timeout:.0f} ms (server down?)") from None
         while True:
             remaining = deadline - time.monotonic()

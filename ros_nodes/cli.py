@@ -1,0 +1,132 @@
+"""`embodied serve` (the ZeroMQ inference server) and `embodied ros ...` (nodes, graphs, the demo)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve", help="serve a policy (and video QA) to robots over ZeroMQ",
+        description="Runs the models on this machine for robots elsewhere. Binds 127.0.0.1 by default: "
+        "pass --bind tcp://0.0.0.0:5555 to expose it, ideally with CURVE keys (--curve-secret, "
+        "--curve-authorized). Robots use ros_nodes.zmq_client.InferenceClient (numpy+pyzmq+msgpack only).")
+    serve.add_argument("--policy", required=True, metavar="CKPT", help="policy checkpoint directory")
+    serve.add_argument("--qa", metavar="CKPT", help="video-QA checkpoint directory (optional)")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: %(default)s)")
+    serve.add_argument("--max-batch", type=int, default=8, help="requests batched per forward pass")
+    serve.add_argument("--curve-secret", metavar="FILE", help="server secret key file (zmq certificate)")
+    serve.add_argument("--curve-authorized", metavar="DIR", help="directory of allowed client public keys")
+    serve.set_defaults(func=_serve)
+
+    ros = sub.add_parser("ros", help="ROS 2: run nodes, launch graphs, the closed-loop demo",
+                         description="The stack as ROS 2 nodes (real rclpy). Topics: camera/<cam>/image_raw, "
+                         "camera/<cam>/camera_info, robot/cmd_twist, robot/cmd_gripper, robot/instruction, "
+                         "sim/episode, sim/ground_truth, policy/status.")
+    rsub = ros.add_subparsers(dest="ros_command", metavar="<ros-command>")
+    up = rsub.add_parser("up", help="start a graph of nodes from a TOML/JSON file; Ctrl-C stops them all")
+    up.add_argument("--config", required=True, metavar="FILE", help="[[node]] entries: node, name, params")
+    up.set_defaults(func=_up)
+    node = rsub.add_parser("node", help="run one node in the foreground")
+    node.add_argument("name", help="sim_robot | policy | camera | perception | qa | agent")
+    node.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="a node parameter (value parsed as JSON/YAML), repeatable")
+    node.set_defaults(func=_node)
+    demo = rsub.add_parser("demo", help="sim robot <-> policy through ROS topics; prints task success",
+                           description="Runs the same held-out seeds as `embodied eval`, in lock-step, so the "
+                           "success rate through ROS should equal the in-process one.")
+    demo.add_argument("--checkpoint", default="checkpoints/default", help="policy checkpoint (default: %(default)s)")
+    demo.add_argument("--server", default="", help="use an `embodied serve` endpoint instead of a local model")
+    demo.add_argument("--task", default="PickUp")
+    demo.add_argument("--episodes", type=int, default=10)
+    demo.add_argument("--seed", type=int, default=100000, help="first held-out seed (default: %(default)s)")
+    demo.add_argument("--out", metavar="FILE.json", help="write the result JSON here")
+    demo.set_defaults(func=_demo)
+    ros.set_defaults(func=lambda args: ros.print_help() or 2)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from policy.predict import Policy
+    from ros_nodes.services import PolicyService
+    from ros_nodes.zmq_server import InferenceServer, ServerConfig
+
+    services = [PolicyService(Policy.from_pretrained(args.policy), {"checkpoint": args.policy})]
+    if args.qa:
+        from ros_nodes.services import QAService
+
+        services.append(QAService.from_pretrained(args.qa))
+    cfg = ServerConfig(endpoint=args.bind, max_batch=args.max_batch, curve_secret_key=args.curve_secret,
+                       curve_authorized_dir=args.curve_authorized)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    with InferenceServer(services, cfg) as server:
+        print(f"serving {', '.join(server.services)} on {server.endpoint} (Ctrl-C to stop)", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    import time
+
+    from ros_nodes.launch import Graph, load_graph
+
+    graph = Graph(load_graph(args.config)).start()
+    print(f"started {len(graph.procs)} node(s); Ctrl-C stops them", flush=True)
+    try:
+        while len(graph.poll()) < len(graph.procs):
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    codes = graph.stop()
+    print("stopped: " + ", ".join(f"{k}={v}" for k, v in codes.items()))
+    return 0
+
+
+def _node(args: argparse.Namespace) -> int:
+    import importlib
+    import json
+
+    from ros_nodes.launch import NODES, LaunchError, NodeSpec, ros_args
+
+    if args.name not in NODES:
+        raise LaunchError(f"unknown node {args.name!r}; known nodes: {', '.join(NODES)}")
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LaunchError(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    module = importlib.import_module(NODES[args.name])
+    return module.main(["embodied", *ros_args(NodeSpec(args.name, params=params))])
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ros_nodes.demo import RosDemoConfig, run_ros_demo
+    from sim.config import write_json
+
+    if not args.server and not Path(args.checkpoint).is_dir():
+        from ros_nodes.launch import LaunchError
+
+        raise LaunchError(f"no policy checkpoint at {args.checkpoint} (train one with `embodied train`)")
+    cfg = RosDemoConfig(checkpoint="" if args.server else args.checkpoint, server=args.server, task=args.task,
+                        episodes=args.episodes, seed=args.seed)
+    result = run_ros_demo(cfg)
+    print(f"{result['task']}: success {result['success_rate']:.0%} over {result['episodes']} episodes "
+          f"(95% CI {result['ci95'][0]:.0%}-{result['ci95'][1]:.0%}) through ROS 2")
+    if args.out:
+        write_json(args.out, result)
+    print(json.dumps({k: result[k] for k in ("task", "episodes", "success_rate", "ci95")}))
+    return 0

@@ -1,0 +1,116 @@
+"""`embodied ros up`: start a graph of nodes as processes and stop them cleanly.
+
+``ros2 launch`` does not come with the PyPI wheels, so this stands in for it: a graph is a list
+of nodes (module, name, parameters), given as TOML or JSON, started with ``--ros-args`` exactly as
+``ros2 run`` would, and stopped with SIGINT, then SIGTERM, then SIGKILL, each after a grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Short names for our nodes; a config may also name any importable module with a main().
+NODES: dict[str, str] = {
+    "sim_robot": "ros_nodes.sim_robot_node",
+    "policy": "ros_nodes.policy_node",
+    "camera": "ros_nodes.camera_node",
+    "perception": "ros_nodes.perception_node",
+    "qa": "ros_nodes.qa_node",
+    "agent": "ros_nodes.agent_node",
+}
+
+
+class LaunchError(ValueError):
+    user_error = True
+
+
+@dataclass
+class NodeSpec:
+    node: str
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        return NODES.get(self.node, self.node)
+
+
+def load_graph(path: str | Path) -> list[NodeSpec]:
+    """Read ``[[node]]`` tables (TOML) or ``{"node": [...]}`` (JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LaunchError(f"no launch config at {path}")
+    try:
+        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise LaunchError(f"cannot parse {path}: {exc}") from None
+    nodes = data.get("node")
+    if not isinstance(nodes, list) or not nodes:
+        raise LaunchError(f"{path} has no [[node]] entries")
+    specs = []
+    for entry in nodes:
+        if "node" not in entry:
+            raise LaunchError(f"a node entry in {path} lacks 'node' (one of {', '.join(NODES)} or a module)")
+        specs.append(NodeSpec(entry["node"], entry.get("name", ""), dict(entry.get("params", {}))))
+    return specs
+
+
+def ros_args(spec: NodeSpec) -> list[str]:
+    args = ["--ros-args"]
+    if spec.name:
+        args += ["-r", f"__node:={spec.name}"]
+    for key, value in spec.params.items():
+        args += ["-p", f"{key}:={json.dumps(value)}"]  # JSON is valid YAML, which rclpy parses
+    return args
+
+
+class Graph:
+    """Running node processes; a context manager that always stops them."""
+
+    def __init__(self, specs: list[NodeSpec], env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+        self.specs = specs
+        self.env = {**os.environ, **(env or {})}
+        self.log_dir = log_dir
+        self.procs: list[tuple[NodeSpec, subprocess.Popen]] = []
+
+    def start(self) -> "Graph":
+        for spec in self.specs:
+            out = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f"{spec.name or spec.node}.log", "w")
+            cmd = [sys.executable, "-m", spec.module, *ros_args(spec)]
+            proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None)
+            self.procs.append((spec, proc))
+        return self
+
+    def poll(self) -> list[tuple[str, int]]:
+        """Nodes that have exited, with their exit codes."""
+        return [(s.name or s.node, p.returncode) for s, p in self.procs if p.poll() is not None]
+
+    def stop(self, grace_s: float = 5.0) -> dict[str, int]:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            alive = [p for _, p in self.procs if p.poll() is None]
+            if not alive:
+                break
+            for p in alive:
+                p.send_signal(sig)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.05)
+        return {s.name or s.node: p.wait() for s, p in self.procs}
+
+    def __enter__(self) -> "Graph":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

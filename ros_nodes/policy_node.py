@@ -1,0 +1,180 @@
+"""The policy node: camera images + instruction in, a 7-D action out as TwistStamped + gripper.
+
+Two modes:
+- ``observation`` (lock-step with a simulator): every complete set of camera images (one per camera,
+  same stamp) gets exactly one action, stamped with the images' stamp. The sim does not move
+  between actions, so this mode is as deterministic as in-process evaluation.
+- ``timer`` (a real robot): actions at ``rate_hz`` from the latest images. A watchdog sends a stop
+  (zero twist, gripper held) whenever the images or the model are older than ``deadline_ms``, and
+  the node resumes by itself when both are healthy again (e.g. a restarted inference server).
+
+The gripper command travels as a ``sensor_msgs/JointState`` (joint ``gripper``, position 0 = open,
+1 = closed) because it needs a stamp to pair with the twist; std_msgs/Float32 has none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from geometry_msgs.msg import TwistStamped
+
+from ros_nodes.backends import ActionBackend, make_backend
+from ros_nodes.convert import BadMessage, action_to_twist, msg_to_image
+from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare
+from ros_nodes.watchdog import Watchdog
+
+
+def _stamp_key(stamp) -> tuple[int, int]:
+    return int(stamp.sec), int(stamp.nanosec)
+
+
+class PolicyNode(Node):
+    def __init__(self, backend: ActionBackend | None = None) -> None:
+        super().__init__("policy")
+        self.cameras = list(declare(self, "cameras", ["agentview", "wrist"]))
+        self.mode = declare(self, "mode", "observation")
+        rate_hz = float(declare(self, "rate_hz", 10.0))
+        deadline_ms = float(declare(self, "deadline_ms", 200.0))
+        checkpoint = declare(self, "checkpoint", "")
+        server = declare(self, "server", "")
+        timeout_ms = float(declare(self, "server_timeout_ms", min(150.0, deadline_ms * 0.75)))
+        self.instruction = declare(self, "instruction", "")
+        if self.mode not in ("observation", "timer"):
+            raise ValueError(f"mode must be 'observation' or 'timer', not {self.mode!r}")
+        self.backend = backend or make_backend(checkpoint, server, timeout_ms)
+        # The watchdog guards the inputs; the model is guarded by its own timeout (shorter than the
+        # deadline) and stops the robot on any failure, yet is retried every tick so it can recover.
+        self.watchdog = Watchdog(deadline_ms / 1000.0, ("images",))
+        self._pending: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self._latest: dict[str, np.ndarray] = {}
+        self._gripper = 0.0
+        self._stopped = True
+        self._acted: tuple[tuple[int, int] | None, np.ndarray | None] = (None, None)
+        self.dropped = 0
+        self.twist_pub = self.create_publisher(TwistStamped, "robot/cmd_twist", RELIABLE_QOS)
+        self.gripper_pub = self.create_publisher(JointState, "robot/cmd_gripper", RELIABLE_QOS)
+        self.status_pub = self.create_publisher(String, "policy/status", RELIABLE_QOS)
+        for cam in self.cameras:
+            self.create_subscription(Image, f"camera/{cam}/image_raw",
+                                     lambda msg, cam=cam: self._on_image(cam, msg), SENSOR_QOS)
+        self.create_subscription(String, "robot/instruction", self._on_instruction, LATCHED_QOS)
+        self.create_subscription(String, "sim/episode", self._on_episode, RELIABLE_QOS)
+        if self.mode == "timer":
+            self.create_timer(1.0 / rate_hz, self._on_tick)
+        self.get_logger().info(f"policy node up: mode={self.mode}, cameras={self.cameras}")
+
+    # -- inputs --------------------------------------------------------------------------------
+    def _on_instruction(self, msg: String) -> None:
+        if msg.data != self.instruction:
+            self.instruction = msg.data
+            self.backend.reset()
+
+    def _on_episode(self, msg: String) -> None:
+        try:
+            event = json.loads(msg.data)
+        except json.JSONDecodeError:
+            return
+        if event.get("event") == "reset":
+            self.backend.reset()
+            self._pending.clear()
+            self._acted = (None, None)
+
+    def _on_image(self, cam: str, msg: Image) -> None:
+        try:
+            image = msg_to_image(msg)
+        except BadMessage as exc:
+            self.dropped += 1
+            self.get_logger().warning(f"dropped a malformed image on camera/{cam}: {exc}")
+            return
+        if image.ndim != 3:
+            self.dropped += 1
+            self.get_logger().warning(f"dropped a non-colour image on camera/{cam}")
+            return
+        self._latest[cam] = image
+        if all(c in self._latest for c in self.cameras):
+            self.watchdog.feed("images")
+        if self.mode != "observation":
+            return
+        key = _stamp_key(msg.header.stamp)
+        if key == self._acted[0]:  # the sim re-sent an observation we already answered
+            if cam == self.cameras[0] and self._acted[1] is not None:
+                self._publish(self._acted[1], msg.header.stamp)
+            return
+        frames = self._pending.setdefault(key, {})
+        frames[cam] = image
+        if len(frames) == len(self.cameras):
+            del self._pending[key]
+            for old in [k for k in self._pending if k < key]:  # older incomplete sets never finish
+                del self._pending[old]
+            self._acted = (key, self._act(frames, msg.header.stamp))
+
+    # -- outputs -------------------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        stale = self.watchdog.stale()
+        if stale:
+            self._stop(f"stale: {', '.join(stale)}")
+            return
+        self._act(dict(self._latest), self.get_clock().now().to_msg())
+
+    def _act(self, images: dict[str, np.ndarray], stamp) -> np.ndarray | None:
+        """Predict and publish; returns the action sent, or None when it stopped instead."""
+        if not self.instruction:
+            self._stop("no instruction yet")
+            return None
+        try:
+            action = np.asarray(self.backend.predict(images, self.instruction), dtype=np.float32).reshape(-1)
+        except Exception as exc:  # noqa: BLE001 - any model/server failure means: stop the robot
+            self._stop(f"model unavailable: {type(exc).__name__}: {exc}")
+            return None
+        if action.shape != (7,) or not np.all(np.isfinite(action)):
+            self._stop(f"model returned an invalid action {action.tolist()}")
+            return None
+        self._gripper = float(action[6])
+        self._publish(action, stamp)
+        if self._stopped:
+            self._stopped = False
+            self._status("running", "")
+        return action
+
+    def _stop(self, reason: str) -> None:
+        stop = np.zeros(7, dtype=np.float32)
+        stop[6] = self._gripper  # hold the gripper: stopping must not drop what it carries
+        self._publish(stop, self.get_clock().now().to_msg())
+        if not self._stopped:
+            self._stopped = True
+            self.get_logger().warning(f"stopping the robot: {reason}")
+        self._status("stopped", reason)
+
+    def _publish(self, action: np.ndarray, stamp) -> None:
+        self.twist_pub.publish(action_to_twist(action, stamp))
+        grip = JointState()
+        grip.header.stamp = stamp
+        grip.name = ["gripper"]
+        grip.position = [float(action[6])]
+        self.gripper_pub.publish(grip)
+
+    def _status(self, state: str, reason: str) -> None:
+        self.status_pub.publish(String(data=json.dumps({"state": state, "reason": reason,
+                                                        "t": time.time(), "dropped": self.dropped})))
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+
+def main(args: list[str] | None = None) -> int:
+    from ros_nodes.runtime import run_node
+
+    return run_node(PolicyNode, args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv))

@@ -1,0 +1,60 @@
+"""Starting and stopping a node the same way everywhere: init, spin, clean shutdown on SIGINT/SIGTERM.
+
+Clean means: destroy the node, shut the executor down, then the context, in that order, and never
+leave a spinning thread behind. Doing it in any other order is what prints ``terminate called
+without an active exception`` at exit.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+SENSOR_QOS = qos_profile_sensor_data  # best effort, shallow: a late camera frame is worthless
+# Reliable, kept (last 100) for late joiners: instructions and episode results.
+LATCHED_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Create the node with ``factory`` and spin until SIGINT/SIGTERM or the node asks to stop."""
+    rclpy.init(args=args)
+    stop = threading.Event()
+
+    def on_term(signum, frame):  # SIGTERM from `embodied ros up` or systemd: shut down like SIGINT
+        stop.set()
+        rclpy.try_shutdown()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    node = None
+    executor = SingleThreadedExecutor()
+    try:
+        node = factory()
+        executor.add_node(node)
+        while rclpy.ok() and not stop.is_set() and not getattr(node, "done", False):
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return int(getattr(node, "exit_code", 0) or 0)
+
+
+def declare(node: Node, name: str, default):
+    """Declare a typed parameter (the type follows the default) and return its value."""
+    return node.declare_parameter(name, default).value

@@ -1,0 +1,180 @@
+"""The sim-robot node: a MuJoCo world behind ROS 2 topics, as a real robot driver would be.
+
+Publishes, per camera, ``camera/<cam>/image_raw`` (sensor-data QoS) and ``camera/<cam>/camera_info``;
+``robot/joint_states``; ``robot/instruction`` (latched); ``sim/ground_truth`` (JSON) and
+``sim/episode`` (JSON events: ``reset`` and ``end`` with success). Subscribes to
+``robot/cmd_twist`` + ``robot/cmd_gripper`` (paired by stamp).
+
+``lockstep`` (default, for evaluation): the world advances one control step per command stamped
+with the current observation, so a run through ROS equals an in-process run with the same seeds.
+Until that command comes, the current observation is re-sent every ``resend_s`` (late subscribers
+miss volatile messages). Otherwise the world runs at ``rate_hz`` and, like a real driver, holds
+still when no fresh command arrived within ``deadline_ms``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from geometry_msgs.msg import TwistStamped
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import String
+
+from ros_nodes.convert import camera_info, image_to_msg, twist_to_action
+from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare
+
+
+def _key(stamp) -> tuple[int, int]:
+    return int(stamp.sec), int(stamp.nanosec)
+
+
+class SimRobotNode(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_robot")
+        import sim
+
+        self.task = declare(self, "task", "PickUp")
+        self.seed = int(declare(self, "seed", 100000))
+        self.episodes = int(declare(self, "episodes", 0))  # 0 = run until stopped
+        self.cameras = list(declare(self, "cameras", ["agentview", "wrist"]))
+        size = int(declare(self, "image_size", 128))
+        self.lockstep = bool(declare(self, "lockstep", True))
+        rate_hz = float(declare(self, "rate_hz", 10.0))
+        self.deadline_s = float(declare(self, "deadline_ms", 200.0)) / 1000.0
+        self.exit_when_done = bool(declare(self, "exit_when_done", True))
+        instruction_split = declare(self, "instruction_split", "train")
+        self.env = sim.make(self.task, cameras=tuple(self.cameras), image_size=(size, size),
+                            instruction_split=instruction_split)
+        self.size = size
+        self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR_QOS) for c in self.cameras}
+        self.info_pubs = {c: self.create_publisher(CameraInfo, f"camera/{c}/camera_info", SENSOR_QOS)
+                          for c in self.cameras}
+        self.joint_pub = self.create_publisher(JointState, "robot/joint_states", SENSOR_QOS)
+        self.instruction_pub = self.create_publisher(String, "robot/instruction", LATCHED_QOS)
+        self.gt_pub = self.create_publisher(String, "sim/ground_truth", RELIABLE_QOS)
+        self.episode_pub = self.create_publisher(String, "sim/episode", LATCHED_QOS)
+        self.create_subscription(TwistStamped, "robot/cmd_twist", self._on_twist, RELIABLE_QOS)
+        self.create_subscription(JointState, "robot/cmd_gripper", self._on_gripper, RELIABLE_QOS)
+        self._twists: dict[tuple[int, int], TwistStamped] = {}
+        self._grips: dict[tuple[int, int], float] = {}
+        self._last_cmd: tuple[float, np.ndarray] | None = None  # (receipt time, action) in real time
+        self._gripper = 0.0
+        self.episode = 0
+        self.results: list[dict] = []
+        self.done = False
+        self._reset()
+        if self.lockstep:
+            self.create_timer(float(declare(self, "resend_s", 0.2)), self._publish_obs)
+        else:
+            self.create_timer(1.0 / rate_hz, self._on_tick)
+
+    # -- episodes ------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        seed = self.seed + self.episode
+        self.obs, info = self.env.reset(seed=seed)
+        self.steps = 0
+        self.instruction = info["instruction"]
+        self._new_stamp()
+        self.instruction_pub.publish(String(data=self.instruction))
+        self.episode_pub.publish(String(data=json.dumps({
+            "event": "reset", "episode": self.episode, "seed": seed, "instruction": self.instruction,
+            "stamp": list(_key(self.stamp))})))
+        if not self.lockstep:
+            self._publish_obs()
+        # In lock-step the first observation waits for the resend timer, so the reset event (another
+        # topic, no cross-topic ordering in DDS) reaches the policy before the images do.
+
+    def _new_stamp(self) -> None:
+        self.stamp = self.get_clock().now().to_msg()
+
+    def _publish_obs(self) -> None:
+        if self.done:
+            return
+        for cam in self.cameras:
+            self.image_pubs[cam].publish(image_to_msg(self.obs[cam], self.stamp, frame_id=cam))
+            K = self.env.unwrapped.camera_intrinsics(cam)
+            self.info_pubs[cam].publish(camera_info(K, self.size, self.size, self.stamp, frame_id=cam))
+        joints = JointState()
+        joints.header.stamp = self.stamp
+        state = np.asarray(self.obs.get("state", []), dtype=np.float64)
+        joints.name = [f"state_{i}" for i in range(len(state))]
+        joints.position = [float(v) for v in state]
+        self.joint_pub.publish(joints)
+        gt = getattr(self.env.unwrapped, "ground_truth", None)
+        if callable(gt):
+            self.gt_pub.publish(String(data=json.dumps(gt(), default=float)))
+
+    def _step(self, action: np.ndarray) -> None:
+        self.obs, _, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if terminated or truncated:
+            result = {"event": "end", "episode": self.episode, "seed": self.seed + self.episode,
+                      "success": bool(info.get("success", False)), "steps": self.steps,
+                      "instruction": self.instruction}
+            self.results.append(result)
+            self.episode_pub.publish(String(data=json.dumps(result)))
+            self.episode += 1
+            if self.episodes and self.episode >= self.episodes:
+                self.done = self.exit_when_done
+                if self.done:
+                    return
+            self._reset()
+            return
+        self._new_stamp()
+        self._publish_obs()
+
+    # -- commands ------------------------------------------------------------------------------
+    def _on_twist(self, msg: TwistStamped) -> None:
+        self._twists[_key(msg.header.stamp)] = msg
+        self._try_pair(_key(msg.header.stamp))
+
+    def _on_gripper(self, msg: JointState) -> None:
+        if list(msg.name) != ["gripper"] or len(msg.position) != 1:
+            self.get_logger().warning("dropped a gripper command that is not one 'gripper' joint")
+            return
+        self._grips[_key(msg.header.stamp)] = float(msg.position[0])
+        self._try_pair(_key(msg.header.stamp))
+
+    def _try_pair(self, key: tuple[int, int]) -> None:
+        if key not in self._twists or key not in self._grips:
+            return
+        action = twist_to_action(self._twists.pop(key), self._grips.pop(key))
+        for stale in [k for k in self._twists if k < key]:
+            del self._twists[stale]
+        for stale in [k for k in self._grips if k < key]:
+            del self._grips[stale]
+        if not np.all(np.isfinite(action)):
+            self.get_logger().warning("dropped a command with NaN/inf")
+            return
+        if self.lockstep:
+            if key == _key(self.stamp) and not self.done:
+                self._step(action)
+        else:
+            self._last_cmd = (self.get_clock().now().nanoseconds / 1e9, action)
+
+    def _on_tick(self) -> None:
+        now = self.get_clock().now().nanoseconds / 1e9
+        if self._last_cmd is not None and now - self._last_cmd[0] <= self.deadline_s:
+            action = self._last_cmd[1]
+            self._gripper = float(action[6])
+        else:  # no fresh command: hold still, keep the grip
+            action = np.zeros(7, dtype=np.float32)
+            action[6] = self._gripper
+        self._step(action)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    from ros_nodes.runtime import run_node
+
+    return run_node(SimRobotNode, args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv))

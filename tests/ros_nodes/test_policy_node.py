@@ -1,0 +1,182 @@
+"""The policy node on real rclpy: actions stamped like their images, bad images dropped, the watchdog
+stops the robot when a remote inference server dies and resumes when it returns."""
+
+import json
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import TwistStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from ros_nodes.backends import RemoteBackend
+from ros_nodes.convert import image_to_msg
+from ros_nodes.policy_node import PolicyNode
+from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from ros_nodes.services import PolicyService
+from ros_nodes.zmq_server import InferenceServer, ServerConfig
+from tests.ros_nodes.conftest import spin_until
+
+
+class BrightnessBackend:
+    """Deterministic: dx = mean brightness of the agent view, gripper closes on 'pick'."""
+
+    def __init__(self):
+        self.resets = 0
+        self.calls = 0
+
+    def predict(self, images, instruction):
+        self.calls += 1
+        return np.array([images["agentview"].mean() / 255.0, 0, 0, 0, 0, 0, float("pick" in instruction)],
+                        np.float32)
+
+    def predict_batch(self, observations, instructions):
+        return np.stack([self.predict(o, i) for o, i in zip(observations, instructions)])
+
+    def reset(self):
+        self.resets += 1
+
+
+class Robot:
+    """The test's side of the topics: publishes camera images, records commands."""
+
+    def __init__(self, ros, cameras=("agentview",)):
+        self.node = ros.create_node("test_robot")
+        self.img_pubs = {c: self.node.create_publisher(Image, f"camera/{c}/image_raw", SENSOR_QOS) for c in cameras}
+        self.instr_pub = self.node.create_publisher(String, "robot/instruction", LATCHED_QOS)
+        self.twists, self.grips, self.status = [], [], []
+        self.node.create_subscription(TwistStamped, "robot/cmd_twist", self.twists.append, RELIABLE_QOS)
+        self.node.create_subscription(JointState, "robot/cmd_gripper", self.grips.append, RELIABLE_QOS)
+        self.node.create_subscription(String, "policy/status", lambda m: self.status.append(json.loads(m.data)),
+                                      RELIABLE_QOS)
+
+    def publish(self, value: int, stamp, cameras=("agentview",)):
+        for c in cameras:
+            self.img_pubs[c].publish(image_to_msg(np.full((8, 8, 3), value, np.uint8), stamp, c))
+
+
+def make_node(backend, **params):
+    from rclpy.node import Node
+
+    # Parameter overrides are how a launcher sets them; the node declares and reads them.
+    original = Node.__init__
+
+    def init(self, name, **kw):
+        original(self, name, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], **kw)
+
+    Node.__init__ = init
+    try:
+        return PolicyNode(backend)
+    finally:
+        Node.__init__ = original
+
+
+def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
+    backend = BrightnessBackend()
+    node = make_node(backend, cameras=["agentview"], mode="observation")
+    robot = Robot(ros)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(robot.node)
+    robot.instr_pub.publish(String(data="pick up the red cube"))
+    assert spin_until(ex, lambda: node.instruction == "pick up the red cube")
+    stamp = robot.node.get_clock().now().to_msg()
+    assert spin_until(ex, lambda: (robot.publish(51, stamp), len(robot.twists) >= 1)[1], timeout_s=10)
+    calls_after_first = backend.calls
+    robot.publish(51, stamp)  # a re-sent observation: answered again, not re-predicted
+    spin_until(ex, lambda: len(robot.twists) >= 2, timeout_s=3)
+    twist = robot.twists[0]
+    assert (twist.header.stamp.sec, twist.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)
+    assert twist.twist.linear.x == pytest.approx(0.2, abs=1e-6)
+    assert spin_until(ex, lambda: len(robot.grips) >= 1)
+    assert robot.grips[0].position[0] == 1.0 and robot.grips[0].name == ["gripper"]
+    assert backend.calls == calls_after_first
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
+def test_malformed_images_are_dropped_and_node_keeps_running(ros):
+    backend = BrightnessBackend()
+    node = make_node(backend, cameras=["agentview"], mode="observation")
+    robot = Robot(ros)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(robot.node)
+    robot.instr_pub.publish(String(data="push"))
+    assert spin_until(ex, lambda: node.instruction == "push")
+    bad = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    bad.step = 3  # too small for 8 RGB pixels
+    worse = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    worse.encoding = "yuv422"
+
+    def send_bad():
+        robot.img_pubs["agentview"].publish(bad)
+        robot.img_pubs["agentview"].publish(worse)
+        return node.dropped >= 2
+
+    assert spin_until(ex, send_bad)
+    stamp = robot.node.get_clock().now().to_msg()
+    assert spin_until(ex, lambda: (robot.publish(255, stamp), len(robot.twists) >= 1)[1])
+    assert robot.twists[-1].twist.linear.x == pytest.approx(1.0)
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
+def test_watchdog_stops_when_server_dies_and_resumes(ros):
+    server = InferenceServer([PolicyService(BrightnessBackend())],
+                             ServerConfig(endpoint="tcp://127.0.0.1:*")).start()
+    endpoint = server.endpoint
+    backend = RemoteBackend(endpoint, timeout_ms=100)
+    node = make_node(backend, cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=200.0)
+    robot = Robot(ros)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(robot.node)
+    robot.instr_pub.publish(String(data="go"))
+
+    def feed_and(check):
+        def step():
+            robot.publish(128, robot.node.get_clock().now().to_msg())
+            return check()
+        return step
+
+    assert spin_until(ex, feed_and(lambda: any(s["state"] == "running" for s in robot.status)))
+    assert robot.twists[-1].twist.linear.x > 0.4
+    server.stop()
+    n = len(robot.twists)
+    assert spin_until(ex, feed_and(lambda: any(s["state"] == "stopped" and "model" in s["reason"]
+                                               for s in robot.status)))
+    # After the stop, every command is a zero twist (the gripper is held, not opened).
+    assert spin_until(ex, feed_and(lambda: len(robot.twists) > n + 2))
+    assert robot.twists[-1].twist.linear.x == 0.0
+    server = InferenceServer([PolicyService(BrightnessBackend())], ServerConfig(endpoint=endpoint)).start()
+    robot.status.clear()
+    assert spin_until(ex, feed_and(lambda: any(s["state"] == "running" for s in robot.status)), timeout_s=15)
+    assert spin_until(ex, feed_and(lambda: robot.twists[-1].twist.linear.x > 0.4))
+    server.stop()
+    ex.shutdown()
+    node.close()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
+def test_watchdog_stops_when_images_go_stale(ros):
+    node = make_node(BrightnessBackend(), cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=150.0)
+    robot = Robot(ros)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(robot.node)
+    robot.instr_pub.publish(String(data="go"))
+    assert spin_until(ex, lambda: (robot.publish(200, robot.node.get_clock().now().to_msg()),
+                                   any(s["state"] == "running" for s in robot.status))[1])
+    # No more images: within the deadline (plus a tick) the node must report a stale stop.
+    assert spin_until(ex, lambda: any(s["state"] == "stopped" and "images" in s["reason"] for s in robot.status),
+                      timeout_s=5)
+    assert robot.twists[-1].twist.linear.x == 0.0
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
