@@ -29,7 +29,7 @@ import numpy as np
 from sim.errors import SimError
 from sim.registry import TABLETOP_TASKS, check_task
 
-IDLE_TOL = 1e-3  # |action| below this on every motion axis counts as no motion (actions are ~[-1, 1])
+IDLE_TOL = 1e-4  # |action| below this on every motion axis is no motion (m or rad per step)
 
 
 class Expert(Protocol):
