@@ -1,0 +1,221 @@
+"""`embodied bench sim`: how fast the worlds run and how reliable the scripted experts are.
+
+Measured in one run, so the ratios compare like with like:
+* physics steps/s (raw ``mj_step`` of the tabletop and billiards models) and env control steps/s;
+* rendered frames/s per camera size, as a ratio to the smallest size;
+* IK solve time (damped least squares, from the home posture to random reachable poses);
+* expert episodes/minute: rollouts that render the cameras (baseline) against full collection
+  into a LeRobot dataset (video encoding, parquet, ground truth, fsync);
+* expert success rate per task family over N seeded episodes (no rendering: only the physics and
+  the expert decide success), with a 95% Wilson interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+DESCRIPTION = "physics/render/IK speed, collection throughput and expert success per task"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="expert episodes per task family for the success rate (default: 100, quick: 10)")
+    parser.add_argument("--collect-episodes", type=int, default=None,
+                        help="episodes timed for collection throughput (default: 20, quick: 4)")
+    parser.add_argument("--sizes", default=None,
+                        help="render sizes, comma list of WxH (default: 64,128,256,640x480; quick: 64,128,256)")
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a success rate (sound at 0% and 100%, unlike p +- 2se)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def physics_rates(seconds: float) -> dict[str, float]:
+    """Raw mj_step rate of each world and the env's control-step rate without cameras."""
+    import mujoco
+
+    import sim
+    from sim.billiards.world import BilliardsWorld
+
+    out: dict[str, float] = {}
+    env = sim.make("PickUp", cameras=())
+    env.reset(seed=0)
+    model, data = env.unwrapped.model, env.unwrapped.data
+    out["tabletop"] = _rate(lambda: mujoco.mj_step(model, data), seconds)
+    env.reset(seed=0)
+    zero = np.zeros(7, np.float32)
+    out["tabletop_env_control_steps"] = _rate(lambda: env.step(zero), seconds)
+    env.close()
+    world = BilliardsWorld(cameras=())
+    world.reset(np.random.default_rng(0))
+    out["billiards"] = _rate(lambda: mujoco.mj_step(world.model, world.data), seconds)
+    world.close()
+    return out
+
+
+def _rate(fn, seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return n / elapsed
+
+
+def render_rates(sizes: list[tuple[int, int]], seconds: float) -> dict[str, float]:
+    """Frames/s of the agentview camera at each size (one camera, RGB only)."""
+    import sim
+
+    out = {}
+    for w, h in sizes:
+        env = sim.make("PickUp", cameras=("agentview",), image_size=(w, h))
+        env.reset(seed=0)
+        cams, data = env.unwrapped.cameras, env.unwrapped.data
+        out[f"{w}x{h}"] = _rate(lambda: cams.render(data), seconds)
+        env.close()
+    return out
+
+
+def ik_timing(n: int) -> dict[str, float]:
+    """Median/p95 solve time and convergence rate from home to random poses in the workspace."""
+    import sim
+
+    env = sim.make("PickUp", cameras=())
+    env.reset(seed=0)
+    u = env.unwrapped
+    ik = u.ik
+    home_q = u.data.qpos[u.ids.arm_qpos].copy()
+    pos0, mat0 = ik.site_pose(home_q)
+    rng = np.random.default_rng(0)
+    times, iters, ok = [], [], 0
+    for _ in range(n):
+        target = pos0 + rng.uniform([-0.15, -0.2, -0.2], [0.15, 0.2, 0.05])
+        t0 = time.perf_counter()
+        res = ik.solve(target, mat0, home_q)
+        times.append(time.perf_counter() - t0)
+        iters.append(res.iterations)
+        ok += res.pos_error < 2e-3
+    env.close()
+    t = np.array(times) * 1e3
+    return {"median_ms": float(np.median(t)), "p95_ms": float(np.percentile(t, 95)),
+            "mean_iterations": float(np.mean(iters)), "converged": ok / n}
+
+
+def expert_success(tasks: list[str], n: int) -> dict[str, dict[str, Any]]:
+    """Success of the scripted expert over seeds 0..n-1 per family (cameras off)."""
+    import sim
+    from sim.collect import CollectConfig, run_episode
+    from sim.tabletop.experts import make_expert
+
+    cfg = CollectConfig(cameras=())
+    out = {}
+    for task in tasks:
+        env = sim.make(task, cameras=())
+        wins, steps, t0 = 0, [], time.perf_counter()
+        for seed in range(n):
+            result = run_episode(env, make_expert(env.unwrapped, seed=seed), seed, cfg)
+            wins += result["success"]
+            steps.append(result["steps"])
+        env.close()
+        lo, hi = wilson(wins, n)
+        out[task] = {"rate": wins / n, "ci95": [round(lo, 3), round(hi, 3)], "episodes": n,
+                     "mean_steps": float(np.mean(steps)), "seconds": round(time.perf_counter() - t0, 2)}
+    return out
+
+
+def collection_throughput(n: int, size: tuple[int, int]) -> dict[str, float]:
+    """Episodes/minute rendering two cameras, without and with writing the dataset."""
+    import sim
+    import sim.dataset  # noqa: F401 - import (pyarrow, PyAV) outside the timed region
+    from sim.collect import CollectConfig, collect, run_episode
+    from sim.tabletop.experts import make_expert
+
+    cfg = CollectConfig(task="PickUp", episodes=n, image_size=size, progress=False)
+    env = sim.make("PickUp", cameras=cfg.cameras, image_size=size)
+    t0 = time.perf_counter()
+    for seed in range(n):
+        run_episode(env, make_expert(env.unwrapped, seed=seed), seed, cfg)  # renders, writes nothing
+    no_video = time.perf_counter() - t0
+    env.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.out = f"{tmp}/ds"
+        t0 = time.perf_counter()
+        summary = collect(cfg)
+        with_video = time.perf_counter() - t0
+    per_min = lambda seconds, count: 60.0 * count / seconds  # noqa: E731
+    return {"image_size": f"{size[0]}x{size[1]}", "cameras": len(cfg.cameras),
+            "episodes_per_min_render_only": per_min(no_video, n),
+            "episodes_per_min_with_video": per_min(with_video, summary["saved_now"] or 1),
+            "frames": summary["frames"]}
+
+
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    from sim.collect import parse_size
+
+    return [parse_size(s.strip()) for s in text.split(",") if s.strip()]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from sim.registry import TABLETOP_TASKS
+
+    quick = bool(getattr(args, "quick", False))
+    n_success = getattr(args, "episodes", None) or (10 if quick else 100)
+    n_collect = getattr(args, "collect_episodes", None) or (4 if quick else 20)
+    sizes = _parse_sizes(getattr(args, "sizes", None) or ("64,128,256" if quick else "64,128,256,640x480"))
+    seconds = 0.5 if quick else 2.0
+
+    physics = physics_rates(seconds)
+    render = render_rates(sizes, seconds)
+    ik = ik_timing(50 if quick else 500)
+    throughput = collection_throughput(n_collect, (128, 128))
+    success = expert_success(list(TABLETOP_TASKS), n_success)
+
+    base = next(iter(render))
+    result = {
+        "physics_steps_per_s": physics,
+        "render_fps": render,
+        "render_vs_" + base: {k: v / render[base] for k, v in render.items()},
+        "ik": ik,
+        "collection": throughput,
+        "video_overhead_ratio": throughput["episodes_per_min_render_only"] / throughput["episodes_per_min_with_video"],
+        "expert_success": {t: s["rate"] for t, s in success.items()},
+        "expert_success_ci95": {t: s["ci95"] for t, s in success.items()},
+        "episodes": {t: s["episodes"] for t, s in success.items()},
+        "expert_mean_steps": {t: s["mean_steps"] for t, s in success.items()},
+    }
+    _print_table(result)
+    return result
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    """A short human summary on stderr; the JSON stays the last thing on stdout."""
+    p = sys.stderr.write
+    p("\nsim benchmark\n")
+    for k, v in r["physics_steps_per_s"].items():
+        p(f"  physics  {k:28s} {v:10.0f} steps/s\n")
+    for k, v in r["render_fps"].items():
+        p(f"  render   {k:28s} {v:10.1f} fps\n")
+    p(f"  ik       median {r['ik']['median_ms']:.3f} ms, p95 {r['ik']['p95_ms']:.3f} ms, "
+      f"converged {r['ik']['converged']:.0%}\n")
+    c = r["collection"]
+    p(f"  collect  {c['image_size']} x{c['cameras']} cams: {c['episodes_per_min_render_only']:.1f} ep/min "
+      f"render only, {c['episodes_per_min_with_video']:.1f} ep/min with video+dataset\n")
+    for t, rate in r["expert_success"].items():
+        lo, hi = r["expert_success_ci95"][t]
+        p(f"  expert   {t:10s} {rate:6.1%}  [{lo:.2f}, {hi:.2f}]  n={r['episodes'][t]}\n")
