@@ -129,9 +129,10 @@ def tiny_config(family: str, image_size: int = 64, patch_size: int = 8, hidden_s
                 num_layers: int = 2, num_heads: int = 4) -> Any:
     """A small config of ``family`` that trains from scratch on a CPU in minutes."""
     config_cls = _hf_class(_family(family).config_cls)
+    extra = {"vision_use_head": False} if family == "siglip" else {}  # pooling head: unused here
     return config_cls(hidden_size=hidden_size, intermediate_size=hidden_size * 2,
                       num_hidden_layers=num_layers, num_attention_heads=num_heads,
-                      image_size=image_size, patch_size=patch_size, num_channels=3)
+                      image_size=image_size, patch_size=patch_size, num_channels=3, **extra)
 
 
 def build_vision_encoder(family: str = "siglip", image_size: int = 64, patch_size: int = 8,
@@ -157,7 +158,10 @@ def load_backbone(path: str | Path) -> Backbone:
         raise PerceptionError(f"{path}: vision model_type {model_type!r} is not supported; "
                               f"supported: {', '.join(sorted(_MODEL_TYPES))}")
     cls = _hf_class(_family(family).model_cls)
+    # Drop poolers we never use (they would also leave DDP with parameters that get no gradient).
     kwargs = {"add_pooling_layer": False} if family == "vit" else {}
+    if family == "siglip":
+        kwargs["vision_use_head"] = False
     try:
         model = cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as exc:

@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -263,8 +263,13 @@ class VLAModel(nn.Module):
             self.cfg.lora_rank = 0
 
     # --- checkpoints ----------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write weights, config, tokenizer and statistics to a temp dir, then rename into place."""
+    def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None,
+                        write_extra: Callable[[Path], None] | None = None) -> Path:
+        """Write weights, config, tokenizer and statistics to a temp dir, then rename into place.
+
+        ``extra`` adds keys to config.json; ``write_extra(tmp_dir)`` adds files (optimizer state)
+        before the rename, so they are part of the same all-or-nothing commit.
+        """
         from safetensors.torch import save_file
 
         directory = Path(directory)
@@ -281,6 +286,8 @@ class VLAModel(nn.Module):
             self.text_tokenizer.save(tmp / "tokenizer")
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(_untie(state), str(tmp / "model.safetensors"))
+            if write_extra is not None:
+                write_extra(tmp)
             if directory.exists():
                 old = directory.with_name(directory.name + ".old")
                 shutil.rmtree(old, ignore_errors=True)

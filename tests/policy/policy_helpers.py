@@ -45,7 +45,7 @@ class SyntheticDataset:
                 "observation.state": rng.normal(size=(length, STATE_DIM)).astype(np.float32),
                 "observation.images.agentview": imgs,
                 "observation.images.wrist": imgs[:, ::-1].copy(),
-                "task": self.tasks[e % 2],
+                "task": self.tasks[(e // 2) % 2],  # instruction independent of the side
             })
         actions = np.concatenate([e["action"] for e in self._episodes])
         states = np.concatenate([e["observation.state"] for e in self._episodes])

@@ -1,0 +1,177 @@
+"""Dataset -> in-memory training frames -> batches, with a resumable seeded order and augmentation.
+
+Datasets here are small (tens of episodes of 64 px frames), so every frame is decoded once, resized
+to the model's input size and kept in memory; a batch is then plain indexing. No-op frames (no
+motion and no gripper change, e.g. an expert idling) are dropped by default: a policy that learns
+to stand still does (OpenVLA's filtered demonstrations).
+
+Order: an endless stream of per-epoch permutations drawn from ``seed`` and the epoch number, so
+"position p in the stream" is the whole sampler state and a resumed run sees exactly the same
+batches. Augmentation parameters come from a generator seeded with (seed, step) and are drawn for
+the whole global batch, so every DDP rank augments its slice exactly as a single process would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from policy.action_tokenizer import ActionTokenizer, validate_stats
+from policy.errors import PolicyError
+from policy.processor import resize_uint8
+
+IMAGE_PREFIX = "observation.images."
+
+
+def open_dataset(path: str | Path) -> Any:
+    """A :class:`sim.dataset.LeRobotDataset`, with its statistics checked."""
+    from sim.dataset import LeRobotDataset
+
+    ds = LeRobotDataset(path)
+    check_dataset_stats(ds)
+    return ds
+
+
+def check_dataset_stats(ds: Any) -> None:
+    stats = getattr(ds, "stats", None)
+    if not stats or "action" not in stats:
+        raise PolicyError("the dataset has no action statistics (meta/stats.json)")
+    validate_stats(stats["action"], dim=len(stats["action"].get("q01", [])) or 7,
+                   name="dataset action")
+
+
+@dataclass
+class FrameTable:
+    """Every kept frame of the dataset, ready to batch."""
+
+    images: np.ndarray  # uint8 [N, C, S, S, 3]
+    states: np.ndarray  # float32 [N, D]
+    task_ids: np.ndarray  # int64 [N] into ``instructions``
+    instructions: list[str]
+    chunks: np.ndarray  # float32 [N, K, 7]: the action now and the K-1 after it
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+
+def is_noop(actions: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """True where the arm does not move and the gripper keeps its previous command."""
+    still = np.abs(actions[:, :6]).max(axis=1) < eps
+    grip = actions[:, 6]
+    same_grip = np.concatenate([[True], grip[1:] == grip[:-1]])
+    return still & same_grip
+
+
+def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
+                drop_noops: bool = True, max_episodes: int = 0) -> FrameTable:
+    """Decode, filter and stack the episodes; action chunks are padded with the last action."""
+    images, states, task_ids, chunks = [], [], [], []
+    instructions: list[str] = []
+    n = ds.num_episodes if not max_episodes else min(max_episodes, ds.num_episodes)
+    for i in range(n):
+        ep = ds.episode(i)
+        actions = np.asarray(ep["action"], dtype=np.float32)
+        keep = ~is_noop(actions) if drop_noops else np.ones(len(actions), bool)
+        if not keep.any():
+            continue
+        actions = actions[keep]
+        cams = []
+        for cam in cameras:
+            key = IMAGE_PREFIX + cam
+            if key not in ep:
+                have = [k.removeprefix(IMAGE_PREFIX) for k in ep if k.startswith(IMAGE_PREFIX)]
+                raise PolicyError(f"the dataset has no camera {cam!r} (has: {have})")
+            cams.append(resize_uint8(np.asarray(ep[key])[keep], image_size))
+        images.append(np.stack(cams, axis=1))
+        states.append(np.asarray(ep["observation.state"], dtype=np.float32)[keep])
+        task = str(ep["task"])
+        if task not in instructions:
+            instructions.append(task)
+        task_ids.append(np.full(len(actions), instructions.index(task), dtype=np.int64))
+        t = np.arange(len(actions))[:, None] + np.arange(chunk)[None, :]
+        chunks.append(actions[np.minimum(t, len(actions) - 1)])
+    if not images:
+        raise PolicyError("the dataset has no usable frames (all episodes empty or idle)")
+    return FrameTable(np.concatenate(images), np.concatenate(states), np.concatenate(task_ids),
+                      instructions, np.concatenate(chunks))
+
+
+class StreamSampler:
+    """Indices from an endless stream of seeded per-epoch permutations; state = one position."""
+
+    def __init__(self, n: int, seed: int, position: int = 0) -> None:
+        self.n, self.seed, self.position = n, seed, position
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._cache = {epoch: torch.randperm(self.n, generator=g).numpy()}
+        return self._cache[epoch]
+
+    def next(self, count: int) -> np.ndarray:
+        out = np.empty(count, dtype=np.int64)
+        for j in range(count):
+            epoch, k = divmod(self.position + j, self.n)
+            out[j] = self._perm(epoch)[k]
+        self.position += count
+        return out
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "position": self.position, "n": self.n}
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, crop_scale: float = 0.85,
+            jitter: float = 0.2) -> torch.Tensor:
+    """Random resized crop + brightness/contrast/saturation jitter on ``[B, C, 3, S, S]`` floats.
+
+    One set of parameters per sample (shared by its cameras), drawn from ``generator`` for the
+    whole batch first, so the result does not depend on how the batch is split.
+    """
+    b, c, _, s, _ = images.shape
+    u = torch.rand(b, 7, generator=generator)
+    area = crop_scale + (1 - crop_scale) * u[:, 0]
+    ratio = torch.exp((u[:, 1] - 0.5) * 0.2)  # aspect in about [0.9, 1.1]
+    sx = torch.sqrt(area * ratio).clamp(max=1.0)
+    sy = torch.sqrt(area / ratio).clamp(max=1.0)
+    tx = (u[:, 2] * 2 - 1) * (1 - sx)
+    ty = (u[:, 3] * 2 - 1) * (1 - sy)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+    theta = theta.repeat_interleave(c, dim=0)
+    flat = images.flatten(0, 1)
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
+    x = F.grid_sample(flat, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = x.view(b, c, 3, s, s)
+    bright = (1 + (u[:, 4] * 2 - 1) * jitter).view(b, 1, 1, 1, 1)
+    contrast = (1 + (u[:, 5] * 2 - 1) * jitter).view(b, 1, 1, 1, 1)
+    sat = (1 + (u[:, 6] * 2 - 1) * jitter).view(b, 1, 1, 1, 1)
+    x = x * bright
+    mean = x.mean(dim=(2, 3, 4), keepdim=True)
+    x = (x - mean) * contrast + mean
+    gray = (0.299 * x[:, :, 0:1] + 0.587 * x[:, :, 1:2] + 0.114 * x[:, :, 2:3])
+    x = (x - gray) * sat + gray
+    return x.clamp(0, 1)
+
+
+def make_batch(table: FrameTable, idx: np.ndarray, text_ids: torch.Tensor, text_mask: torch.Tensor,
+               action_tok: ActionTokenizer, state_stats: dict | None) -> dict[str, torch.Tensor]:
+    """Tensors for frames ``idx``; ``text_ids``/``text_mask`` are pre-encoded per instruction."""
+    from policy.processor import images_to_tensor, normalize_state
+
+    chunk = table.chunks[idx]  # [B, K, 7]
+    tid = torch.from_numpy(table.task_ids[idx])
+    return {
+        "images": images_to_tensor(table.images[idx]),
+        "text_ids": text_ids[tid],
+        "text_mask": text_mask[tid],
+        "state": normalize_state(table.states[idx], state_stats),
+        "target_bins": torch.from_numpy(action_tok.to_bins(chunk).reshape(len(idx), -1)),
+        "target_norm": torch.from_numpy(action_tok.normalize(chunk).reshape(len(idx), -1)),
+        "chunk": torch.from_numpy(chunk),
+    }

@@ -1,0 +1,379 @@
+"""Train or fine-tune the VLA: ``embodied train --dataset DIR`` (or ``torchrun ... -m policy.train``).
+
+One loop for every case: from scratch, fine-tuning a checkpoint (``--init``), LoRA (``--lora``),
+resuming (``--resume RUN_DIR``), one process or DDP. Per step: ``grad_accum`` micro-batches per
+rank, global batch = ``batch_size`` split evenly over ranks, AdamW, linear warm-up then cosine decay.
+A run directory holds ``config.json``, ``metrics.jsonl``, ``curve.png``, ``checkpoints/step_N/``
+(model + optimizer + sampler position) and the final ``checkpoint/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policy.configuration_vla import VLAConfig
+from policy.errors import PolicyError
+
+# VLAConfig fields the data or the trainer decide; not user flags.
+_DERIVED = {"state_dim", "obs_image_size", "lora_rank", "lora_alpha"}
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = field(default="", metadata={"help": "LeRobot v3 dataset directory"})
+    out: str = field(default="", metadata={"help": "run directory (default runs/policy/<time>)"})
+    init: str = field(default="", metadata={"help": "checkpoint to fine-tune (its stats are validated against the dataset)"})
+    resume: str = field(default="", metadata={"help": "run directory to continue from its latest checkpoint"})
+    steps: int = field(default=1500, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "global batch (all ranks, all accumulation steps)"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per step and rank"})
+    lr: float = field(default=5e-4, metadata={"help": "peak learning rate; tiny models take a high one"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up from 0"})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine floor as a fraction of lr"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters on the LM's linear layers only"})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank"})
+    augment: bool = field(default=True, metadata={"help": "random resized crop + colour jitter"})
+    drop_noops: bool = field(default=True, metadata={"help": "drop idle frames (no motion, no gripper change)"})
+    max_episodes: int = field(default=0, metadata={"help": "use only the first N episodes (0 = all)"})
+    restat: bool = field(default=False, metadata={"help": "with --init: adopt the dataset's stats instead of failing on a mismatch"})
+    stop_after: int = field(default=0, metadata={"help": "stop at this step although the schedule spans --steps (time-boxed runs; resume later)"})
+    save_every: int = field(default=500, metadata={"help": "checkpoint every N steps (and at the end)"})
+    log_every: int = field(default=25, metadata={"help": "metrics line every N steps"})
+    seed: int = field(default=0, metadata={"help": "model init, data order and augmentation"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
+
+
+# --- distributed helpers -------------------------------------------------------------------------
+def _dist_setup(device: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return rank, world, dev
+
+
+def _broadcast(obj: Any, world: int) -> Any:
+    if world == 1:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _all_mean(values: list[float], world: int) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    if world > 1:
+        torch.distributed.all_reduce(t)
+        t /= world
+    return t.tolist()
+
+
+# --- schedule, stats ------------------------------------------------------------------------------
+def lr_lambda(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine down to ``min_lr_ratio`` at the last step."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def check_stats_match(ckpt_stats: dict, ds_stats: dict, tol: float = 0.25) -> None:
+    """Refuse to fine-tune when the dataset's action range differs from the checkpoint's."""
+    lo, hi = np.asarray(ckpt_stats["q01"]), np.asarray(ckpt_stats["q99"])
+    dlo, dhi = np.asarray(ds_stats["q01"]), np.asarray(ds_stats["q99"])
+    span = np.maximum(hi - lo, 1e-8)
+    worst = float(np.max(np.maximum(np.abs(lo - dlo), np.abs(hi - dhi)) / span))
+    if worst > tol:
+        raise PolicyError(f"the dataset's action statistics differ from the checkpoint's by "
+                          f"{worst:.0%} of the range; pass --restat to re-normalise with the dataset's")
+
+
+def _state_stats(ds: Any) -> dict | None:
+    st = ds.stats.get("observation.state")
+    return {"mean": list(st["mean"]), "std": list(st["std"])} if st else None
+
+
+# --- model set-up ---------------------------------------------------------------------------------
+def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: list[str]):
+    from policy.action_tokenizer import ActionTokenizer
+    from policy.modeling_vla import VLAModel
+
+    if cfg.init:
+        model = VLAModel.from_pretrained(cfg.init, merge_lora=True).train()
+        if cfg.restat:
+            model.action_tokenizer = ActionTokenizer(ds.stats["action"], model.cfg.n_bins)
+            model.state_stats = _state_stats(ds) if model.state_stats else None
+        else:
+            check_stats_match(model.action_tokenizer.to_dict(), ds.stats["action"])
+    else:
+        model = VLAModel.build(model_cfg, ds.stats["action"], table_instr, _state_stats(ds))
+    if cfg.lora:
+        model.add_lora(cfg.lora_r)
+    return model
+
+
+def _latest_checkpoint(run_dir: Path) -> Path:
+    steps = sorted((run_dir / "checkpoints").glob("step_*"))
+    if not steps:
+        raise PolicyError(f"nothing to resume: {run_dir / 'checkpoints'} has no step_* checkpoint")
+    return steps[-1]
+
+
+# --- the loop -------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = None) -> Path:
+    """Run training; returns the final checkpoint directory. ``dataset`` overrides ``cfg.dataset``."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from policy.data import StreamSampler, check_dataset_stats, load_frames, make_batch
+    from policy.modeling_vla import VLAModel
+    from policy.processor import encode_instructions
+    from sim.runs import RunLog
+
+    rank, world, device = _dist_setup(cfg.device)
+    resume_dir = Path(cfg.resume) if cfg.resume else None
+    if resume_dir is not None:  # the run's own configs win over flags
+        saved = json.loads((resume_dir / "config.json").read_text())
+        keep = {"save_every": cfg.save_every, "stop_after": cfg.stop_after}
+        cfg = TrainConfig(**{**saved["train"], **keep, "resume": str(resume_dir)})
+        model_cfg = VLAConfig.from_dict(saved["model"])
+    model_cfg = model_cfg or VLAConfig()
+    if cfg.batch_size % (world * cfg.grad_accum):
+        raise PolicyError(f"batch_size {cfg.batch_size} is not divisible by ranks x grad_accum "
+                          f"= {world * cfg.grad_accum}")
+    micro = cfg.batch_size // (world * cfg.grad_accum)
+
+    if dataset is None:
+        if not cfg.dataset:
+            raise PolicyError("--dataset DIR is required")
+        from policy.data import open_dataset
+
+        dataset = open_dataset(cfg.dataset)
+    check_dataset_stats(dataset)
+    torch.manual_seed(cfg.seed)
+    if cfg.init:  # cameras and sizes come from the checkpoint being fine-tuned
+        model_cfg = VLAModel.from_pretrained(cfg.init).cfg
+    model_cfg.state_dim = int(np.asarray(dataset.stats["observation.state"]["mean"]).shape[0]) \
+        if "observation.state" in dataset.stats else 0
+    first = dataset.episode(0)
+    model_cfg.obs_image_size = int(first["observation.images." + model_cfg.camera_list[0]].shape[1])
+    table = load_frames(dataset, model_cfg.camera_list, model_cfg.image_size, model_cfg.chunk,
+                        cfg.drop_noops, cfg.max_episodes)
+
+    start_step = 0
+    if resume_dir is not None:
+        ckpt = _latest_checkpoint(resume_dir)
+        model = VLAModel.from_pretrained(ckpt).train()
+        for name, p in model.named_parameters():
+            p.requires_grad = ("lora_" in name) if model.cfg.lora_rank else True
+        state = json.loads((ckpt / "trainer_state.json").read_text())
+        start_step = int(state["step"])
+        run_dir = resume_dir
+    else:
+        model = build_or_load(cfg, model_cfg, dataset, table.instructions).train()
+        run_dir = None
+        if rank == 0:
+            from sim.runs import new_run_dir
+
+            run_dir = Path(cfg.out) if cfg.out else new_run_dir("policy")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            from sim.config import write_json
+
+            write_json(run_dir / "config.json", {"train": cfg, "model": model.cfg,
+                                                 "world_size": world})
+        run_dir = Path(_broadcast(str(run_dir) if run_dir else "", world))
+    model.to(device)
+    tok = model.text_tokenizer
+    text_ids, text_mask = encode_instructions(table.instructions, tok, model.cfg.max_text_tokens)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+                              betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: lr_lambda(s, cfg))
+    if start_step:
+        ckpt = _latest_checkpoint(run_dir)
+        opt_state = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location="cpu")
+        optim.load_state_dict(opt_state["optimizer"])
+        sched.load_state_dict(opt_state["scheduler"])
+
+    # Some backbone parameters (e.g. DINOv2's mask token) never get a gradient; DDP must know.
+    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    sampler = StreamSampler(len(table), cfg.seed, position=start_step * cfg.batch_size)
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    log = RunLog(run_dir) if rank == 0 else None
+    t0 = time.perf_counter()
+    window: list[list[float]] = []
+
+    def save(step: int, final: bool = False) -> None:
+        if rank != 0:
+            return
+        target = run_dir / ("checkpoint" if final else f"checkpoints/step_{step:06d}")
+        trainer_state = {"step": step, "sampler": sampler.state_dict(), "seed": cfg.seed}
+
+        def extra(tmp: Path) -> None:
+            (tmp / "trainer_state.json").write_text(json.dumps(trainer_state))
+            if not final:
+                torch.save({"optimizer": optim.state_dict(), "scheduler": sched.state_dict()},
+                           tmp / "optimizer.pt")
+
+        model.save_pretrained(target, write_extra=extra)
+
+    last = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+    for step in range(start_step, last):
+        global_idx = sampler.next(cfg.batch_size)
+        # Augmentation is drawn for the whole global batch from a (seed, step) generator, then
+        # sliced: the same sample gets the same crop however the batch is split over ranks/micro.
+        aug = augment_global(table, global_idx, cfg.seed * 7919 + step) if cfg.augment else None
+        optim.zero_grad(set_to_none=True)
+        stats = np.zeros(3)
+        for a in range(cfg.grad_accum):
+            lo = (a * world + rank) * micro
+            idx = global_idx[lo:lo + micro]
+            batch = make_batch(table, idx, text_ids, text_mask, model.action_tokenizer,
+                               model.state_stats)
+            if aug is not None:
+                batch["images"] = aug[lo:lo + micro]
+            batch = {k: v.to(device) for k, v in batch.items()}
+            sync = a == cfg.grad_accum - 1 or world == 1
+            ctx = net.no_sync() if (world > 1 and not sync) else _null()
+            with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                out = net(batch["images"], batch["text_ids"], batch["text_mask"], batch["state"],
+                          batch["target_bins"], batch["target_norm"])
+                (out["loss"] / cfg.grad_accum).backward()
+            pred = model.action_tokenizer.from_bins(
+                out["pred_bins"].cpu().numpy().reshape(batch["chunk"].shape))
+            l1 = float(np.abs(pred - batch["chunk"].cpu().numpy()).mean())
+            stats += np.array([out["loss"].item(), out["accuracy"].item(), l1]) / cfg.grad_accum
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        sched.step()
+        window.append(stats.tolist())
+        done = step + 1
+        if done % cfg.log_every == 0 or done == last:
+            loss, acc, l1 = _all_mean(np.mean(window, axis=0).tolist(), world)
+            window = []
+            if log is not None:
+                log.log(step=done, loss=loss, action_accuracy=acc, l1=l1,
+                        lr=sched.get_last_lr()[0], elapsed_s=round(time.perf_counter() - t0, 2))
+                print(f"step {done}/{cfg.steps} loss {loss:.4f} acc {acc:.3f} l1 {l1:.5f}",
+                      flush=True)
+        if done % cfg.save_every == 0 and done < last:
+            save(done)
+    save(last)  # a resumable checkpoint at the end, and the final one
+    save(last, final=True)
+    if log is not None:
+        log.close()
+        plot_curve(run_dir / "metrics.jsonl", run_dir / "curve.png")
+    if world > 1:
+        torch.distributed.barrier()
+    return run_dir / "checkpoint"
+
+
+def augment_global(table: Any, global_idx: np.ndarray, seed: int) -> torch.Tensor:
+    """Augmented images of the whole global batch (cheap at these sizes; ranks slice theirs)."""
+    from policy.data import augment
+    from policy.processor import images_to_tensor
+
+    return augment(images_to_tensor(table.images[global_idx]), torch.Generator().manual_seed(seed))
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def plot_curve(metrics: Path, png: Path) -> None:
+    """Loss, action-token accuracy and decoded-action L1 against step, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "loss" in r]
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, title in zip(axes, ("loss", "action_accuracy", "l1"),
+                              ("loss", "action-token accuracy", "L1 of decoded actions")):
+        ax.plot(steps, [r[key] for r in rows])
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if key != "action_accuracy":
+            ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+
+
+# --- command line ---------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sim.config import add_dataclass_args
+
+    add_dataclass_args(parser, TrainConfig)
+    group = parser.add_argument_group("model (ignored with --init/--resume)")
+    for f in dataclasses.fields(VLAConfig):
+        if f.name in _DERIVED:
+            continue
+        typ = {"int": int, "float": float, "str": str, "bool": bool}.get(str(f.type), f.type)
+        flag = "--" + f.name.replace("_", "-")
+        if typ is bool:
+            group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+                               help=f"{f.metadata.get('help', '')} (default: {f.default})")
+        else:
+            group.add_argument(flag, dest=f.name, type=typ, default=None,
+                               help=f"{f.metadata.get('help', '')} (default: {f.default})")
+    parser.add_argument("--vision", dest="vision_path", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--lm", dest="lm_path", default=None, help=argparse.SUPPRESS)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from sim.config import from_args
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    cfg = from_args(TrainConfig, args)
+    model_cfg = from_args(VLAConfig, args)
+    ckpt = train(cfg, model_cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {ckpt}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``torchrun -m policy.train`` (same flags as ``embodied train``)."""
+    parser = argparse.ArgumentParser(prog="policy.train", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except PolicyError as exc:
+        print(f"policy.train: error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

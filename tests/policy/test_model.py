@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import torch
+
+from policy.errors import PolicyError
+from policy.modeling_vla import VLAModel
+from policy.predict import Policy
+from policy_helpers import SIZE, STATE_DIM, SyntheticDataset, image_with_square, tiny_config
+
+
+def _model(**overrides) -> VLAModel:
+    torch.manual_seed(0)
+    ds = SyntheticDataset(num_episodes=2, length=3)
+    return VLAModel.build(tiny_config(**overrides), ds.stats["action"], ds.tasks,
+                          {"mean": [0.0] * STATE_DIM, "std": [1.0] * STATE_DIM}).eval()
+
+
+def _obs(left: bool, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    img = image_with_square(left, rng)
+    return {"agentview": img, "wrist": img[::-1].copy(), "state": np.zeros(STATE_DIM, np.float32)}
+
+
+def test_decoding_paths_agree():
+    model = _model(decoding="autoregressive")
+    policy = Policy(model)
+    obs = [_obs(True), _obs(False, 1)]
+    from policy.processor import encode_instructions, images_to_tensor, observations_to_arrays
+
+    imgs = images_to_tensor(observations_to_arrays(obs, ["agentview", "wrist"], SIZE, 32))
+    ids, mask = encode_instructions(["move to the square", "go"], model.text_tokenizer, 8)
+    prefix, pmask = model.embed_prefix(imgs, ids, mask, torch.zeros(2, STATE_DIM))
+    n = model.cfg.num_action_tokens
+    cached = model.decode_autoregressive(prefix, pmask, n)
+    uncached = model.decode_autoregressive(prefix, pmask, n, use_cache=False)
+    generated = model.decode_hf_generate(prefix, pmask, n)
+    assert torch.equal(cached, uncached) and torch.equal(cached, generated)
+    # batched == one at a time (left padding must not change the answer)
+    single = policy.predict_chunk(obs[1], "go")
+    assert np.allclose(policy.predict_chunk_batch(obs, ["move to the square", "go"])[1], single,
+                       atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"lm_family": "qwen2", "action_head": "l1"},
+                                       {"vision_family": "siglip+dinov2", "decoding": "autoregressive"}])
+def test_save_load_same_predictions(tmp_path, overrides):
+    model = _model(**overrides)
+    before = Policy(model).predict_chunk(_obs(True), "move to the square")
+    model.save_pretrained(tmp_path / "ckpt")
+    assert not list(tmp_path.glob(".ckpt.tmp-*"))  # nothing half-written left behind
+    after = Policy.from_pretrained(tmp_path / "ckpt").predict_chunk(_obs(True), "move to the square")
+    assert before.shape == (2, 7)
+    assert np.array_equal(before, after)
+
+
+def test_missing_checkpoint_files_are_one_line_errors(tmp_path):
+    _model().save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "stats.json").unlink()
+    with pytest.raises(PolicyError, match="missing stats.json"):
+        VLAModel.from_pretrained(tmp_path / "ckpt")
+    with pytest.raises(PolicyError, match="does not exist"):
+        VLAModel.from_pretrained(tmp_path / "nowhere")
+
+
+def test_bad_inputs_raise_policy_errors():
+    policy = Policy(_model())
+    obs = _obs(True)
+    with pytest.raises(PolicyError, match="empty"):
+        policy.predict(obs, "   ")
+    with pytest.raises(PolicyError, match="uint8"):
+        policy.predict({**obs, "agentview": obs["agentview"].astype(np.float32)}, "go")
+    with pytest.raises(PolicyError, match="shape"):
+        policy.predict({**obs, "agentview": np.zeros((SIZE + 1, SIZE, 3), np.uint8)}, "go")
+    with pytest.raises(PolicyError, match="lacks camera"):
+        policy.predict({"agentview": obs["agentview"], "state": obs["state"]}, "go")
+
+
+def test_open_loop_chunk_and_ensemble_execution():
+    model = _model()
+    open_loop = Policy(model)
+    chunk = open_loop.predict_chunk(_obs(True), "go")
+    open_loop.reset()
+    first, second = open_loop.predict(_obs(True), "go"), open_loop.predict(_obs(False), "go")
+    assert np.allclose(first, chunk[0]) and np.allclose(second, chunk[1])  # second from the queue
+    ens = Policy(model, execution="ensemble")
+    a0 = ens.predict(_obs(True), "go")
+    a1 = ens.predict(_obs(False), "go")
+    c_new = ens.predict_chunk(_obs(False), "go")
+    w = np.exp(-0.1 * np.arange(2))
+    expect = (chunk[1] * w[0] + c_new[0] * w[1]) / w.sum()
+    assert np.allclose(a0, chunk[0])
+    assert np.allclose(a1[:6], expect[:6], atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_pretrained_lm_from_local_dir(tmp_path, family):
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    # A tiny "pretrained" LM and its tokenizer, written the way a hub download looks on disk.
+    vocab = {w: i for i, w in enumerate(["<unk>", "<s>", "</s>", "move", "to", "the", "square"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>",
+                                               eos_token="</s>", unk_token="<unk>")
+    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config}[family]
+    cfg = cls(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+              num_attention_heads=2, num_key_value_heads=2)
+    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    model = _model(lm_path=str(tmp_path / "lm"))
+    assert model.lm.config.model_type == family
+    assert model.action_offset == model.text_tokenizer.vocab_size >= len(vocab)
+    assert model.lm.get_input_embeddings().weight.shape[0] == model.action_offset + 256
+    before = Policy(model).predict_chunk(_obs(True), "move to the square")
+    model.save_pretrained(tmp_path / "ckpt")
+    again = Policy.from_pretrained(tmp_path / "ckpt")
+    assert again.model.text_tokenizer.kind == "hf"
+    assert np.array_equal(before, again.predict_chunk(_obs(True), "move to the square"))
