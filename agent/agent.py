@@ -1,0 +1,167 @@
+"""The operator's agent: questions get answers, commands run the policy until success, timeout or stop.
+
+Every action the policy proposes passes the safety filter; a model slower than its deadline stops
+the robot rather than letting a stale action through; a ``stop`` from the operator (or Ctrl-C)
+ends a running command at the next control step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from agent.router import Route, route
+from agent.safety import SafetyFilter
+
+
+class ActionModel(Protocol):
+    def predict(self, obs: dict[str, np.ndarray], instruction: str) -> np.ndarray: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass
+class AgentConfig:
+    max_steps: int = 120  # control steps per command (12 s at 10 Hz): the longest task needs ~60
+    model_deadline_ms: float = 2000.0  # slower predictions stop the robot (generous for loaded CPUs)
+
+
+@dataclass
+class Reply:
+    kind: str  # "answer" | "done" | "stopped" | "refused" | "help"
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+HELP = ("I answer questions about what the cameras saw (\"what do you see?\", \"where is the red cube?\", "
+        "\"what did the robot just do?\") and run commands (\"pick up the red cube\", \"push the blue "
+        "cylinder to the left\", \"put the green cube in the bowl\", \"touch the yellow cube\"). "
+        "Say \"stop\" to stop the robot.")
+
+
+def _side(y: float) -> str:
+    return "to the robot's left" if y > 0.03 else "to the robot's right" if y < -0.03 else "straight ahead"
+
+
+class Agent:
+    def __init__(self, world: Any, policy: ActionModel | None = None, qa: Any = None,
+                 config: AgentConfig | None = None, safety: SafetyFilter | None = None,
+                 on_step: Callable[[int, np.ndarray], None] | None = None) -> None:
+        self.world = world
+        self.policy = policy
+        self.qa = qa
+        self.cfg = config or AgentConfig()
+        self.safety = safety or SafetyFilter()
+        self.on_step = on_step
+        self.history: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+
+    def _vocabulary(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        from sim.tabletop.scene import SHAPES
+        from sim.tabletop.tasks import COLORS
+
+        return tuple(COLORS), tuple(SHAPES)
+
+    def stop(self) -> None:
+        """Thread-safe: the running command ends at its next control step."""
+        self._stop.set()
+
+    def handle(self, text: str) -> Reply:
+        r = route(text, *self._vocabulary())
+        if r.kind == "stop":
+            self.stop()
+            return Reply("stopped", "Stopping. The robot holds still.")
+        if r.kind == "question":
+            return self._answer(r)
+        if r.kind == "command":
+            return self._command(r)
+        reason = f" ({'; '.join(r.notes)})" if r.notes else ""
+        return Reply("help", f"I did not understand that{reason}. {HELP}")
+
+    # -- questions -----------------------------------------------------------------------------
+    def _answer(self, r: Route) -> Reply:
+        objects = self.world.objects()
+        if r.topic == "scene":
+            names = [o.name for o in objects]
+            recs = self.world.receptacles()
+            listing = ", ".join(f"a {n}" for n in names + recs) or "nothing"
+            return Reply("answer", f"I see {listing} on the table (from the {self.world.source}).",
+                         {"objects": names + recs})
+        if r.topic == "where":
+            if not r.target:
+                return Reply("answer", "Which object? Name its colour and shape, e.g. 'where is the red cube?'")
+            match = [o for o in objects if o.name == r.target or r.target in o.name]
+            if not match:
+                return Reply("answer", f"I do not see a {r.target} here; I see "
+                             f"{', '.join(o.name for o in objects) or 'nothing'}.")
+            o = match[0]
+            x, y, z = (float(v) for v in o.position)
+            return Reply("answer", f"The {o.name} is {x * 100:.0f} cm in front of the robot base, "
+                         f"{abs(y) * 100:.0f} cm {_side(y)} ({self.world.source}).",
+                         {"object": o.name, "position_m": [x, y, z]})
+        if r.topic == "history" and self.qa is None:
+            if not self.history:
+                return Reply("answer", "I have not done anything yet.")
+            h = self.history[-1]
+            outcome = "and succeeded" if h["success"] else f"and stopped ({h['reason']})"
+            return Reply("answer", f"I was asked to \"{h['instruction']}\"; I ran for {h['steps']} steps "
+                         f"({h['seconds']:.1f} s of robot time) {outcome}.", dict(h))
+        if self.qa is None:
+            return Reply("answer", "I have no video-QA model loaded, so I cannot answer questions about "
+                         "the video; ask what I see, where an object is, or what I just did.")
+        frames = self.world.memory.frames()
+        if not frames:
+            return Reply("answer", "Not seen: my video memory is empty.")
+        ans = self.qa.answer(frames, r.text)
+        times = [round(float(t), 2) for t in getattr(ans, "frame_times", [])]
+        return Reply("answer", f"{ans.text}", {"frame_times": times})
+
+    # -- commands ------------------------------------------------------------------------------
+    def _command(self, r: Route) -> Reply:
+        if self.policy is None:
+            return Reply("refused", "No policy is loaded, so I cannot move the robot.")
+        names = [o.name for o in self.world.objects()]
+        if r.target not in names:
+            what = r.target or "an object"
+            return Reply("refused", f"I cannot {r.family.replace('_', ' ')} {what}: I see "
+                         f"{', '.join(names) or 'nothing'}.")
+        try:
+            self.world.set_goal(r.family, r.target, r.side, r.receptacle, instruction=r.text)
+        except ValueError as exc:
+            return Reply("refused", f"I cannot do that here: {exc}")
+        self._stop.clear()
+        self.policy.reset()
+        instruction = r.text.strip().rstrip(".!?")
+        start_step = self.world.steps
+        success, reason = False, "timeout"
+        for i in range(self.cfg.max_steps):
+            if self._stop.is_set():
+                reason = "stopped by the operator"
+                break
+            t0 = time.perf_counter()
+            raw = self.policy.predict(self.world.obs, instruction)
+            late_ms = (time.perf_counter() - t0) * 1e3
+            if late_ms > self.cfg.model_deadline_ms:
+                reason = f"the model took {late_ms:.0f} ms (deadline {self.cfg.model_deadline_ms:.0f} ms)"
+                break
+            action = self.safety(raw, self.world.tcp_position())
+            success, over = self.world.step(action)
+            if self.on_step:
+                self.on_step(i, action)
+            if success:
+                reason = "success"
+                break
+            if over:
+                break
+        steps = self.world.steps - start_step
+        record = {"instruction": instruction, "family": r.family, "target": r.target, "steps": steps,
+                  "seconds": steps / self.world.fps, "success": success, "reason": reason,
+                  "clamped": self.safety.clamped, "workspace_stops": self.safety.workspace_stops}
+        self.history.append(record)
+        if success:
+            return Reply("done", f"Done: {instruction} ({steps} steps).", record)
+        return Reply("stopped", f"I did not finish \"{instruction}\": {reason} after {steps} steps.", record)
