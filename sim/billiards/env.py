@@ -29,7 +29,8 @@ class BilliardsEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None, cameras: tuple[str, ...] = table.CAMERAS,
                  width: int = 640, height: int = 480, depth: bool = False, layout: str = "scatter",
-                 max_shots: int = 10, max_time: float = 8.0, record_frames: bool = False) -> None:
+                 max_shots: int = 10, max_time: float = 8.0, record_frames: bool = False,
+                 shadows: bool = True) -> None:
         if render_mode not in (None, "rgb_array"):
             raise SimError(f"unsupported render_mode {render_mode!r}; use 'rgb_array' or None")
         if layout not in LAYOUTS:
@@ -39,7 +40,7 @@ class BilliardsEnv(gym.Env):
         self.render_mode = render_mode
         self.layout, self.max_shots, self.max_time = layout, int(max_shots), float(max_time)
         self.record_frames = bool(record_frames)
-        self.world = BilliardsWorld(tuple(cameras), width, height, depth)
+        self.world = BilliardsWorld(tuple(cameras), width, height, depth, shadows)
         n = len(self.world.ball_names)
         obs: dict[str, spaces.Space] = {
             cam: spaces.Box(0, 255, (height, width, 3), np.uint8) for cam in cameras

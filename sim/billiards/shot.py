@@ -11,9 +11,9 @@ and a ``ground_truth.npz`` for the arrays (loadable with ``allow_pickle=False``)
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mujoco
 import numpy as np
@@ -64,12 +64,19 @@ def _world_of(env_or_world: Any) -> BilliardsWorld:
     return world
 
 
+FrameSink = Callable[[dict[str, np.ndarray]], None]
+
+
 def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool = True,
-                  max_time: float = 8.0, fps: float = 30.0, target: str | None = None) -> ShotRecord:
+                  max_time: float = 8.0, fps: float = 30.0, target: str | None = None,
+                  on_frame: FrameSink | None = None, keep_frames: bool = True) -> ShotRecord:
     """Strike the cue ball along yaw ``aim`` (rad) with ``power`` in [0, 1]; return the record.
 
     ``record`` renders the world's cameras at every frame (the ground truth is always kept; it
-    is cheap). The world is left where the shot ended, so shots can follow each other.
+    is cheap). Each rendered frame dict (``{camera: rgb, camera + "_depth": depth}``) also goes
+    to ``on_frame``; ``keep_frames=False`` then keeps them out of memory (``record_shot`` streams
+    a shot to disk that way). The world is left where the shot ended, so shots can follow each
+    other.
     """
     if not (np.isfinite(aim) and np.isfinite(power)):
         raise SimError(f"aim and power must be finite, got aim={aim}, power={power}")
@@ -96,8 +103,12 @@ def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool =
             positions.append(world.ball_positions())
             potted.append(world.potted.copy())
             if render:
-                for name, image in world.render().items():
-                    frames.setdefault(name, []).append(image)
+                images = world.render()
+                if on_frame is not None:
+                    on_frame(images)
+                if keep_frames:
+                    for name, image in images.items():
+                        frames.setdefault(name, []).append(image)
             next_frame += 1
             if _done(world, stroke, t, max_time):
                 break
@@ -133,17 +144,63 @@ GT_JSON = "ground_truth.json"
 GT_NPZ = "ground_truth.npz"
 
 
-def save_shot(record: ShotRecord, directory: str | Path) -> Path:
-    """Write ``record`` into ``directory`` (created): ``<camera>.mp4``, ground_truth.json/.npz."""
-    from sim.video import write_mp4  # lazy: PyAV only when videos are written
-
+def _mkdir(directory: str | Path) -> Path:
     out = Path(directory)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimError(f"cannot create shot directory {out}: {exc}") from exc
+    return out
+
+
+def save_shot(record: ShotRecord, directory: str | Path) -> Path:
+    """Write ``record`` into ``directory`` (created): ``<camera>.mp4``, ground_truth.json/.npz."""
+    from sim.video import write_mp4  # lazy: PyAV only when videos are written
+
+    out = _mkdir(directory)
     for camera, frames in record.frames.items():
         write_mp4(out / f"{camera}.mp4", frames, record.fps)
+    _write_ground_truth(record, out, sorted(record.frames))
+    return out
+
+
+def record_shot(world: BilliardsWorld, aim: float, power: float, directory: str | Path,
+                **kwargs: Any) -> ShotRecord:
+    """Simulate a shot and stream its videos to ``directory`` as it runs (constant memory).
+
+    Writes what ``save_shot`` writes; the returned record has no frames (read them back with
+    ``load_shot``). ``kwargs`` go to ``simulate_shot``.
+    """
+    from sim.video import VideoWriter
+
+    if world.cameras is None:
+        raise SimError("record_shot needs a world with cameras")
+    out = _mkdir(directory)
+    fps = float(kwargs.get("fps", 30.0))
+    writers = {cam: VideoWriter(out / f"{cam}.mp4", fps) for cam in world.cameras.names}
+    depth: dict[str, list[np.ndarray]] = {}
+
+    def sink(images: dict[str, np.ndarray]) -> None:
+        for name, image in images.items():
+            if name.endswith("_depth"):
+                depth.setdefault(name.removesuffix("_depth"), []).append(image)
+            else:
+                writers[name].write(image)
+
+    try:
+        record = simulate_shot(world, aim, power, record=True, on_frame=sink, keep_frames=False, **kwargs)
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for w in writers.values():
+        w.close()
+    record = replace(record, depth={k: np.stack(v) for k, v in depth.items()})
+    _write_ground_truth(record, out, sorted(writers))
+    return record
+
+
+def _write_ground_truth(record: ShotRecord, out: Path, cameras: list[str]) -> None:
     meta = {
         "fps": record.fps,
         "ball_names": list(record.ball_names),
@@ -152,7 +209,7 @@ def save_shot(record: ShotRecord, directory: str | Path) -> Path:
         "aim": record.aim,
         "power": record.power,
         "target": record.target,
-        "cameras": sorted(record.frames),
+        "cameras": cameras,
         "K": {k: v.tolist() for k, v in record.K.items()},
         "camera_pose": {k: v.tolist() for k, v in record.camera_pose.items()},
         "cue_frame": "origin at the tip, +z toward the butt; cue_pose maps cue -> world",
@@ -162,7 +219,6 @@ def save_shot(record: ShotRecord, directory: str | Path) -> Path:
               "potted": record.potted}
     arrays.update({f"depth_{k}": v for k, v in record.depth.items()})
     np.savez_compressed(out / GT_NPZ, **arrays)
-    return out
 
 
 def load_shot(directory: str | Path, frames: bool = True) -> ShotRecord:

@@ -215,8 +215,8 @@ def build_xml() -> str:
   <option timestep="{TIMESTEP}" cone="elliptic" integrator="implicitfast"/>
   <visual>
     <global offwidth="1280" offheight="960"/>
-    <quality shadowsize="2048"/>
-    <headlight ambient="0.35 0.35 0.35" diffuse="0.5 0.5 0.5"/>
+    <quality shadowsize="1024"/>
+    <headlight ambient="0.4 0.4 0.4" diffuse="0.35 0.35 0.35" specular="0.1 0.1 0.1"/>
   </visual>
   <default>
     <default class="ball">
@@ -244,7 +244,9 @@ def build_xml() -> str:
     </default>
   </default>
   <worldbody>
-    <light name="top" pos="0 0 {BED_Z + 2.5:.6g}" dir="0 0 -1" diffuse="0.6 0.6 0.6" castshadow="true"/>
+    <light name="top_left" pos="-0.8 0 {BED_Z + 2.0:.6g}" dir="0 0 -1" diffuse="0.3 0.3 0.3" specular="0.1 0.1 0.1"/>
+    <light name="top_right" pos="0.8 0 {BED_Z + 2.0:.6g}" dir="0 0 -1" diffuse="0.3 0.3 0.3" specular="0.1 0.1 0.1"
+           castshadow="false"/>
     <geom name="floor" type="plane" size="6 6 0.1" rgba="0.55 0.5 0.45 1" contype="1" conaffinity="1"/>
     {body}
   </worldbody>

@@ -24,6 +24,10 @@ def test_registered_env_steps_whole_shots_without_rendering():
     assert shot is not None and shot.frames == {}
     assert reward == sum(1 for e in shot.events if e.kind == "pot" and e.a != "cue")
     assert not np.array_equal(obs["state"], obs2["state"])  # the cue ball moved
+    # simulate_shot accepts the env as well as a world.
+    from sim.billiards.shot import simulate_shot
+
+    assert simulate_shot(env, 0.0, 0.1, record=False).events[0].kind == "strike"
     env.close()
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from sim.billiards import cue as cue_geom
 from sim.billiards.player import ScriptedPlayer
-from sim.billiards.shot import load_shot, save_shot, simulate_shot
+from sim.billiards.shot import load_shot, record_shot, save_shot, simulate_shot
 from sim.billiards.stroke import ADDRESS
 from sim.billiards.world import BilliardsWorld
 from sim.errors import SimError
@@ -119,3 +119,16 @@ def test_depth_frames_measure_the_distance_to_the_cloth():
     # Overhead camera is 2.75 m above the cloth; the picture's centre sees cloth (or a ball).
     centre = depth[0, 20:28, 28:36]
     assert np.all((centre > 2.65) & (centre < 2.76))
+
+
+def test_record_shot_streams_videos_and_ground_truth(tmp_path):
+    world = BilliardsWorld(width=64, height=48, depth=True, shadows=False)
+    world.reset(np.random.default_rng(2))
+    rec = record_shot(world, 0.0, 0.5, tmp_path / "s", max_time=0.3)
+    world.close()
+    assert rec.frames == {} and rec.depth["player"].shape == (len(rec.times), 48, 64)
+    back = load_shot(tmp_path / "s")
+    assert set(back.frames) == {"overhead", "player"}
+    assert back.frames["overhead"].shape == (len(rec.times), 48, 64, 3)
+    assert np.array_equal(back.depth["overhead"], rec.depth["overhead"])
+    assert np.array_equal(back.cue_pose, rec.cue_pose)
