@@ -17,7 +17,7 @@ from sim.errors import SimError
 XML = """
 <mujoco>
   <worldbody>
-    <light pos="0 0 2"/>
+    <light pos="0 0 2" castshadow="false"/>
     <geom type="plane" size="1 1 .1" rgba=".3 .5 .3 1"/>
     <camera name="agentview" pos="0 -0.8 0.8" xyaxes="1 0 0 0 .7 .7"/>
     <body name="hand" mocap="true" pos="0 0 .2">

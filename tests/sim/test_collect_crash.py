@@ -13,10 +13,14 @@ from sim.dataset import LeRobotDataset, committed_episode_indices
 from test_collect import _cfg, _run
 
 HERE = Path(__file__).parent
+# The child slows each step down (20 ms) so the parent, polling every 10 ms, kills it mid-run.
 SCRIPT = """
-import sys
-from test_collect import _cfg, _run
+import sys, time
 from pathlib import Path
+import test_collect
+from test_collect import _cfg, _run
+step = test_collect.DummyReachEnv.step
+test_collect.DummyReachEnv.step = lambda self, a: (time.sleep(0.02), step(self, a))[1]
 _run(_cfg(Path(sys.argv[1]), episodes=6))
 """
 
