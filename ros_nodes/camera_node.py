@@ -45,8 +45,8 @@ def default_K(width: int, height: int, fov_deg: float = 60.0) -> np.ndarray:
 
 
 class CameraNode(Node):
-    def __init__(self) -> None:
-        super().__init__("camera")
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("camera", **node_kwargs)
         self.name = declare(self, "camera", "camera")
         source = declare(self, "source", "synthetic")
         rate_hz = float(declare(self, "rate_hz", 30.0))

@@ -34,8 +34,8 @@ def _stamp_key(stamp) -> tuple[int, int]:
 
 
 class PolicyNode(Node):
-    def __init__(self, backend: ActionBackend | None = None) -> None:
-        super().__init__("policy")
+    def __init__(self, backend: ActionBackend | None = None, **node_kwargs) -> None:
+        super().__init__("policy", **node_kwargs)
         self.cameras = list(declare(self, "cameras", ["agentview", "wrist"]))
         self.mode = declare(self, "mode", "observation")
         rate_hz = float(declare(self, "rate_hz", 10.0))

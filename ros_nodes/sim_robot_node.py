@@ -31,8 +31,8 @@ def _key(stamp) -> tuple[int, int]:
 
 
 class SimRobotNode(Node):
-    def __init__(self) -> None:
-        super().__init__("sim_robot")
+    def __init__(self, **node_kwargs) -> None:
+        super().__init__("sim_robot", **node_kwargs)
         import sim
 
         self.task = declare(self, "task", "PickUp")
@@ -45,8 +45,9 @@ class SimRobotNode(Node):
         self.deadline_s = float(declare(self, "deadline_ms", 200.0)) / 1000.0
         self.exit_when_done = bool(declare(self, "exit_when_done", True))
         instruction_split = declare(self, "instruction_split", "train")
+        max_steps = int(declare(self, "max_steps", 0))  # 0 = the task's own limit
         self.env = sim.make(self.task, cameras=tuple(self.cameras), image_size=(size, size),
-                            instruction_split=instruction_split)
+                            instruction_split=instruction_split, max_steps=max_steps or None)
         self.size = size
         self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR_QOS) for c in self.cameras}
         self.info_pubs = {c: self.create_publisher(CameraInfo, f"camera/{c}/camera_info", SENSOR_QOS)

@@ -58,19 +58,8 @@ class Robot:
 
 
 def make_node(backend, **params):
-    from rclpy.node import Node
-
-    # Parameter overrides are how a launcher sets them; the node declares and reads them.
-    original = Node.__init__
-
-    def init(self, name, **kw):
-        original(self, name, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], **kw)
-
-    Node.__init__ = init
-    try:
-        return PolicyNode(backend)
-    finally:
-        Node.__init__ = original
+    """A policy node with parameters set the way a launcher sets them (overrides)."""
+    return PolicyNode(backend, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 
 
 def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
