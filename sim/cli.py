@@ -10,6 +10,23 @@ import json
 import sys
 
 
+# One-line help for the collect flags (the dataclass comments say why each default is what it is).
+COLLECT_HELP = {
+    "task": "task, comma list or 'all'",
+    "episodes": "total episodes wanted in the dataset",
+    "out": "dataset directory",
+    "seed": "base seed; attempt k uses seed+k",
+    "depth": "log depth maps into gt/*.npz",
+    "fps": "dataset fps; 0 = env control rate",
+    "skip_idle": "drop no-op frames",
+    "keep_failures": "also save failed attempts",
+    "max_steps": "step cap per episode",
+    "max_attempts": "give up after this many attempts; 0 = 2*episodes+10",
+    "crf": "x264 quality (lower = sharper)",
+    "progress": "progress bar",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from sim.collect import CollectConfig
     from sim.config import add_dataclass_args
@@ -22,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Runs the scripted expert and saves successful episodes. Re-running the "
                         "same command resumes; asking for N episodes when N exist does nothing.")
     add_dataclass_args(c, CollectConfig)
+    for action in c._actions:
+        if action.dest in COLLECT_HELP:
+            action.help = f"{COLLECT_HELP[action.dest]} {action.help}"
     c.add_argument("--size", default=None, metavar="WxH", help="image size (default: 128x128)")
     c.add_argument("--cameras", default=None, metavar="A,B", help="cameras (default: agentview,wrist)")
     c.set_defaults(func=_collect)

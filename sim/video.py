@@ -16,6 +16,7 @@ H.264 (libx264) is used when the local FFmpeg has it, otherwise MPEG-4 part 2, w
 
 from __future__ import annotations
 
+import errno
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +28,10 @@ import numpy as np
 from sim.errors import SimError
 
 _SIZE_TAG = "embodied-size="  # comment tag "embodied-size=WxH" records the unpadded frame size
+
+
+def _reason(exc: OSError) -> str:
+    return "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
 
 
 def pick_codec() -> str:
@@ -60,7 +65,7 @@ class VideoWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self.tmp_path), mode="w", format="mp4")
         except OSError as exc:
-            raise SimError(f"cannot write video {self.path}: {exc.strerror or exc}") from exc
+            raise SimError(f"cannot write video {self.path}: {_reason(exc)}") from exc
         self._container.metadata["comment"] = f"{_SIZE_TAG}{width}x{height}"
         rate = Fraction(self.fps).limit_denominator(1001)
         stream = self._container.add_stream(self.codec, rate=rate)
@@ -102,7 +107,7 @@ class VideoWriter:
                 self._container.mux(packet)
         except OSError as exc:  # e.g. ENOSPC while muxing
             self.abort()
-            raise SimError(f"cannot write video {self.path}: {exc.strerror or exc}") from exc
+            raise SimError(f"cannot write video {self.path}: {_reason(exc)}") from exc
 
     def close(self) -> Path:
         """Flush the encoder and rename the finished file onto ``path``; returns ``path``."""
@@ -117,7 +122,7 @@ class VideoWriter:
             os.replace(self.tmp_path, self.path)
         except OSError as exc:
             self.abort()
-            raise SimError(f"cannot write video {self.path}: {exc.strerror or exc}") from exc
+            raise SimError(f"cannot write video {self.path}: {_reason(exc)}") from exc
         self._closed = True
         return self.path
 

@@ -201,3 +201,37 @@ def test_unwritable_output_is_a_user_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SimError, match="cannot write"):
         _run(_cfg(tmp_path, out=str(tmp_path / "file" / "ds")))
+
+
+def test_disk_full_mid_episode_keeps_finished_episodes(tmp_path, monkeypatch):
+    import errno
+
+    import sim.video
+
+    _run(_cfg(tmp_path, episodes=2))
+    real_encode = sim.video.VideoWriter._encode
+    calls = {"n": 0}
+
+    class FullDisk:
+        """The PyAV stream, except that encoding fails the way a full disk makes it fail."""
+
+        def __init__(self, stream):
+            self.stream = stream
+
+        def encode(self, frame):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def failing_encode(self, frame):
+        calls["n"] += 1
+        if calls["n"] > 5 and not isinstance(self._stream, FullDisk):  # a few frames in
+            self._stream = FullDisk(self._stream)
+        return real_encode(self, frame)
+
+    monkeypatch.setattr(sim.video.VideoWriter, "_encode", failing_encode)
+    with pytest.raises(SimError, match="disk full"):
+        _run(_cfg(tmp_path, episodes=4))
+    monkeypatch.undo()
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.num_episodes == 2 and len(ds.episode(1)["observation.images.agentview"]) == ds.episode_meta(1)["length"]
+    assert not list((tmp_path / "ds").rglob("*.tmp"))
+    assert _run(_cfg(tmp_path, episodes=3))["episodes"] == 3  # space is back: it resumes
