@@ -105,17 +105,23 @@ def _check_out_file(path: str, suffix: str):
 def _record(args: argparse.Namespace) -> int:
     from sim.collect import parse_size
     from sim.registry import check_task
-    from sim.sheet import rollout_frames
-    from sim.video import write_mp4
+    from sim.sheet import BILLIARDS_FPS, billiards_rollout, rollout_frames
+    from sim.video import VideoWriter, write_mp4
 
     task = check_task(args.task)
     out = _check_out_file(args.out, ".mp4")
     size = parse_size(args.size)
-    rollout = rollout_frames(task, seed=args.seed, camera=args.camera, image_size=size, max_steps=args.max_steps)
-    write_mp4(out, rollout.frames, fps=rollout.fps)
+    if task == "Billiards":  # shots are long: stream frames to the encoder as they are rendered
+        with VideoWriter(out, fps=BILLIARDS_FPS) as writer:
+            rollout = billiards_rollout(args.seed, args.camera or "overhead", size, on_frame=writer.write)
+        n = writer.frames_written
+    else:
+        rollout = rollout_frames(task, seed=args.seed, camera=args.camera, image_size=size,
+                                 max_steps=args.max_steps)
+        write_mp4(out, rollout.frames, fps=rollout.fps)
+        n = len(rollout.frames)
     status = "success" if rollout.success else "no success"
-    print(f"wrote {out}: {len(rollout.frames)} frames at {rollout.fps} fps, {task} "
-          f"\"{rollout.instruction}\" ({status})")
+    print(f"wrote {out}: {n} frames at {rollout.fps} fps, {task} \"{rollout.instruction}\" ({status})")
     return 0
 
 

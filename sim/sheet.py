@@ -56,8 +56,12 @@ def tabletop_rollout(task: str, seed: int = 0, camera: str = "agentview", image_
 
 
 def billiards_rollout(seed: int = 0, camera: str = "overhead", image_size=(320, 240),
-                      fps: int = BILLIARDS_FPS) -> Rollout:
-    """One shot planned by the scripted player on a scattered table."""
+                      fps: int = BILLIARDS_FPS, on_frame=None) -> Rollout:
+    """One shot planned by the scripted player on a scattered table.
+
+    With ``on_frame`` each frame is handed over as it is rendered and none is kept (a long shot
+    at 640x480 would otherwise hold hundreds of MB); ``Rollout.frames`` is then empty.
+    """
     from sim.billiards.player import ScriptedPlayer
     from sim.billiards.shot import simulate_shot
     from sim.billiards.world import BilliardsWorld
@@ -67,11 +71,17 @@ def billiards_rollout(seed: int = 0, camera: str = "overhead", image_size=(320, 
     try:
         world.reset(rng)
         aim, power, target = ScriptedPlayer(rng).plan(world.state())
-        shot = simulate_shot(world, aim, power, target=target, fps=fps)
+        if on_frame is None:
+            shot = simulate_shot(world, aim, power, target=target, fps=fps)
+            frames = shot.frames[camera]
+        else:
+            shot = simulate_shot(world, aim, power, target=target, fps=fps,
+                                 on_frame=lambda images: on_frame(images[camera]), keep_frames=False)
+            frames = np.zeros((0, int(image_size[1]), int(image_size[0]), 3), np.uint8)
     finally:
         world.close()
     caption = f"pot the {target} ball" if target else "hit an object ball"
-    return Rollout("Billiards", caption, shot.frames[camera], int(fps), target in shot.pots())
+    return Rollout("Billiards", caption, frames, int(fps), target in shot.pots())
 
 
 def rollout_frames(task: str, seed: int = 0, camera: str | None = None, image_size=(256, 256),

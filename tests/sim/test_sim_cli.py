@@ -77,3 +77,11 @@ def test_help_does_not_import_heavy_modules():
             "print([m for m in ('mujoco', 'torch', 'av', 'pyarrow') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_record_billiards_streams_a_shot(tmp_path, capsys):
+    out = tmp_path / "shot.mp4"
+    assert main(["sim", "record", "--task", "Billiards", "--out", str(out), "--size", "64x48"]) == 0
+    n = int(capsys.readouterr().out.split(": ")[1].split(" frames")[0])
+    info = video_info(out)
+    assert info["frames"] == n > 10 and info["fps"] == 30 and (info["width"], info["height"]) == (64, 48)
