@@ -20,8 +20,8 @@ import time
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
 from geometry_msgs.msg import TwistStamped
+from std_msgs.msg import Bool, String
 
 from ros_nodes.backends import ActionBackend, make_backend
 from ros_nodes.convert import BadMessage, action_to_twist, msg_to_image
@@ -63,7 +63,9 @@ class PolicyNode(Node):
             self.create_subscription(Image, f"camera/{cam}/image_raw",
                                      lambda msg, cam=cam: self._on_image(cam, msg), SENSOR_QOS)
         self.create_subscription(String, "robot/instruction", self._on_instruction, LATCHED_QOS)
-        self.create_subscription(String, "sim/episode", self._on_episode, RELIABLE_QOS)
+        self.create_subscription(String, "sim/episode", self._on_episode, LATCHED_QOS)
+        self.create_subscription(Bool, "robot/stop", self._on_stop, RELIABLE_QOS)
+        self.halted = False  # an operator's stop: no actions until robot/stop is false again
         if self.mode == "timer":
             self.create_timer(1.0 / rate_hz, self._on_tick)
         self.get_logger().info(f"policy node up: mode={self.mode}, cameras={self.cameras}")
@@ -83,6 +85,11 @@ class PolicyNode(Node):
             self.backend.reset()
             self._pending.clear()
             self._acted = (None, None)
+
+    def _on_stop(self, msg: Bool) -> None:
+        self.halted = bool(msg.data)
+        if self.halted:
+            self._stop("operator stop")
 
     def _on_image(self, cam: str, msg: Image) -> None:
         try:
@@ -123,6 +130,9 @@ class PolicyNode(Node):
 
     def _act(self, images: dict[str, np.ndarray], stamp) -> np.ndarray | None:
         """Predict and publish; returns the action sent, or None when it stopped instead."""
+        if self.halted:
+            self._stop("operator stop")
+            return None
         if not self.instruction:
             self._stop("no instruction yet")
             return None
