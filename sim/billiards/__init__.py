@@ -5,3 +5,12 @@ dimensions), ``world`` (model/data, layouts, cue pose), ``events`` (contacts -> 
 ``stroke`` (how the cue moves), ``shot`` (simulate, record, save/load), ``player`` (a scripted
 player that aims pots) and ``env`` (the Gymnasium env, ``embodied/Billiards-v0``).
 """
+
+from sim.billiards.env import BilliardsEnv
+from sim.billiards.events import Event
+from sim.billiards.player import ScriptedPlayer
+from sim.billiards.shot import ShotRecord, load_shot, record_shot, save_shot, simulate_shot
+from sim.billiards.world import BilliardsWorld, TableState
+
+__all__ = ["BilliardsEnv", "BilliardsWorld", "Event", "ScriptedPlayer", "ShotRecord", "TableState",
+           "load_shot", "record_shot", "save_shot", "simulate_shot"]

@@ -8,7 +8,8 @@ approached steeply enough to drop. The easiest feasible pot (small cut, short di
 Power comes from a simple energy budget with the table's measured rolling deceleration, so the
 object ball reaches the pocket with some pace. When nothing is pottable the player plays a
 plain shot at a random ball (target None). A little Gaussian noise on aim and power makes the
-shots varied; set ``aim_noise=0`` for a perfect player.
+shots varied; set ``aim_noise_deg=0`` for a perfect player. ``explore`` is the chance of a
+random shot (any aim, any power) instead, for varied training videos.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class ScriptedPlayer:
     """``plan(state) -> (aim, power, target | None)``; randomness only from ``rng``."""
 
     def __init__(self, rng: np.random.Generator, aim_noise_deg: float = 0.15,
-                 power_noise: float = 0.05, max_cut_deg: float = 60.0) -> None:
+                 power_noise: float = 0.05, max_cut_deg: float = 60.0, explore: float = 0.0) -> None:
         self.rng = rng
+        self.explore = explore
         self.aim_noise = np.deg2rad(aim_noise_deg)
         self.power_noise = power_noise
         self.max_cut = np.deg2rad(max_cut_deg)
@@ -89,6 +91,9 @@ class ScriptedPlayer:
         return float(np.clip((v_cue - SPEED_MIN) / (SPEED_MAX - SPEED_MIN), 0.05, 1.0))
 
     def plan(self, state: TableState) -> tuple[float, float, str | None]:
+        """``(aim, power, target)``: the easiest pot, or a plain shot (target None)."""
+        if self.explore > 0 and self.rng.random() < self.explore:
+            return float(self.rng.uniform(-np.pi, np.pi)), float(self.rng.uniform(0.1, 0.9)), None
         options = self.candidates(state)
         if options:
             _, aim, power, ball, _ = options[0]

@@ -103,3 +103,19 @@ def test_bad_shot_arguments_are_user_errors(world):
         simulate_shot(world, aim=float("nan"), power=0.5)
     with pytest.raises(SimError):
         simulate_shot(world, aim=0.0, power=1.5)
+
+
+def test_player_targets_pottable_balls_and_explores_when_asked(world):
+    from sim.billiards.player import ScriptedPlayer
+
+    world.reset(np.random.default_rng(0), "scatter")
+    state = world.state()
+    player = ScriptedPlayer(np.random.default_rng(0), aim_noise_deg=0.0, power_noise=0.0)
+    options = player.candidates(state)
+    assert options and all(b != "cue" for *_, b, _ in options)
+    assert [o[0] for o in options] == sorted(o[0] for o in options)
+    aim, power, target = player.plan(state)
+    assert (aim, target) == (options[0][1], options[0][3]) and 0.0 < power <= 1.0
+    explorer = ScriptedPlayer(np.random.default_rng(0), explore=1.0)
+    plans = [explorer.plan(state) for _ in range(5)]
+    assert all(t is None for *_, t in plans) and len({round(a, 6) for a, *_ in plans}) == 5
