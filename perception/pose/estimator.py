@@ -1,0 +1,102 @@
+"""``PoseEstimator.estimate(image, depth | None, K) -> 4x4 object->camera``: the whole pipeline.
+
+segmentation -> initial pose (geometric axis fit or SQPnP) -> render-and-compare refinement.
+Depth, when given, is used everywhere it helps (RGB-D mode); without it the same steps run on
+the silhouette and the cue's known size (RGB mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from perception.errors import PerceptionError
+from perception.pose.init import init_cue_pnp, init_cue_rgb, init_cue_rgbd, pose_from_axis
+from perception.pose.model import RigidObjectModel, cue_model
+from perception.pose.refine import RefineConfig, refine_cue
+from perception.pose.segment import coverage, cue_segmenter
+
+
+class PoseEstimator(Protocol):
+    def estimate(self, image: np.ndarray, depth: np.ndarray | None, K: np.ndarray) -> np.ndarray:
+        """4x4 object->camera pose (metres)."""
+
+
+def check_intrinsics(K: Any) -> np.ndarray:
+    K = np.asarray(K, float)
+    if K.shape != (3, 3) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise PerceptionError(f"intrinsics must be a 3x3 matrix with positive focal lengths, "
+                              f"got {K.tolist()}")
+    return K
+
+
+@dataclass
+class CuePoseEstimator:
+    """The cue's pose from one frame. ``init``: "axis" (geometric fit, default) or "pnp"."""
+
+    model: RigidObjectModel = field(default_factory=cue_model)
+    segmenter: Callable[..., np.ndarray] | None = None  # default: the shaft's colour
+    init: str = "axis"
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    subpixel: bool = True  # unmix anti-aliased edge pixels into coverage (see segment.coverage)
+    last: dict = field(default_factory=dict, repr=False)  # diagnostics of the latest call
+
+    def __post_init__(self) -> None:
+        if self.segmenter is None:
+            self.segmenter = cue_segmenter(self.model)
+        if self.init not in ("axis", "pnp"):
+            raise PerceptionError(f"unknown init {self.init!r}; valid: axis, pnp")
+
+    def segment(self, image: np.ndarray, depth: np.ndarray | None,
+                roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """The object's mask; with ``roi`` (y0, y1, x0, x1) only that box is segmented."""
+        if roi is not None:
+            y0, y1, x0, x1 = roi
+            mask = np.zeros(image.shape[:2], bool)
+            mask[y0:y1, x0:x1] = self.segmenter(image[y0:y1, x0:x1],
+                                                None if depth is None else depth[y0:y1, x0:x1])
+        else:
+            mask = self.segmenter(image, depth)
+        if mask.sum() < 10:
+            raise PerceptionError("the cue is not visible (segmentation found too few pixels)")
+        return mask
+
+    def _roi(self, T: np.ndarray, K: np.ndarray, shape, margin: int = 40):
+        """Box around the projection of the whole cue at pose ``T`` (tracking's search window)."""
+        L = self.model.dims[0]
+        P = np.array([T[:3, 3], T[:3, 3] + L * T[:3, 2]])
+        if np.any(P[:, 2] <= 0.01):
+            return None
+        q = P @ K.T
+        q = q[:, :2] / q[:, 2:]
+        H, W = shape[:2]
+        x0, y0 = np.floor(q.min(0)).astype(int) - margin
+        x1, y1 = np.ceil(q.max(0)).astype(int) + margin
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
+        return (y0, y1, x0, x1) if x1 - x0 > 8 and y1 - y0 > 8 else None
+
+    def initial(self, image, depth, K, mask) -> tuple[np.ndarray, np.ndarray]:
+        if depth is not None and self.init == "axis":
+            return init_cue_rgbd(mask, depth, K, self.model, image)
+        if self.init == "pnp":
+            return init_cue_pnp(mask, K, self.model, image)
+        return init_cue_rgb(mask, K, self.model, image)
+
+    def estimate(self, image: np.ndarray, depth: np.ndarray | None, K: np.ndarray,
+                 seed: np.ndarray | None = None, iters: int | None = None) -> np.ndarray:
+        """Pose of the cue; ``seed`` (a previous pose) replaces the initial fit when given."""
+        K = check_intrinsics(K)
+        mask = self.segment(image, depth, None if seed is None else self._roi(seed, K, image.shape))
+        if seed is not None:
+            tip, axis = seed[:3, 3].copy(), seed[:3, 2].copy()
+        else:
+            tip, axis = self.initial(image, depth, K, mask)
+        cfg = self.refine if iters is None else RefineConfig(**{**self.refine.__dict__,
+                                                                 "iters": iters})
+        alpha = coverage(image, mask) if self.subpixel else None
+        res = refine_cue(tip, axis, mask, K, self.model, depth, cfg, alpha=alpha)
+        self.last = {"mask_pixels": int(mask.sum()), "loss": res.loss, "iou": res.iou,
+                     "mask": mask}
+        return pose_from_axis(res.tip, res.axis)
