@@ -2,7 +2,8 @@
 
 ``simulate_shot`` strikes the cue ball along a world yaw with a power in [0, 1] and steps the
 physics until every ball in play is at rest (or ``max_time``). Ground truth is sampled on the
-video clock (``fps``, default 30): frame k is the state at t = k / fps from the start of the shot.
+video clock (``fps``, default 30): frame k is the state at the first physics step at or after
+k / fps (``times`` holds the exact time, at most one 1 ms step late).
 ``save_shot`` / ``load_shot`` keep a record on disk as one mp4 per camera (sim/video.py), a
 ``ground_truth.json`` for people and tools (events, names, colours, fps, intrinsics, camera poses)
 and a ``ground_truth.npz`` for the arrays (loadable with ``allow_pickle=False``).
@@ -35,6 +36,7 @@ class ShotRecord:
     times: np.ndarray  # [T] s from the start of the shot
     cue_pose: np.ndarray  # [T, 4, 4] cue -> world (origin at the tip, +z toward the butt)
     ball_pos: np.ndarray  # [T, N, 3] world, metres
+    ball_vel: np.ndarray  # [T, N, 3] world, m/s
     potted: np.ndarray  # [T, N] bool
     ball_names: tuple[str, ...]
     ball_colors: tuple[tuple[float, float, float], ...]  # RGB in [0, 1]
@@ -92,7 +94,7 @@ def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool =
     mujoco.mj_forward(model, data)
     detector = EventDetector(model, world.ball_names, t0=t0)
 
-    times, poses, positions, potted = [], [], [], []
+    times, poses, positions, velocities, potted = [], [], [], [], []
     frames: dict[str, list[np.ndarray]] = {}
     next_frame = 0
     while True:
@@ -101,6 +103,7 @@ def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool =
             times.append(t)
             poses.append(world.cue_pose())
             positions.append(world.ball_positions())
+            velocities.append(world.ball_velocities())
             potted.append(world.potted.copy())
             if render:
                 images = world.render()
@@ -121,7 +124,7 @@ def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool =
     depth = {k.removesuffix("_depth"): np.stack(v) for k, v in frames.items() if k.endswith("_depth")}
     return ShotRecord(
         fps=float(fps), times=np.array(times), cue_pose=np.stack(poses), ball_pos=np.stack(positions),
-        potted=np.stack(potted), ball_names=tuple(world.ball_names),
+        ball_vel=np.stack(velocities), potted=np.stack(potted), ball_names=tuple(world.ball_names),
         ball_colors=tuple(tuple(float(c) for c in rgb) for rgb in world.ball_colors),
         events=list(detector.events), aim=float(aim), power=float(power), target=target,
         frames=images, depth=depth, K=world.intrinsics(), camera_pose=world.camera_poses(),
@@ -216,7 +219,7 @@ def _write_ground_truth(record: ShotRecord, out: Path, cameras: list[str]) -> No
     }
     (out / GT_JSON).write_text(json.dumps(meta, indent=1))
     arrays = {"times": record.times, "cue_pose": record.cue_pose, "ball_pos": record.ball_pos,
-              "potted": record.potted}
+              "ball_vel": record.ball_vel, "potted": record.potted}
     arrays.update({f"depth_{k}": v for k, v in record.depth.items()})
     np.savez_compressed(out / GT_NPZ, **arrays)
 
@@ -236,7 +239,7 @@ def load_shot(directory: str | Path, frames: bool = True) -> ShotRecord:
         videos = {cam: read_mp4(path / f"{cam}.mp4") for cam in meta["cameras"]}
     return ShotRecord(
         fps=float(meta["fps"]), times=arrays["times"], cue_pose=arrays["cue_pose"],
-        ball_pos=arrays["ball_pos"], potted=arrays["potted"].astype(bool),
+        ball_pos=arrays["ball_pos"], ball_vel=arrays["ball_vel"], potted=arrays["potted"].astype(bool),
         ball_names=tuple(meta["ball_names"]), ball_colors=tuple(tuple(c) for c in meta["ball_colors"]),
         events=[Event.from_dict(e) for e in meta["events"]], aim=float(meta["aim"]),
         power=float(meta["power"]), target=meta["target"], frames=videos,

@@ -162,8 +162,12 @@ class BilliardsWorld:
     def ball_positions(self) -> np.ndarray:
         return np.stack([self.data.qpos[a:a + 3] for a in self._ball_qpos]).copy()
 
+    def ball_velocities(self) -> np.ndarray:
+        """[N, 3] linear velocities (world, m/s)."""
+        return np.stack([self.data.qvel[a:a + 3] for a in self._ball_qvel]).copy()
+
     def ball_speeds(self) -> np.ndarray:
-        return np.array([np.linalg.norm(self.data.qvel[a:a + 3]) for a in self._ball_qvel])
+        return np.linalg.norm(self.ball_velocities(), axis=1)
 
     def state(self) -> TableState:
         return TableState(self.ball_names, self.ball_positions(), self.potted.copy())

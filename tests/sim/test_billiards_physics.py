@@ -68,6 +68,8 @@ def test_balls_come_to_rest_and_stay_on_the_cloth(world):
     assert rec.duration < 12.0  # ended because everything stopped, not by the cap
     in_play = ~world.potted
     assert np.all(world.ball_speeds()[in_play] < 0.01)
+    assert np.all(np.linalg.norm(rec.ball_vel[-1, in_play], axis=1) < 0.01)
+    assert np.linalg.norm(rec.ball_vel[:, 0], axis=1).max() > 4.0  # a full-power break
     z = rec.ball_pos[-1, in_play, 2]
     assert np.allclose(z, table.BED_Z + table.BALL_RADIUS, atol=2e-3)
     # The break spread the rack: many ball-ball contacts.
