@@ -24,6 +24,7 @@ COLLECT_HELP = {
     "max_attempts": "give up after this many attempts; 0 = 2*episodes+10",
     "crf": "x264 quality (lower = sharper)",
     "progress": "progress bar",
+    "fsync": "fsync every file (power-cut safe; --no-fsync is faster, still crash safe)",
 }
 
 

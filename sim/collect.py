@@ -53,6 +53,7 @@ class CollectConfig:
     max_steps: int = 400  # hard cap per episode on top of the env's own time limit
     max_attempts: int = 0  # give up after this many attempts; 0 = 2 x episodes + 10
     crf: int = 18  # x264 quality of the stored videos (lower = sharper, larger)
+    fsync: bool = True  # make each episode durable across power cuts too (~10 ms per file)
     progress: bool = True  # tqdm progress bar on stderr
 
 
@@ -65,8 +66,8 @@ def parse_tasks(spec: str) -> list[str]:
         raise SimError("no task given")
     for t in tasks:
         if t not in TABLETOP_TASKS:
-            raise SimError(f"{t} has no scripted arm expert to collect from; "
-                           f"collectable tasks: {', '.join(TABLETOP_TASKS)} (record a shot with `embodied sim record`)")
+            raise SimError(f"{t} has no scripted arm expert to collect from; collectable tasks: "
+                           f"{', '.join(TABLETOP_TASKS)} (record a shot with `embodied sim record`)")
     return tasks
 
 
@@ -205,9 +206,9 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
         first = envs[tasks[0]]
         fps = cfg.fps or int(first.metadata.get("render_fps") or 10)
         state_dim = int(first.observation_space["state"].shape[0])
+        robot_type = getattr(first.unwrapped, "robot_type", "embodied_arm")
         writer = LeRobotWriter(out, fps=fps, cameras=cfg.cameras, image_size=cfg.image_size,
-                               state_dim=state_dim, robot_type=getattr(first.unwrapped, "robot_type", "embodied_arm"),
-                               crf=cfg.crf)
+                               state_dim=state_dim, robot_type=robot_type, crf=cfg.crf, sync=cfg.fsync)
     except BaseException:
         for env in envs.values():
             env.close()

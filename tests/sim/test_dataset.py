@@ -190,6 +190,7 @@ def test_bad_frames_are_rejected(tmp_path):
             ep.add_frame({"agentview": np.zeros((H, W, 3), np.uint8)}, np.ones(4), np.zeros(7))
         with pytest.raises(SimError, match="action"):
             ep.add_frame({c: np.zeros((H, W, 3), np.uint8) for c in CAMS}, np.ones(4), np.zeros(6))
+        ep.discard()
         with pytest.raises(SimError, match="no frames"):
             writer.start_episode(task="y").finish(success=True)
     info = json.loads((tmp_path / "ds/meta/info.json").read_text())
@@ -211,3 +212,12 @@ def test_reader_recomputes_stats_when_info_lags_behind(tmp_path):
     # the next writer repairs the files on disk
     LeRobotWriter(root, fps=10, cameras=CAMS, image_size=(W, H), state_dim=4).close()
     assert LeRobotDataset(root).num_episodes == 3
+
+
+def test_one_episode_at_a_time(tmp_path):
+    with LeRobotWriter(tmp_path / "ds", fps=10, cameras=CAMS, image_size=(W, H), state_dim=4) as writer:
+        first = writer.start_episode(task="a")
+        with pytest.raises(SimError, match="still being recorded"):
+            writer.start_episode(task="b")
+        first.discard()
+        assert writer.start_episode(task="b").index == 0
