@@ -11,7 +11,9 @@ So the tip is ``pose @ [0, 0, 0, 1]`` and the butt is ``pose @ [0, 0, CUE_LENGTH
 MuJoCo has no cone primitive, so the simulator draws the taper as ``N_SEGMENTS`` stacked
 cylinders of equal length whose radius is the true radius at each segment's middle
 (``segments()``); the largest radial error is half a segment's radius step (0.8 mm). Perception
-may use the exact cone (``radius_at``) or the same segments.
+may use the exact cone (``radius_at``) or the same segments. Colours: a white band (the first
+``TIP_LENGTH``, 3% wider than the first segment), a light maple shaft, and a dark butt (the last
+two segments).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ BUTT_RADIUS = 0.0145  # m, a 29 mm butt
 CUE_MASS = 0.54  # kg, a 19 oz cue
 BALANCE_POINT = 1.0  # m from the tip: cues balance about 45 cm from the butt
 N_SEGMENTS = 5  # stacked cylinders approximating the taper (MuJoCo has no cone)
-TIP_LENGTH = 0.02  # m, the pale leather tip + ferrule drawn at the thin end
+TIP_LENGTH = 0.02  # m, a white ferrule band drawn over the first segment at the tip end
 SHAFT_RGBA = (0.86, 0.72, 0.48, 1.0)  # light maple shaft
 BUTT_RGBA = (0.25, 0.12, 0.05, 1.0)  # dark wrapped butt (the last two segments)
 TIP_RGBA = (0.95, 0.95, 0.92, 1.0)  # white ferrule

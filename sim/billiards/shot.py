@@ -84,6 +84,8 @@ def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool =
         raise SimError(f"aim and power must be finite, got aim={aim}, power={power}")
     if not 0.0 <= power <= 1.0:
         raise SimError(f"power must be in [0, 1], got {power}")
+    if not (fps > 0 and max_time > 0):
+        raise SimError(f"fps and max_time must be positive, got fps={fps}, max_time={max_time}")
     world = _world_of(env_or_world)
     if world.potted[world.ball_names.index("cue")]:
         raise SimError("the cue ball is potted; reset the table first")

@@ -172,8 +172,10 @@ def _cue() -> str:
         geoms.append(f'<geom name="cue_seg{k}" class="cue_visual" type="cylinder" '
                      f'fromto="0 0 {z0:.6g} 0 0 {z1:.6g}" size="{r:.6g}" rgba="{_fmt(*rgba)}"/>')
     r_tip = cue_geom.TIP_RADIUS
+    # A white band over the first segment (just proud of it, so it shows) marks the tip end.
+    r_band = cue_geom.segments()[0][2] * 1.03
     geoms.append(f'<geom name="cue_ferrule" class="cue_visual" type="cylinder" '
-                 f'fromto="0 0 -0.0005 0 0 {cue_geom.TIP_LENGTH}" size="{r_tip * 1.03:.6g}" '
+                 f'fromto="0 0 -0.0005 0 0 {cue_geom.TIP_LENGTH}" size="{r_band:.6g}" '
                  f'rgba="{_fmt(*cue_geom.TIP_RGBA)}"/>')
     # Collision sphere whose front touches the tip face's centre.
     geoms.append(f'<geom name="cue_tip" class="cue_tip" pos="0 0 {r_tip:.6g}" size="{r_tip:.6g}"/>')
