@@ -252,12 +252,13 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
                 index = rec.finish(result["success"], result["ground_truth"])
                 stats["saved"] += 1
                 saved += 1
-                bar.update(1)
             else:
                 rec.discard()
             log.log(attempt=attempt - 1, seed=seed, task=task, success=result["success"], steps=result["steps"],
                     kept=result["kept"], episode_index=index, instruction=result["instruction"])
-            bar.set_postfix(success=f"{sum(s['successes'] for s in per_task.values()) / max(tried, 1):.0%}")
+            rate = sum(s["successes"] for s in per_task.values()) / tried
+            bar.set_postfix(success=f"{rate:.0%}", refresh=False)
+            bar.update(1 if index is not None else 0)
     finally:
         bar.close()
         log.close()
