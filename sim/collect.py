@@ -144,34 +144,49 @@ def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
 
     ``start_recording(instruction)`` is called after reset (when the instruction is known) and
     returns an EpisodeRecorder that receives the kept frames; without it nothing is recorded.
+
+    Events (for video QA: ordering, timestamps) are the env's own, if its ground truth has an
+    "events" list, plus gripper closes/opens and the first success, each with the env ``step``,
+    the time ``t`` in seconds and the dataset ``frame`` it shows up in (None if not recorded).
     """
     obs, info = env.reset(seed=seed)
     expert.reset()
     instruction = str(info.get("instruction", ""))
     recorder = start_recording(instruction) if start_recording else None
     unwrapped = env.unwrapped
+    hz = float(env.metadata.get("render_fps") or 10)
     gt_first = unwrapped.ground_truth()
     gt_now = gt_first
     prev_gripper: float | None = None
     kept = steps = 0
     success = False
+    events: list[dict[str, Any]] = []
     for steps in range(1, cfg.max_steps + 1):
         action = np.asarray(expert.act(obs), dtype=np.float32)
         if not np.all(np.isfinite(action)):
             raise SimError(f"expert produced a non-finite action at step {steps}")
+        frame = None
         if recorder is not None and not (cfg.skip_idle and is_idle(action, prev_gripper)):
             frame_gt = flatten_numeric(gt_now)
             if cfg.depth:
                 frame_gt.update(_depth_maps(obs, tuple(cfg.cameras)))
             recorder.add_frame({c: obs[c] for c in cfg.cameras}, obs["state"], action, frame_gt)
-            kept += 1
+            frame, kept = kept, kept + 1
+        if prev_gripper is not None and (action[6] > 0.5) != (prev_gripper > 0.5):
+            kind = "gripper_close" if action[6] > 0.5 else "gripper_open"
+            events.append({"type": kind, "step": steps - 1, "t": round((steps - 1) / hz, 4), "frame": frame})
         prev_gripper = float(action[6])
         obs, _, terminated, truncated, info = env.step(action)
-        gt_now = unwrapped.ground_truth()
+        if recorder is not None or cfg.depth:  # per-step ground truth only when it is kept
+            gt_now = unwrapped.ground_truth()
         success = bool(info.get("success", False))
         if success or terminated or truncated:
             break
-    events = gt_now.get("events", []) if isinstance(gt_now, dict) else []
+    gt_now = unwrapped.ground_truth()
+    if success:
+        events.append({"type": "success", "step": steps, "t": round(steps / hz, 4), "frame": None})
+    env_events = gt_now.get("events", []) if isinstance(gt_now, dict) else []
+    events = sorted([*env_events, *events], key=lambda e: e.get("t", 0.0)) if env_events else events
     return {"success": success, "steps": steps, "kept": kept, "instruction": instruction,
             "recorder": recorder,
             "ground_truth": {"events": events, "initial": gt_first, "final": gt_now,

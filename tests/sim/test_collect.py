@@ -95,7 +95,7 @@ class DummyReachEnv(gym.Env):
 
 
 class DummyExpert:
-    """Idles for two steps, then drives to the target; seeds = 3 mod 4 go the wrong way (fail)."""
+    """Idles for two steps, then closes and drives to the target; seeds = 3 mod 4 go the wrong way."""
 
     def __init__(self, env: DummyReachEnv, seed: int) -> None:
         self.env, self.seed, self.t = env, seed, 0
@@ -106,7 +106,7 @@ class DummyExpert:
     def act(self, obs) -> np.ndarray:
         self.t += 1
         action = np.zeros(7, np.float32)
-        action[6] = 1.0
+        action[6] = 1.0 if self.t > 2 else 0.0  # "closes the gripper" as it starts moving
         if self.t > 2:
             delta = np.clip((self.env.target - obs["state"][:3]) / STEP, -1, 1)
             action[:3] = -delta if self.seed % 4 == 3 else delta
@@ -146,7 +146,9 @@ def test_collect_saves_successes_drops_idle_and_logs_ground_truth(tmp_path):
         gt = ds.episode_ground_truth(i)
         assert gt["frames"]["hand.pos"].shape == (len(ep["action"]), 3)
         np.testing.assert_allclose(gt["frames"]["hand.pos"], ep["observation.state"][:, :3], atol=1e-6)
-        assert gt["events"][-1]["type"] == "reached" and gt["seed"] == ds.episode_meta(i)["seed"]
+        assert [e["type"] for e in gt["events"]] == ["gripper_close", "reached", "success"]
+        assert gt["events"][0]["step"] == 2 and gt["events"][0]["frame"] == 0
+        assert gt["seed"] == ds.episode_meta(i)["seed"]
         assert ep["observation.images.wrist"].shape == (len(ep["action"]), 32, 32, 3)
     assert ds.tasks == {0: "reach the red target", 1: "reach the blue target"}
 
