@@ -1,0 +1,93 @@
+import re
+
+import numpy as np
+
+from video_qa import data
+from video_qa.data import NOT_SEEN, billiards_questions, tabletop_questions
+
+
+def _shot_summary():
+    names = ["cue", "yellow", "blue", "red"]
+    return {"source": "billiards", "ball_names": names, "times": [0.0, 0.5, 1.0, 1.5, 2.0],
+            "pot_times": {"red": 1.7, "blue": 1.2}, "first_hit": "blue",
+            "start_uv": {"cue": [10.0], "yellow": [20.0], "blue": [30.0], "red": [40.0]}}
+
+
+def _answers(qas, kind):
+    return {q.question: q.answer for q in qas if q.type == kind}
+
+
+def test_billiards_questions_match_ground_truth():
+    qas = billiards_questions(_shot_summary(), "c", "train", np.random.default_rng(0))
+    assert {q.type for q in qas} == set(data.TYPES)
+    assert set(_answers(qas, "counting").values()) == {"2"}
+    assert set(_answers(qas, "ordering").values()) == {"blue"}
+    assert set(_answers(qas, "attribute").values()) == {"blue"}  # blue was potted first (1.2 s)
+    for q, a in _answers(qas, "timestamp").items():
+        expected = {"red": "1.7s", "blue": "1.2s"}
+        ball = q.split("the ")[1].split(" ball")[0]
+        assert a == expected.get(ball, NOT_SEEN)
+    for q, a in _answers(qas, "yesno").items():
+        ball = q.split("the ")[1].split(" ball")[0]
+        assert a == ("yes" if ball in ("red", "blue") else "no")
+    for q, a in _answers(qas, "state").items():
+        t = float(re.search(r"(\d+\.\d)s", q).group(1))
+        assert int(a) == 4 - (t >= 1.2) - (t >= 1.7)
+    for q, a in _answers(qas, "spatial").items():
+        words = q.replace("white", "cue").split()
+        a_ball, b_ball = [w for w in words if w in ("cue", "yellow", "blue", "red")]
+        order = ["cue", "yellow", "blue", "red"]
+        assert a == ("yes" if order.index(a_ball) < order.index(b_ball) else "no")
+    assert set(_answers(qas, "description").values()) == {"cue hit blue; potted blue, red"}
+
+
+def test_each_type_has_a_held_out_template_never_used_in_training_questions():
+    qas = billiards_questions(_shot_summary(), "c", "train", np.random.default_rng(1))
+    for kind in data.TYPES:
+        held = {q.template for q in qas if q.type == kind and q.heldout}
+        seen = {q.template for q in qas if q.type == kind and not q.heldout}
+        assert held == {len(data.BILLIARDS_TEMPLATES[kind]) - 1}
+        assert not held & seen
+
+
+def test_tabletop_questions_match_ground_truth():
+    summary = {"source": "tabletop", "instruction": "pick the red cube up", "times": [0.0, 0.1, 0.2, 0.3],
+               "objects": [{"name": "red cube", "color": "red", "shape": "cube", "is_target": True, "u": 5.0},
+                           {"name": "blue cylinder", "color": "blue", "shape": "cylinder",
+                            "is_target": False, "u": 50.0}],
+               "receptacle": None, "lift_time": 0.2, "all_colors": ["red", "blue", "green"],
+               "all_shapes": ["cube", "cylinder"]}
+    qas = tabletop_questions(summary, "t", "test", np.random.default_rng(0))
+    assert set(_answers(qas, "counting").values()) == {"2"}
+    assert set(_answers(qas, "attribute").values()) == {"red"}
+    assert set(_answers(qas, "timestamp").values()) == {"0.2s"}
+    for q, a in _answers(qas, "spatial").items():
+        assert a == ("yes" if q.index("red cube") < q.index("blue cylinder") else "no")
+    for q, a in _answers(qas, "state").items():
+        t = float(re.search(r"(\d+\.\d)s", q).group(1))
+        assert a == ("yes" if t >= 0.2 else "no")
+    for q, a in _answers(qas, "yesno").items():
+        assert a == ("yes" if ("red cube" in q or "blue cylinder" in q) else "no")
+    summary["lift_time"] = None
+    qas = tabletop_questions(summary, "t", "test", np.random.default_rng(0))
+    assert set(_answers(qas, "timestamp").values()) == {NOT_SEEN}
+
+
+def test_generated_clips_match_the_simulator(tmp_path):
+    """One real billiards shot and one tabletop episode: summary == the sim's own record."""
+    qa_file = data.generate(tmp_path, n_billiards=1, n_tabletop=1, log=None)
+    ds = data.QADataset(tmp_path)
+    frames, times, summary = ds.clip("billiards_0000")
+    assert frames.shape[0] == len(times) == len(summary["times"]) and frames.dtype == np.uint8
+    pot_events = {e["a"]: e["t"] for e in summary["events"] if e["kind"] == "pot"}
+    assert set(summary["pot_times"]) == set(pot_events)
+    counting = [q for q in ds.qas if q.clip == "billiards_0000" and q.type == "counting"]
+    assert counting[0].answer == str(len(pot_events))
+    frames, times, summary = ds.clip("tabletop_0000")
+    assert summary["success"] and summary["lift_time"] is not None
+    lifted = np.array(summary["lifted"])
+    assert not lifted[0] and lifted[-1]
+    assert abs(times[np.argmax(lifted)] - summary["lift_time"]) < 0.01
+    # splits are by clip: every question of a clip shares its split
+    assert len({(q.clip, q.split) for q in ds.qas}) == 2
+    assert qa_file.read_text().count("\n") == len(ds.qas)

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from tests.video_qa.helpers import tiny_config
+from video_qa.errors import VideoQAError
+from video_qa.modeling import MeanPooling, TokenMining, VideoLM
+
+
+def test_token_mining_attends_only_within_its_frame():
+    torch.manual_seed(0)
+    mining = TokenMining(dim=16, num_tokens=4, heads=2).eval()
+    patches = torch.randn(3, 9, 16)
+    before = mining(patches)
+    perturbed = patches.clone()
+    perturbed[1] += 5 * torch.randn(9, 16)  # change frame 1 only
+    after = mining(perturbed)
+    assert before.shape == (3, 4, 16)
+    torch.testing.assert_close(after[0], before[0])
+    torch.testing.assert_close(after[2], before[2])
+    assert (after[1] - before[1]).abs().max() > 1e-3  # frame 1's own tokens do change
+
+
+def test_video_lm_frame_tokens_are_per_frame():
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config()).eval()
+    images = torch.rand(4, 3, 16, 16)
+    before = model.frame_tokens(images)
+    images[2] = torch.rand(3, 16, 16)
+    after = model.frame_tokens(images)
+    torch.testing.assert_close(after[[0, 1, 3]], before[[0, 1, 3]])
+    assert before.shape == (4, 2, 64)
+
+
+def test_mean_pooling_keeps_the_budget_and_averages_cells():
+    pool = MeanPooling(4)
+    patches = torch.arange(16, dtype=torch.float32).view(1, 16, 1)  # 4x4 grid, values = index
+    out = pool(patches)
+    assert out.shape == (1, 4, 1)
+    assert out.flatten().tolist() == [2.5, 4.5, 10.5, 12.5]  # the four 2x2 quadrants
+
+
+def _examples(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    answers = ["yes", "红色", "2.5s", "not seen"]
+    return [{"frames": rng.integers(0, 255, (3, 20, 20, 3), dtype=np.uint8),
+             "times": [0.0, 0.5, 1.0], "question": f"question {i}?", "answer": answers[i % 4]}
+            for i in range(n)]
+
+
+def _overfit(model, examples, steps=150):
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = model.collate(examples)
+    for _ in range(steps):
+        loss = model(**batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def _answers(model, examples):
+    return model.generate(np.stack([e["frames"] for e in examples]), [e["times"] for e in examples],
+                          [e["question"] for e in examples])
+
+
+def test_tiny_model_overfits_a_handful_of_qa_pairs_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config())
+    examples = _examples()
+    loss = _overfit(model, examples)
+    assert loss < 0.05
+    answers = _answers(model, examples)
+    assert answers == [e["answer"] for e in examples]
+    model.save_pretrained(tmp_path / "ckpt")
+    assert not list(tmp_path.glob("*.tmp-*"))
+    loaded = VideoLM.from_pretrained(tmp_path / "ckpt")
+    assert _answers(loaded, examples) == answers
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_from_pretrained_names_missing_files(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(VideoQAError, match="model.safetensors"):
+        VideoLM.from_pretrained(tmp_path)
+    with pytest.raises(VideoQAError, match="does not exist"):
+        VideoLM.from_pretrained(tmp_path / "nope")
+
+
+def test_mean_pooling_model_trains_with_same_token_budget():
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config(pooling="mean"))
+    batch = model.collate(_examples(2))
+    assert int((batch["input_ids"] == model.tokenizer.frame_id).sum()) == 2 * 3 * 2
+    assert torch.isfinite(model(**batch))
+
+
+def test_unknown_pooling_lists_valid_ones():
+    with pytest.raises(VideoQAError, match="mining, mean"):
+        tiny_config(pooling="max")

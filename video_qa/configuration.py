@@ -1,0 +1,56 @@
+"""VideoLM configuration: one typed dataclass, a reason beside every default."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from video_qa.errors import VideoQAError
+
+POOLINGS = ("mining", "mean")
+
+
+@dataclass
+class VideoLMConfig:
+    # --- frame encoder (perception.encoders) ---
+    vision_family: str = "siglip"  # no CLS token to drop: every output token is a patch
+    vision_path: str | None = None  # local pretrained backbone dir(s); None = tiny, trained here
+    image_size: int = 64  # billiards balls are ~2 px at 64 px wide; smaller loses them
+    patch_size: int = 8  # 8x8 = 64 patches per frame: TokenMining's keys
+    vision_hidden: int = 96  # tiny: trains from scratch on a CPU in minutes
+    vision_layers: int = 2
+    vision_heads: int = 4
+    # --- frame tokens ---
+    pooling: str = "mining"  # "mining" (TokenMining, learned queries) or "mean" (ablation baseline)
+    tokens_per_frame: int = 4  # HiLight keeps a few tokens per frame; <= 32 by contract
+    mining_heads: int = 4
+    num_frames: int = 8  # frames per question; the sampler picks them from the clip
+    # --- language model ---
+    lm_path: str | None = None  # local pretrained causal LM dir; None = tiny Llama, trained here
+    lm_hidden: int = 128  # tiny default: a 2-core CPU trains it in ~10 minutes
+    lm_layers: int = 3
+    lm_heads: int = 4
+    lm_intermediate: int = 384
+    max_positions: int = 1024  # prompt (frames + text + question) + answer, in tokens
+    lora_rank: int = 8  # used when lm_path is set (pretrained LMs are LoRA-tuned, tiny ones fully)
+    lora_alpha: int = 16
+    # --- text limits ---
+    max_question_bytes: int = 256  # longer questions are truncated with a warning
+    max_frame_text_bytes: int = 48  # optional per-frame text (events/subtitles)
+    max_answer_bytes: int = 32  # answers are short: a colour, a count, a time, a short phrase
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise VideoQAError(f"unknown pooling {self.pooling!r}; valid: {', '.join(POOLINGS)}")
+        if not 1 <= self.tokens_per_frame <= 32:
+            raise VideoQAError(f"tokens_per_frame must be in 1..32, got {self.tokens_per_frame}")
+        if self.num_frames < 1:
+            raise VideoQAError(f"num_frames must be >= 1, got {self.num_frames}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VideoLMConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,350 @@
+"""Question–answer pairs generated from the simulator's ground truth, cached on disk.
+
+Two sources: billiards shots (``sim.billiards``: events with times, pots, first contact) and
+tabletop episodes (``sim.tabletop``: the scripted expert picks an object up, optionally puts it in
+a receptacle). Each clip is rendered small (QA needs colours and motion, not detail) and summarised
+into a JSON-able ``summary`` dict; questions are pure functions of that summary, so tests can check
+them against hand-made ground truth.
+
+Question types (:data:`TYPES`): counting, ordering, attribute, timestamp, spatial, yesno, state,
+description. Every type has several paraphrased templates; the LAST template of each type is held
+out of training and reported separately. Splits are by clip (episode), never by question.
+
+Cache layout::
+
+    root/clips/<clip_id>.npz   frames uint8 [T, H, W, 3], times float [T]
+    root/clips/<clip_id>.json  the summary (ground truth)
+    root/qa.jsonl              one question per line: clip, type, template, heldout, split, q, a
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from video_qa.errors import VideoQAError
+
+TYPES: tuple[str, ...] = ("counting", "ordering", "attribute", "timestamp", "spatial", "yesno",
+                          "state", "description")
+NOT_SEEN = "not seen"  # the honest answer when the asked-about event never happened
+TEST_EVERY = 5  # clip k is a test clip when k % TEST_EVERY == 0: 20 % of episodes held out
+BALL_COLOUR = {"cue": "white"}  # ball names are colours except the cue ball
+
+# type -> templates; the last one is held out of training (generalisation to new phrasings).
+BILLIARDS_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "counting": ("How many balls were potted?", "How many balls went into pockets?",
+                 "Count the balls that were potted.", "What number of balls ended up in a pocket?"),
+    "ordering": ("Which ball did the cue ball hit first?", "What was the first ball the cue ball touched?",
+                 "Name the first ball struck by the cue ball.", "The cue ball hit which ball first?"),
+    "attribute": ("What colour was the first ball potted?", "Which colour was the first ball to be potted?",
+                  "Give the colour of the first potted ball.", "The first ball potted was what colour?"),
+    "timestamp": ("When was the {ball} ball potted?", "At what time was the {ball} ball potted?",
+                  "When did the {ball} ball go into a pocket?", "What time did the {ball} ball drop into a pocket?"),
+    "spatial": ("At the start, was the {a} ball left of the {b} ball?",
+                "Was the {a} ball to the left of the {b} ball at the beginning?",
+                "In the first frame, is the {a} ball left of the {b} ball?",
+                "Initially, did the {a} ball lie left of the {b} ball?"),
+    "yesno": ("Was the {ball} ball potted?", "Did the {ball} ball go into a pocket?",
+              "Did the {ball} ball get potted?", "Is it true that the {ball} ball was potted?"),
+    "state": ("How many balls were on the table at {t}s?", "At {t}s, how many balls were on the table?",
+              "How many balls remained on the table at {t}s?", "Count the balls on the table at time {t}s."),
+    "description": ("Describe the shot.", "What happened in this shot?", "Summarise the shot.",
+                    "Give a short description of the shot."),
+}
+TABLETOP_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "counting": ("How many objects were on the table?", "How many objects are there?",
+                 "Count the objects on the table.", "What number of objects did the scene contain?"),
+    "ordering": ("Was the object lifted before the episode ended?", "Did the robot lift the object before the end?",
+                 "Was the object raised before the last frame?", "Before the end, had the object been lifted?"),
+    "attribute": ("What colour was the object the robot picked up?", "Which colour was the picked-up object?",
+                  "What was the colour of the object the robot grasped?", "The robot lifted an object of what colour?"),
+    "timestamp": ("When did the robot lift the object?", "At what time was the object lifted?",
+                  "When was the object picked up?", "What time did the object leave the table?"),
+    "spatial": ("Was the {a} left of the {b}?", "Is the {a} to the left of the {b}?",
+                "Was the {a} on the left of the {b}?", "Did the {a} lie left of the {b}?"),
+    "yesno": ("Was there a {name}?", "Did the scene contain a {name}?", "Was a {name} on the table?",
+              "Could you see a {name}?"),
+    "state": ("Was the object lifted at {t}s?", "At {t}s, was the object in the air?",
+              "Was the object off the table at {t}s?", "At time {t}s, had the object been lifted?"),
+    "description": ("Describe the episode.", "What did the robot do?", "Summarise the episode.",
+                    "Give a short description of what the robot did."),
+}
+
+
+@dataclass(frozen=True)
+class QA:
+    clip: str
+    type: str
+    template: int
+    heldout: bool
+    split: str
+    question: str
+    answer: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def fmt_time(t: float) -> str:
+    return f"{t:.1f}s"
+
+
+def parse_time(text: str) -> float | None:
+    """"2.3s" -> 2.3; anything else (e.g. "not seen") -> None."""
+    try:
+        return float(text.strip().removesuffix("s"))
+    except ValueError:
+        return None
+
+
+def split_of(index: int) -> str:
+    return "test" if index % TEST_EVERY == 0 else "train"
+
+
+# ---------------------------------------------------------------------------- question makers
+def _emit(out: list[QA], clip: str, split: str, templates: dict[str, tuple[str, ...]], kind: str,
+          answer: str, rng: np.random.Generator, **fill: Any) -> None:
+    """One question of ``kind`` from a random training template, plus one from the held-out one."""
+    tpl = templates[kind]
+    k = int(rng.integers(len(tpl) - 1))
+    for j in (k, len(tpl) - 1):
+        out.append(QA(clip, kind, j, j == len(tpl) - 1, split, tpl[j].format(**fill), answer))
+
+
+def billiards_questions(summary: dict[str, Any], clip: str, split: str,
+                        rng: np.random.Generator) -> list[QA]:
+    names = summary["ball_names"]
+    pots = summary["pot_times"]  # ball -> time of its pot
+    order = sorted(pots, key=pots.get)
+    out: list[QA] = []
+    T = _emit
+    T(out, clip, split, BILLIARDS_TEMPLATES, "counting", str(len(pots)), rng)
+    T(out, clip, split, BILLIARDS_TEMPLATES, "ordering", summary["first_hit"] or "none", rng)
+    T(out, clip, split, BILLIARDS_TEMPLATES, "attribute",
+      BALL_COLOUR.get(order[0], order[0]) if order else NOT_SEEN, rng)
+    objects = [n for n in names if n != "cue"]
+    ball = str(rng.choice(order)) if order and rng.random() < 0.75 else str(rng.choice(objects))
+    T(out, clip, split, BILLIARDS_TEMPLATES, "timestamp",
+      fmt_time(pots[ball]) if ball in pots else NOT_SEEN, rng, ball=ball)
+    a, b = rng.choice(names, 2, replace=False)
+    uv = summary["start_uv"]
+    T(out, clip, split, BILLIARDS_TEMPLATES, "spatial", "yes" if uv[a][0] < uv[b][0] else "no", rng,
+      a=BALL_COLOUR.get(str(a), str(a)), b=BALL_COLOUR.get(str(b), str(b)))
+    yes_ball = str(rng.choice(order)) if order else None
+    no_ball = str(rng.choice([n for n in objects if n not in pots]))
+    for q in ([yes_ball] if yes_ball else []) + [no_ball]:
+        T(out, clip, split, BILLIARDS_TEMPLATES, "yesno", "yes" if q in pots else "no", rng, ball=q)
+    times = summary["times"]
+    ti = int(rng.integers(len(times)))
+    t = round(float(times[ti]), 1)
+    on_table = sum(1 for n in names if n not in pots or pots[n] > t)
+    T(out, clip, split, BILLIARDS_TEMPLATES, "state", str(on_table), rng, t=f"{t:.1f}")
+    T(out, clip, split, BILLIARDS_TEMPLATES, "description", describe_shot(summary), rng)
+    return out
+
+
+def describe_shot(summary: dict[str, Any]) -> str:
+    pots = summary["pot_times"]
+    hit = summary["first_hit"]
+    first = f"cue hit {hit}" if hit else "cue hit nothing"
+    potted = ", ".join(sorted(pots, key=pots.get)) if pots else "none"
+    return f"{first}; potted {potted}"
+
+
+def tabletop_questions(summary: dict[str, Any], clip: str, split: str,
+                       rng: np.random.Generator) -> list[QA]:
+    objs = summary["objects"]
+    target = next(o for o in objs if o["is_target"])
+    lift = summary["lift_time"]
+    out: list[QA] = []
+    T = _emit
+    T(out, clip, split, TABLETOP_TEMPLATES, "counting", str(len(objs)), rng)
+    T(out, clip, split, TABLETOP_TEMPLATES, "ordering", "yes" if lift is not None else "no", rng)
+    T(out, clip, split, TABLETOP_TEMPLATES, "attribute", target["color"] if lift is not None else NOT_SEEN, rng)
+    T(out, clip, split, TABLETOP_TEMPLATES, "timestamp", fmt_time(lift) if lift is not None else NOT_SEEN, rng)
+    things = [(o["name"], o["u"]) for o in objs]
+    if summary.get("receptacle"):
+        things.append((summary["receptacle"]["kind"], summary["receptacle"]["u"]))
+    if len(things) >= 2:
+        i, j = rng.choice(len(things), 2, replace=False)
+        T(out, clip, split, TABLETOP_TEMPLATES, "spatial", "yes" if things[i][1] < things[j][1] else "no",
+          rng, a=things[i][0], b=things[j][0])
+    present = {o["name"] for o in objs}
+    absent = [f"{c} {s}" for c in summary["all_colors"] for s in summary["all_shapes"]
+              if f"{c} {s}" not in present]
+    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "yes", rng, name=str(rng.choice(sorted(present))))
+    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "no", rng, name=str(rng.choice(absent)))
+    times = summary["times"]
+    ti = int(rng.integers(len(times)))
+    t = round(float(times[ti]), 1)
+    T(out, clip, split, TABLETOP_TEMPLATES, "state", "yes" if lift is not None and t >= lift else "no",
+      rng, t=f"{t:.1f}")
+    T(out, clip, split, TABLETOP_TEMPLATES, "description", summary["instruction"], rng)
+    return out
+
+
+# ---------------------------------------------------------------------------- simulation
+def _project_u(K: np.ndarray, cam_to_world: np.ndarray, p: np.ndarray) -> float:
+    """Image column of world point ``p``: what "left of" means is what the camera shows."""
+    R, t = cam_to_world[:3, :3], cam_to_world[:3, 3]
+    x = R.T @ (np.asarray(p, float) - t)
+    return float(K[0, 0] * x[0] / x[2] + K[0, 2])
+
+
+def simulate_billiards(seed: int, width: int = 64, height: int = 40, fps: float = 10.0
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One scripted shot from the overhead camera: (frames, times, summary)."""
+    from sim.billiards.player import ScriptedPlayer
+    from sim.billiards.shot import simulate_shot
+    from sim.billiards.world import BilliardsWorld
+
+    world = BilliardsWorld(cameras=("overhead",), width=width, height=height)
+    try:
+        rng = np.random.default_rng(seed)
+        world.reset(rng)
+        aim, power, target = ScriptedPlayer(rng).plan(world.state())
+        rec = simulate_shot(world, aim, power, fps=fps, target=target)
+    finally:
+        world.close()
+    return rec.frames["overhead"], np.asarray(rec.times), billiards_summary(rec)
+
+
+def billiards_summary(rec: Any) -> dict[str, Any]:
+    """Ground truth of a ``ShotRecord`` that the questions need (JSON-able)."""
+    pots: dict[str, float] = {}
+    first_hit = None
+    for e in rec.events:
+        if e.kind == "pot" and e.a not in pots:
+            pots[e.a] = round(float(e.t), 2)
+        if e.kind == "ball_ball" and first_hit is None and "cue" in (e.a, e.b):
+            first_hit = e.b if e.a == "cue" else e.a
+    K, pose = rec.K["overhead"], rec.camera_pose["overhead"]
+    uv = {n: [_project_u(K, pose, rec.ball_pos[0, i])] for i, n in enumerate(rec.ball_names)}
+    return {"source": "billiards", "times": [round(float(t), 3) for t in rec.times],
+            "ball_names": list(rec.ball_names), "pot_times": pots, "first_hit": first_hit,
+            "start_uv": uv,
+            "events": [{"t": round(float(e.t), 3), "kind": e.kind, "a": e.a, "b": e.b}
+                       for e in rec.events]}
+
+
+def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 64, idle_steps: int = 3
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One expert episode from the agent-view camera: (frames, times, summary).
+
+    ``idle_steps`` no-op steps at the start give the clip a still prefix, so "when" answers are not
+    simply the clip length.
+    """
+    import sim
+    from sim.tabletop import scene, tasks
+    from sim.tabletop.experts import make_expert
+
+    env = sim.make(task, render_mode="rgb_array", image_size=(size, size), cameras=("agentview",))
+    try:
+        obs, _ = env.reset(seed=seed)
+        u = env.unwrapped
+        gt0 = u.ground_truth()
+        K, pose = u.camera_intrinsics("agentview"), u.camera_pose("agentview")
+        expert = make_expert(u, seed=seed)
+        expert.reset()
+        target = gt0["target"]
+        z0 = float(u.object_pos(target)[2])
+        frames, times, lifted = [obs["agentview"]], [0.0], [False]
+        t0 = float(u.data.time)
+        rng = np.random.default_rng(seed)
+        idle = int(rng.integers(0, idle_steps + 1)) * 3
+        for step in range(200):
+            action = np.array(expert.act(obs), np.float32)
+            if step < idle:  # hold still: keep the expert's gripper command, no motion
+                action[:6] = 0.0
+            obs, _, term, trunc, _ = env.step(action)
+            frames.append(obs["agentview"])
+            times.append(float(u.data.time) - t0)
+            lifted.append(bool(float(u.object_pos(target)[2]) > z0 + 0.02))
+            if term or trunc:
+                break
+        gt1 = u.ground_truth()
+    finally:
+        env.close()
+    lift_idx = next((i for i, v in enumerate(lifted) if v), None)
+    objects = [{"name": o["name"], "color": o["color"], "shape": o["shape"],
+                "is_target": o["is_target"], "u": _project_u(K, pose, o["position"])}
+               for o in gt0["objects"]]
+    rec = None
+    if gt0["receptacle"]:
+        rec = {"kind": gt0["receptacle"]["kind"],
+               "u": _project_u(K, pose, gt0["receptacle"]["position"])}
+    summary = {"source": "tabletop", "task": gt0["task"], "instruction": gt0["instruction"],
+               "times": [round(t, 3) for t in times], "objects": objects, "receptacle": rec,
+               "lift_time": round(times[lift_idx], 2) if lift_idx is not None else None,
+               "lifted": lifted, "success": gt1["success"],
+               "all_colors": list(tasks.COLORS), "all_shapes": list(scene.SHAPES)}
+    return np.stack(frames), np.asarray(times), summary
+
+
+# ---------------------------------------------------------------------------- cache
+def clip_ids(n_billiards: int, n_tabletop: int) -> list[tuple[str, int]]:
+    ids = [(f"billiards_{i:04d}", i) for i in range(n_billiards)]
+    return ids + [(f"tabletop_{i:04d}", i) for i in range(n_tabletop)]
+
+
+def generate(root: str | Path, n_billiards: int = 60, n_tabletop: int = 60, seed: int = 0,
+             log: Any = print) -> Path:
+    """Simulate (or reuse) clips under ``root/clips`` and write ``root/qa.jsonl``. Resumable:
+    a clip whose files exist is not simulated again."""
+    root = Path(root)
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    qas: list[QA] = []
+    for clip, i in clip_ids(n_billiards, n_tabletop):
+        npz, meta = root / "clips" / f"{clip}.npz", root / "clips" / f"{clip}.json"
+        if not (npz.is_file() and meta.is_file()):
+            if clip.startswith("billiards"):
+                frames, times, summary = simulate_billiards(seed * 100003 + i)
+            else:
+                task = "PutIn" if i % 2 else "PickUp"
+                frames, times, summary = simulate_tabletop(seed * 100003 + i, task)
+            tmp = npz.with_name(npz.stem + ".tmp.npz")
+            np.savez_compressed(tmp, frames=frames, times=times)
+            os.replace(tmp, npz)
+            meta.write_text(json.dumps(summary))
+            if log:
+                log(f"simulated {clip}: {len(times)} frames")
+        summary = json.loads(meta.read_text())
+        rng = np.random.default_rng([seed, i, 0 if clip.startswith("billiards") else 1])
+        make = billiards_questions if summary["source"] == "billiards" else tabletop_questions
+        qas += make(summary, clip, split_of(i), rng)
+    tmp = root / "qa.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(q.to_dict(), ensure_ascii=False) + "\n" for q in qas))
+    os.replace(tmp, root / "qa.jsonl")
+    return root / "qa.jsonl"
+
+
+class QADataset:
+    """The cached clips and questions; frames stay in memory (small clips)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        qa_file = self.root / "qa.jsonl"
+        if not qa_file.is_file():
+            raise VideoQAError(f"no qa.jsonl in {root}; generate data first (embodied train-qa does)")
+        self.qas = [QA(**json.loads(line)) for line in qa_file.read_text().splitlines() if line]
+        self._clips: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+
+    def clip(self, clip: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        if clip not in self._clips:
+            with np.load(self.root / "clips" / f"{clip}.npz") as z:
+                frames, times = z["frames"], z["times"]
+            summary = json.loads((self.root / "clips" / f"{clip}.json").read_text())
+            self._clips[clip] = (frames, times, summary)
+        return self._clips[clip]
+
+    def select(self, split: str | None = None, heldout: bool | None = None) -> list[QA]:
+        return [q for q in self.qas if (split is None or q.split == split)
+                and (heldout is None or q.heldout == heldout)]
+
+    def __iter__(self) -> Iterator[QA]:
+        return iter(self.qas)
