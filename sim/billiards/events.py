@@ -60,6 +60,7 @@ class EventDetector:
         self._order = {n: i for i, n in enumerate(ball_names)}
         self._qpos = [int(model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)])
                       for n in ball_names]
+        self._z = np.array(self._qpos) + 2  # qpos index of each ball's height
         self._last_seen: dict[tuple[str, str], float] = {}
         self.events: list[Event] = []
 
@@ -67,8 +68,8 @@ class EventDetector:
         """Look at the current step; returns (and keeps) the new events. Marks pots in ``potted``."""
         t = float(data.time) - self.t0
         new: list[Event] = []
-        for g1, g2 in data.contact.geom[: data.ncon]:
-            r1, r2 = self._role.get(int(g1)), self._role.get(int(g2))
+        for g1, g2 in data.contact.geom[: data.ncon].tolist():
+            r1, r2 = self._role.get(g1), self._role.get(g2)
             if r1 is None or r2 is None:
                 continue
             event = self._classify(t, r1, r2, potted)
@@ -79,13 +80,11 @@ class EventDetector:
             self._last_seen[key] = t
             if last is None or t - last > self.debounce:
                 new.append(event)
-        for i, name in enumerate(self.ball_names):
-            if potted[i]:
-                continue
-            x, y, z = data.qpos[self._qpos[i]:self._qpos[i] + 3]
-            if z < table.BED_Z - 0.5 * table.BALL_RADIUS:
-                potted[i] = True
-                new.append(Event(t, "pot", name, table.pocket_of(np.array([x, y]))))
+        fallen = (data.qpos[self._z] < table.BED_Z - 0.5 * table.BALL_RADIUS) & ~potted
+        for i in np.flatnonzero(fallen):
+            potted[i] = True
+            xy = data.qpos[self._qpos[i]:self._qpos[i] + 2]
+            new.append(Event(t, "pot", self.ball_names[i], table.pocket_of(xy)))
         self.events.extend(new)
         return new
 

@@ -14,6 +14,8 @@ released at the stroke speed and flies freely, so the strike is a genuine collis
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from sim.billiards import table
@@ -38,8 +40,8 @@ def cue_speed(power: float) -> float:
 
 def _ease(s: float) -> float:
     """Smooth 0 -> 1 (zero velocity at both ends)."""
-    s = float(np.clip(s, 0.0, 1.0))
-    return 0.5 - 0.5 * np.cos(np.pi * s)
+    s = min(max(s, 0.0), 1.0)
+    return 0.5 - 0.5 * math.cos(math.pi * s)
 
 
 class Stroke:
@@ -56,6 +58,7 @@ class Stroke:
         self.stroke_start = ADDRESS + BACKSWING
         self.strike_time: float | None = None
         self.launched = False
+        self._parked = False
         self.release: tuple[float, np.ndarray] | None = None  # (time, tip) when withdrawal began
         self.miss_time = self.stroke_start + GAP_BACK / self.speed + 0.3  # no strike by then: withdraw
         world.enable_tip(True)
@@ -85,8 +88,9 @@ class Stroke:
             if done or t >= self.miss_time:
                 self.release = (t, self.world.cue_pose()[:3, 3].copy())
                 self.world.enable_tip(False)
-        if self.release is not None:
+        if self.release is not None and not self._parked:
             t0, tip0 = self.release
+            self._parked = t >= t0 + WITHDRAW + dt  # past the end the cue rests where it stopped
             offset = -self.dir * WITHDRAW_BACK + np.array([0.0, 0.0, WITHDRAW_UP])
             s = (t - t0) / WITHDRAW
             vel = offset * (_ease(s + dt / WITHDRAW) - _ease(s)) / dt
