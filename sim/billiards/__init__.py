@@ -3,7 +3,8 @@
 Modules, bottom-up: ``cue`` (the cue's geometry, shared with perception), ``table`` (MJCF and
 dimensions), ``world`` (model/data, layouts, cue pose), ``events`` (contacts -> events),
 ``stroke`` (how the cue moves), ``shot`` (simulate, record, save/load), ``player`` (a scripted
-player that aims pots) and ``env`` (the Gymnasium env, ``embodied/Billiards-v0``).
+player that aims pots), ``env`` (the Gymnasium env, ``embodied/Billiards-v0``) and ``generate``
+(a folder of recorded shots: ``python -m sim.billiards.generate --out DIR``).
 """
 
 from sim.billiards.env import BilliardsEnv
