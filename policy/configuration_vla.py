@@ -1,7 +1,7 @@
 """The policy's configuration: one flat dataclass, every default with the reason beside it.
 
-Defaults target the issue's CPU budget: a 64 px image cut into 8 px patches (64 tokens a camera),
-a 4-layer 256-wide LM, and parallel decoding of a chunk of actions in one forward pass.
+Defaults target the issue's CPU budget: a 64 px image cut into 16 px patches (16 tokens a camera),
+a 3-layer 192-wide LM, and parallel decoding of a chunk of actions in one forward pass.
 """
 
 from __future__ import annotations
@@ -23,19 +23,19 @@ class VLAConfig:
     vision_family: str = field(default="siglip", metadata={"help": "siglip | dinov2 | vit | siglip+dinov2 (fused, as OpenVLA)"})
     vision_path: str = field(default="", metadata={"help": "local pretrained vision dir(s), '+'-joined to fuse; empty = tiny from scratch"})
     image_size: int = field(default=64, metadata={"help": "model input side; small so a CPU trains in minutes"})
-    patch_size: int = field(default=8, metadata={"help": "8 px patches on 64 px -> 64 tokens per camera"})
+    patch_size: int = field(default=16, metadata={"help": "16 px patches on 64 px -> 16 tokens per camera: a CPU trains this in minutes"})
     vision_hidden: int = field(default=128, metadata={"help": "width of the tiny vision transformer"})
     vision_layers: int = field(default=2, metadata={"help": "depth of the tiny vision transformer"})
     cameras: str = field(default="agentview,wrist", metadata={"help": "comma-separated obs image keys; the wrist view helps grasping"})
-    obs_image_size: int = field(default=128, metadata={"help": "side of the images the env/dataset delivers (validated at predict)"})
+    obs_image_size: int = field(default=64, metadata={"help": "side of the images the env/dataset delivers (validated at predict)"})
     # --- language model ------------------------------------------------------------------------
     lm_family: str = field(default="llama", metadata={"help": "llama | qwen2 (tiny from scratch)"})
     lm_path: str = field(default="", metadata={"help": "local pretrained causal LM dir (brings its tokenizer); empty = tiny"})
-    lm_hidden: int = field(default=256, metadata={"help": "LM width; 256 keeps the checkpoint under 20 MB"})
-    lm_layers: int = field(default=4, metadata={"help": "LM depth"})
-    lm_heads: int = field(default=4, metadata={"help": "attention heads (64-dim each)"})
+    lm_hidden: int = field(default=192, metadata={"help": "LM width; small enough for CPU training, checkpoint ~10 MB"})
+    lm_layers: int = field(default=3, metadata={"help": "LM depth"})
+    lm_heads: int = field(default=3, metadata={"help": "attention heads (64-dim each)"})
     text_vocab_size: int = field(default=384, metadata={"help": "BPE size for our instruction tokenizer; the corpus is small"})
-    max_text_tokens: int = field(default=24, metadata={"help": "instructions are left-padded/truncated to this"})
+    max_text_tokens: int = field(default=16, metadata={"help": "instructions are left-padded/truncated to this"})
     # --- actions -------------------------------------------------------------------------------
     n_bins: int = field(default=256, metadata={"help": "uniform bins per action dimension (OpenVLA)"})
     action_dim: int = field(default=7, metadata={"help": "dx,dy,dz,droll,dpitch,dyaw,gripper"})

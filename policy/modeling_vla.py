@@ -133,8 +133,11 @@ class VLAModel(nn.Module):
                 position_ids: torch.Tensor | None = None, use_cache: bool = False) -> Any:
         if position_ids is None:
             position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        # logits_to_keep=1: we read hidden states and apply our own action-only head, so the LM
+        # need not project every position onto its whole vocabulary.
         return self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-                       past_key_values=past, use_cache=use_cache, output_hidden_states=True)
+                       past_key_values=past, use_cache=use_cache, output_hidden_states=True,
+                       logits_to_keep=1)
 
     def _action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the ``n_bins`` action tokens only, from final hidden states."""
@@ -178,11 +181,15 @@ class VLAModel(nn.Module):
 
     # --- inference ------------------------------------------------------------------------------
     @torch.no_grad()
-    def decode_parallel(self, prefix: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """All 7K action bins in one forward pass -> [B, 7K] (int64) or normalised floats (l1)."""
+    def decode_parallel(self, prefix: torch.Tensor, mask: torch.Tensor,
+                        n_tokens: int | None = None) -> torch.Tensor:
+        """All 7K action bins in one forward pass -> [B, 7K] (int64) or normalised floats (l1).
+
+        ``n_tokens`` < 7K reads only the first placeholders (a shorter chunk from the same pass).
+        """
         b, p = mask.shape
-        m = self.cfg.num_action_tokens
-        embeds = torch.cat([prefix, self.action_queries.unsqueeze(0).expand(b, -1, -1)
+        m = n_tokens or self.cfg.num_action_tokens
+        embeds = torch.cat([prefix, self.action_queries[:m].unsqueeze(0).expand(b, -1, -1)
                             .to(prefix.dtype)], dim=1)
         full_mask = torch.cat([mask, mask.new_ones(b, m)], dim=1)
         h = self._run_lm(embeds, full_mask).hidden_states[-1][:, p:p + m]

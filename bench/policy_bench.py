@@ -1,0 +1,144 @@
+"""`embodied bench policy`: how fast the VLA turns an observation into actions, path by path.
+
+Paths, all on the same weights and the same observation (the whole call is timed: vision encoder,
+projector, prompt and decoding):
+
+- ``generate``: plain `transformers` ``generate`` (greedy, KV cache inside), one action = 7 tokens;
+- ``uncached``: our token-by-token loop recomputing the whole sequence each token;
+- ``cached``: our loop with a KV cache, one action per call;
+- ``cached_chunked``: the KV-cached loop decoding K actions (7K tokens) per call;
+- ``parallel``: one forward pass for the 7 tokens of one action (OpenVLA-OFT);
+- ``parallel_chunked``: one forward pass for all 7K tokens of K actions.
+
+``actions_per_s`` = actions a call yields / seconds per call; ``reaction_latency_ms`` = seconds from
+observation to the first action (one call). Ratios are against ``generate`` measured in the same run.
+A "7B-shaped" LM (Llama-2-7B width: hidden 4096, MLP 11008, 32 heads) with random weights runs at
+reduced depth, labelled as such, because 7B parameters in fp32 do not fit this machine's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+DESCRIPTION = "VLA decoding speed: HF generate vs KV cache, chunking and parallel decoding"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chunk", type=int, default=0, help="K actions per chunk (0 = model default)")
+    parser.add_argument("--big-layers", type=int, default=2,
+                        help="depth of the 7B-width LM (0 = skip it)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermediate: int = 0):
+    import numpy as np
+    import torch
+
+    from policy.configuration_vla import VLAConfig
+    from policy.modeling_vla import VLAModel
+
+    torch.manual_seed(0)
+    kw = {"chunk": chunk} if chunk else {}
+    cfg = VLAConfig(lm_hidden=lm_hidden, lm_layers=lm_layers, lm_heads=lm_heads, state_dim=15, **kw)
+    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
+    corpus = ["pick up the red cube", "touch the blue cylinder", "push the green cube to the left"]
+    model = VLAModel.build(cfg, stats, corpus, {"mean": [0.0] * 15, "std": [1.0] * 15})
+    if intermediate:  # widen the MLP to the 7B shape (build() uses 4x hidden)
+        import transformers
+
+        lm_cfg = model.lm.config
+        lm_cfg.intermediate_size = intermediate
+        model.lm = transformers.AutoModelForCausalLM.from_config(lm_cfg)
+    obs = {"agentview": np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8),
+           "wrist": np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8),
+           "state": np.zeros(15, np.float32)}
+    return model.eval(), obs
+
+
+def _paths(model, obs: dict, instruction: str) -> dict[str, tuple[Any, int]]:
+    """name -> (callable doing one full observation -> actions call, actions per call)."""
+    import numpy as np
+    import torch
+
+    from policy.processor import (encode_instructions, images_to_tensor, normalize_state,
+                                  observations_to_arrays)
+
+    cfg = model.cfg
+    k = cfg.chunk
+
+    def prefix():
+        arrays = observations_to_arrays([obs], cfg.camera_list, cfg.obs_image_size, cfg.image_size)
+        ids, mask = encode_instructions([instruction], model.text_tokenizer, cfg.max_text_tokens)
+        state = normalize_state(np.asarray(obs["state"])[None], model.state_stats)
+        return model.embed_prefix(images_to_tensor(arrays), ids, mask, state)
+
+    def run(fn):
+        def call():
+            with torch.no_grad():
+                p, m = prefix()
+                return fn(p, m)
+        return call
+
+    return {
+        "generate": (run(lambda p, m: model.decode_hf_generate(p, m, 7)), 1),
+        "uncached": (run(lambda p, m: model.decode_autoregressive(p, m, 7, use_cache=False)), 1),
+        "cached": (run(lambda p, m: model.decode_autoregressive(p, m, 7)), 1),
+        "cached_chunked": (run(lambda p, m: model.decode_autoregressive(p, m, 7 * k)), k),
+        "parallel": (run(lambda p, m: model.decode_parallel(p, m, 7)), 1),
+        "parallel_chunked": (run(lambda p, m: model.decode_parallel(p, m, 7 * k)), k),
+    }
+
+
+def _measure(model, obs: dict, repeat: int) -> dict[str, Any]:
+    """Median seconds per call of each path, the paths interleaved round by round so that load
+    from other processes on a shared machine hits every path alike."""
+    import statistics
+
+    out: dict[str, Any] = {"actions_per_s": {}, "reaction_latency_ms": {}, "chunk": model.cfg.chunk,
+                           "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
+    paths = _paths(model, obs, "pick up the red cube")
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for name, (fn, _) in paths.items():  # warm-up
+        fn()
+    for _ in range(repeat):
+        for name, (fn, _) in paths.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    for name, (_, actions) in paths.items():
+        sec = statistics.median(times[name])
+        out["actions_per_s"][name] = actions / sec
+        out["reaction_latency_ms"][name] = sec * 1000
+    base = out["actions_per_s"]["generate"]
+    out["speedup_vs_generate"] = {k: v / base for k, v in out["actions_per_s"].items()}
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    t0 = time.perf_counter()
+    repeat = 9 if args.quick else 25
+    model, obs = _model(192, 3, 3, args.chunk)
+    result: dict[str, Any] = {"device": "cpu", "torch_threads": torch.get_num_threads()}
+    default = _measure(model, obs, repeat)
+    result.update({k: default[k] for k in ("actions_per_s", "reaction_latency_ms",
+                                           "speedup_vs_generate")})
+    result["default_model"] = {"chunk": default["chunk"], "params_m": default["params_m"],
+                               "config": "VLAConfig() defaults (tiny SigLIP + 3x192 Llama)"}
+    if args.big_layers and not args.quick:
+        big, obs = _model(4096, args.big_layers, 32, args.chunk, intermediate=11008)
+        result["llama7b_width"] = {**_measure(big, obs, 3),
+                                   "note": f"Llama-2-7B width, {args.big_layers} of 32 layers, "
+                                           "random weights, fp32 (7B does not fit in RAM here)"}
+        del big
+    else:
+        result["llama7b_width"] = {"skipped": "--quick (or --big-layers 0): the 7B-width LM "
+                                              "takes minutes per path on this CPU"}
+    result["gpu_paths"] = {"skipped": "no GPU here: bf16 and torch.compile paths run only on CUDA"} \
+        if not torch.cuda.is_available() else {"skipped": "not implemented in this benchmark yet"}
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    return result

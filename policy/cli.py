@@ -1,0 +1,44 @@
+"""`embodied train` and `embodied eval`: the policy's subcommands (heavy imports happen inside)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from policy.train_config import add_arguments
+
+    p = sub.add_parser("train", help="train or fine-tune the VLA policy on a LeRobot dataset",
+                       description="Train the OpenVLA-style policy (full or --lora), resumable; "
+                       "multi-GPU/multi-node with `torchrun --nproc_per_node N -m policy.train ...`.")
+    add_arguments(p)
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="evaluate a policy checkpoint closed-loop in the sim",
+                       description="Success rate per task with a 95%% Wilson interval over fixed "
+                       "held-out seeds, mean episode length, rollout videos and a JSON.")
+    from sim.config import add_dataclass_args
+
+    from policy.evaluate import EvalConfig
+
+    add_dataclass_args(e, EvalConfig)
+    e.set_defaults(func=_eval)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from policy.train import run_from_args
+
+    return run_from_args(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from sim.config import from_args, to_jsonable
+
+    from policy.evaluate import evaluate
+    from policy.evaluate import EvalConfig
+
+    result = evaluate(from_args(EvalConfig, args))
+    print(json.dumps(to_jsonable({k: v for k, v in result.items() if k != "config"}), indent=2))
+    return 0

@@ -1,0 +1,56 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from policy.errors import PolicyError
+from policy.evaluate import EvalConfig, evaluate, fill_template, wilson_interval
+from policy.modeling_vla import VLAModel
+from policy_helpers import tiny_config
+
+
+def test_wilson_interval_values():
+    lo, hi = wilson_interval(40, 50)
+    assert lo == pytest.approx(0.6696, abs=1e-3) and hi == pytest.approx(0.8876, abs=1e-3)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-3)
+
+
+def test_closed_loop_eval_writes_json_and_video(tmp_path):
+    torch.manual_seed(0)
+    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
+    model = VLAModel.build(tiny_config(state_dim=15, obs_image_size=32), stats,
+                           ["touch the red cube"], {"mean": [0.0] * 15, "std": [1.0] * 15})
+    model.save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "mine.txt").write_text("# my phrasing\nplease poke the {obj}\n")
+    cfg = EvalConfig(checkpoint=str(tmp_path / "ckpt"), task="Reach", episodes=2, num_envs=2,
+                     out=str(tmp_path / "eval.json"), video_dir=str(tmp_path / "videos"), videos=1,
+                     instructions=str(tmp_path / "mine.txt"), colors="red")
+    result = evaluate(cfg)
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    reach = saved["tasks"]["Reach"]
+    assert reach["episodes"] == 2 and 0.0 <= reach["success_rate"] <= 1.0
+    assert len(reach["ci95"]) == 2 and reach["ci95"][0] <= reach["success_rate"] <= reach["ci95"][1]
+    assert reach["seeds"] == [100000, 100001]
+    assert all(i.startswith("please poke the red ") for i in reach["example_instructions"])
+    assert 1 <= reach["mean_episode_length"] <= 60
+    assert len(reach["videos"]) == 1 and (tmp_path / "videos").exists()
+    assert result["success_rate"] == reach["success_rate"]
+
+
+def test_bad_instruction_file_and_template(tmp_path):
+    from policy.evaluate import read_instruction_file
+
+    (tmp_path / "empty.txt").write_text("\n# nothing\n")
+    with pytest.raises(PolicyError, match="no instructions"):
+        read_instruction_file(str(tmp_path / "empty.txt"))
+
+    class Ep:
+        class target:
+            description = "red cube"
+        side, receptacle = "left", None
+
+    assert fill_template("push the {obj} to the {side}", Ep) == "push the red cube to the left"
+    with pytest.raises(PolicyError, match="unknown field"):
+        fill_template("lift the {thing}", Ep)
