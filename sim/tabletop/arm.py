@@ -92,7 +92,7 @@ def arm_xml() -> tuple[str, str]:
                     f'range="0 {FINGER_RANGE}" damping="5" armature="0.01"/>')
         body.append(f'    <geom name="{side}_pad" type="box" size="0.011 0.008 {FINGER_LENGTH / 2}" '
                     f'pos="0 {y} {FINGER_LENGTH / 2}" rgba="0.2 0.2 0.22 1" mass="0.05" '
-                    'condim="4" friction="1.5 0.02 0.002" priority="1"/>')
+                    'condim="4" friction="1.5 0.02 0.002" priority="1" solref="0.005 1"/>')
         body.append("  </body>")
     body.append("</body>")
     body.extend(reversed(closers))

@@ -19,6 +19,7 @@ world for perception and video-QA supervision.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
@@ -61,7 +62,7 @@ class TabletopEnv(gym.Env):
                  cameras: tuple[str, ...] = DEFAULT_CAMERAS, image_size: tuple[int, int] = (128, 128),
                  depth: bool = False, max_steps: int | None = None, instruction_split: str = "train",
                  colors: tuple[str, ...] | None = None, max_distractors: int = 3) -> None:
-        self.task = tasks.check_family(task)
+        self.task = self._family = tasks.check_family(task)
         self.instruction_split = tasks.check_split(instruction_split)
         self.target_colors = tasks.check_colors(colors)
         if render_mode not in (None, "rgb_array"):
@@ -69,6 +70,7 @@ class TabletopEnv(gym.Env):
         if not 0 <= max_distractors <= scene.SLOTS_PER_SHAPE - 1:
             raise SimError(f"max_distractors must be in 0..{scene.SLOTS_PER_SHAPE - 1}")
         self.render_mode = render_mode
+        self._max_steps_given = max_steps is not None
         self.max_steps = int(max_steps or tasks.MAX_STEPS[self.task])
         self.max_distractors = max_distractors
         self.image_size = (int(image_size[0]), int(image_size[1]))
@@ -107,6 +109,9 @@ class TabletopEnv(gym.Env):
         super().reset(seed=seed)
         m, d, ids = self.model, self.data, self.ids
         mujoco.mj_resetData(m, d)  # no warm-start state leaks from the previous episode
+        self.task = self._family  # set_goal() may have changed it for the last episode
+        if not self._max_steps_given:
+            self.max_steps = tasks.MAX_STEPS[self.task]
         self.episode = tasks.sample_episode(self.np_random, self.task, self.target_colors,
                                             self.instruction_split, self.max_distractors)
         self.instruction = self.episode.instruction
@@ -136,6 +141,43 @@ class TabletopEnv(gym.Env):
         self._clipped, self._steps = 0, 0
         self._success = self._check_success()
         return self._obs(), self._info()
+
+    def set_goal(self, family: str, target: str, side: str | None = None,
+                 receptacle: str | None = None, instruction: str | None = None) -> None:
+        """Give the current scene a new goal without resetting it (the agent's operator commands).
+
+        ``target`` is an object's description ("red cube") or pool id ("cube0"). The step budget
+        starts again and the push distance is measured from where the target is now. Raises
+        ``SimError`` when the scene cannot host the goal (no such object, no such receptacle).
+        """
+        ep = self.episode
+        if ep is None:
+            raise SimError("call reset() before set_goal()")
+        family = tasks.check_family(family)
+        match = [o for o in ep.objects if target in (o.description, o.slot)]
+        if not match:
+            seen = ", ".join(o.description for o in ep.objects)
+            raise SimError(f"no {target!r} in this scene; it has: {seen}")
+        if family == "push" and side not in tasks.SIDES:
+            raise SimError(f"push needs a side: {' or '.join(tasks.SIDES)} (got {side!r})")
+        if family == "put_in" and (receptacle is None or receptacle != ep.receptacle):
+            have = f"a {ep.receptacle}" if ep.receptacle else "no receptacle"
+            raise SimError(f"cannot put into {receptacle!r}: this scene has {have}")
+        obj = match[0]
+        if instruction is None:
+            preps = {"bowl": ("in", "into"), "plate": ("on", "onto")}.get(receptacle or "", ("", ""))
+            instruction = tasks.TEMPLATES[family]["train"][0].format(
+                obj=obj.description, side=side or "", rec=receptacle or "", prep=preps[0], prep2=preps[1])
+        objects = (obj,) + tuple(o for o in ep.objects if o is not obj)
+        self.episode = dataclasses.replace(
+            ep, family=family, objects=objects, instruction=instruction,
+            side=side if family == "push" else None)
+        self.task, self.instruction = family, instruction
+        if not self._max_steps_given:
+            self.max_steps = tasks.MAX_STEPS[family]
+        self._start_pos = self.object_pos(obj.slot)
+        self._steps = 0
+        self._success = self._check_success()
 
     def _geom(self, slot: str) -> int:
         return int(self.ids.object_geoms[self.ids.object_names.index(slot)])

@@ -139,3 +139,30 @@ def test_async_vector_env():
         assert obs["state"].shape == (2, STATE_DIM)
     finally:
         envs.close()
+
+
+def test_set_goal_retargets_the_scene():
+    env = TabletopEnv(task="put_in", cameras=())
+    env.reset(seed=4)
+    ep = env.episode
+    assert len(ep.objects) >= 2, "seed 4 should have a distractor"
+    other = ep.objects[1]
+    env.set_goal("pick_up", other.description)
+    assert env.task == "pick_up" and other.description in env.instruction
+    assert env.ground_truth()["target"] == other.slot
+    expert = make_expert(env, seed=0)
+    expert.reset()
+    obs, done = None, False
+    while not done:
+        _, _, term, trunc, info = env.step(expert.act(obs))
+        done = term or trunc
+    assert info["success"] and info["task"] == "pick_up"
+    with pytest.raises(SimError, match="no 'mauve cube'"):
+        env.set_goal("reach", "mauve cube")
+    with pytest.raises(SimError, match="side"):
+        env.set_goal("push", other.description)
+    wrong = "plate" if ep.receptacle == "bowl" else "bowl"
+    with pytest.raises(SimError, match="cannot put"):
+        env.set_goal("put_in", other.description, receptacle=wrong)
+    env.reset(seed=4)
+    assert env.task == "put_in"  # a reset restores the env's own family
