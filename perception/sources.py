@@ -65,7 +65,7 @@ class VideoFileSource:
     """
 
     def __init__(self, path: str | Path, max_queue: int = 32, stride: int = 1,
-                 max_frames: int | None = None) -> None:
+                 max_frames: int | None = None, threads: int = 0) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise PerceptionError(f"video file not found: {self.path}")
@@ -74,6 +74,7 @@ class VideoFileSource:
         self.max_queue = max(1, int(max_queue))
         self.stride = max(1, int(stride))
         self.max_frames = max_frames
+        self.threads = int(threads)  # codec threads; 0 lets FFmpeg choose (benchmarks pin 1)
         self.decoded = 0
         self.failed = 0
         self.fps, self.expected_frames = self._probe()
@@ -101,7 +102,11 @@ class VideoFileSource:
         try:
             with self._open() as c:
                 stream = c.streams.video[0]
-                stream.thread_type = "AUTO"
+                if self.threads == 1:
+                    stream.thread_count = 1
+                else:
+                    stream.thread_type = "AUTO"
+                    stream.thread_count = self.threads
                 packets = c.demux(stream)
                 while not stop.is_set():
                     try:
