@@ -20,6 +20,10 @@ class VideoLMConfig:
     vision_hidden: int = 96  # tiny: trains from scratch on a CPU in minutes
     vision_layers: int = 2
     vision_heads: int = 4
+    # Frozen by default: with no pretrained weights to download and a shared 2-core CPU, training
+    # the ViT is the slowest part; a frozen (random or pretrained) encoder's patch tokens can be
+    # computed once per clip and cached, and TokenMining + projector + LM learn on top of them.
+    freeze_vision: bool = True
     # --- frame tokens ---
     pooling: str = "mining"  # "mining" (TokenMining, learned queries) or "mean" (ablation baseline)
     tokens_per_frame: int = 4  # HiLight keeps a few tokens per frame; <= 32 by contract
@@ -28,9 +32,9 @@ class VideoLMConfig:
     # --- language model ---
     lm_path: str | None = None  # local pretrained causal LM dir; None = tiny Llama, trained here
     lm_hidden: int = 128  # tiny default: a 2-core CPU trains it in ~10 minutes
-    lm_layers: int = 3
+    lm_layers: int = 2
     lm_heads: int = 4
-    lm_intermediate: int = 384
+    lm_intermediate: int = 256
     max_positions: int = 1024  # prompt (frames + text + question) + answer, in tokens
     lora_rank: int = 8  # used when lm_path is set (pretrained LMs are LoRA-tuned, tiny ones fully)
     lora_alpha: int = 16

@@ -137,6 +137,8 @@ class VideoLM(nn.Module):
         else:
             self.pool = MeanPooling(cfg.tokens_per_frame)
         self.projector = nn.Sequential(nn.Linear(dv, dl), nn.GELU(), nn.Linear(dl, dl))
+        if cfg.freeze_vision:
+            self.vision.requires_grad_(False)
 
     # ------------------------------------------------------------------ visual tokens
     @property
@@ -156,9 +158,20 @@ class VideoLM(nn.Module):
         x = torch.from_numpy(np.ascontiguousarray(flat)).to(self.device).float().div_(255.0)
         return x.permute(0, 3, 1, 2).reshape(*lead, 3, s, s)
 
-    def frame_tokens(self, images: torch.Tensor) -> torch.Tensor:
-        """``[F, 3, S, S]`` frames -> ``[F, K, D_lm]`` LM-space tokens, each frame on its own."""
-        return self.projector(self.pool(self.vision(images)))
+    def patches(self, images: torch.Tensor) -> torch.Tensor:
+        """``[F, 3, S, S]`` -> patch features ``[F, N, D_v]`` (no graph when the encoder is frozen)."""
+        if self.cfg.freeze_vision:
+            with torch.no_grad():
+                return self.vision(images)
+        return self.vision(images)
+
+    def frame_tokens(self, images: torch.Tensor | None = None,
+                     patches: torch.Tensor | None = None) -> torch.Tensor:
+        """``[F, 3, S, S]`` frames (or their cached patches) -> ``[F, K, D_lm]`` LM-space tokens,
+        each frame on its own."""
+        if patches is None:
+            patches = self.patches(images)
+        return self.projector(self.pool(patches))
 
     # ------------------------------------------------------------------ prompts
     def prompt_ids(self, times: Sequence[float], question: str,
@@ -183,19 +196,24 @@ class VideoLM(nn.Module):
         return emb.masked_scatter(mask.unsqueeze(-1), vis.reshape(-1, vis.shape[-1]).to(emb.dtype))
 
     # ------------------------------------------------------------------ training
-    def forward(self, images: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                attention_mask: torch.Tensor) -> torch.Tensor:
-        """``images`` ``[B, T, 3, S, S]``; ids/labels/mask ``[B, L]`` (labels -100 off the answer)."""
-        b, t = images.shape[:2]
-        vis = self.frame_tokens(images.flatten(0, 1)).reshape(b, t * self.cfg.tokens_per_frame, -1)
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
+                images: torch.Tensor | None = None, patches: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``images`` ``[B, T, 3, S, S]`` or cached ``patches`` ``[B, T, N, D]``; ids/labels/mask
+        ``[B, L]`` (labels are -100 off the answer)."""
+        x = images if patches is None else patches
+        b, t = x.shape[:2]
+        vis = (self.frame_tokens(images=images.flatten(0, 1)) if patches is None else
+               self.frame_tokens(patches=patches.flatten(0, 1)))
+        vis = vis.reshape(b, t * self.cfg.tokens_per_frame, -1)
         emb = self._embed(input_ids, vis)
         out = self.lm(inputs_embeds=emb, attention_mask=attention_mask, labels=labels)
         return out.loss
 
     def collate(self, examples: Sequence[dict[str, Any]], device: torch.device | None = None
                 ) -> dict[str, torch.Tensor]:
-        """Examples with ``frames [T,H,W,3]``, ``times``, ``question``, ``answer`` (``texts``
-        optional) -> right-padded training tensors."""
+        """Examples with ``frames [T,H,W,3]`` (or cached ``patches [T,N,D]``), ``times``,
+        ``question``, ``answer`` (``texts`` optional) -> right-padded training tensors."""
         tok = self.tokenizer
         rows, labels = [], []
         for ex in examples:
@@ -212,17 +230,21 @@ class VideoLM(nn.Module):
             ids[i, :len(r)] = torch.tensor(r)
             lab[i, :len(l)] = torch.tensor(l)
             mask[i, :len(r)] = 1
-        images = self.preprocess(np.stack([ex["frames"] for ex in examples]))
         dev = device or self.device
-        return {"images": images.to(dev), "input_ids": ids.to(dev), "labels": lab.to(dev),
-                "attention_mask": mask.to(dev)}
+        out = {"input_ids": ids.to(dev), "labels": lab.to(dev), "attention_mask": mask.to(dev)}
+        if all("patches" in ex for ex in examples):
+            out["patches"] = torch.stack([torch.as_tensor(ex["patches"]) for ex in examples]).to(dev)
+        else:
+            out["images"] = torch.stack([self.preprocess(ex["frames"]) for ex in examples]).to(dev)
+        return out
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def generate(self, frames: np.ndarray | torch.Tensor, times: Sequence[Sequence[float]],
+    def generate(self, frames: Sequence[np.ndarray] | np.ndarray | torch.Tensor, times: Sequence[Sequence[float]],
                  questions: Sequence[str], texts: Sequence[Sequence[str] | None] | None = None,
                  max_new_tokens: int | None = None) -> list[str]:
-        """Greedy answers for a batch: ``frames`` uint8 ``[B, T, H, W, 3]`` (or preprocessed).
+        """Greedy answers for a batch: ``frames`` uint8 ``[B, T, H, W, 3]`` or a list of
+        ``[T, H, W, 3]`` clips of any size (or a preprocessed tensor).
 
         Prompts are left-padded so every row's next token sits in the last column; the KV cache
         makes each new token one short forward pass.
@@ -230,9 +252,10 @@ class VideoLM(nn.Module):
         was_training = self.training
         self.eval()
         tok = self.tokenizer
-        images = frames if isinstance(frames, torch.Tensor) else self.preprocess(frames)
+        images = frames if isinstance(frames, torch.Tensor) else \
+            torch.stack([self.preprocess(f) for f in frames])  # clips may differ in size
         b, t = images.shape[:2]
-        vis = self.frame_tokens(images.flatten(0, 1)).reshape(b, t * self.cfg.tokens_per_frame, -1)
+        vis = self.frame_tokens(images=images.flatten(0, 1)).reshape(b, t * self.cfg.tokens_per_frame, -1)
         texts = texts or [None] * b
         prompts = [self.prompt_ids(times[i], questions[i], texts[i]) for i in range(b)]
         width = max(len(p) for p in prompts)
