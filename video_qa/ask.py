@@ -1,0 +1,166 @@
+"""Asking a trained VideoLM about a video, an episode, a frame list or a live memory.
+
+``VideoQA.answer(frames_or_memory, question) -> Answer(text, frame_times)`` is the one call the
+agent makes. Frames are chosen by the sampler the checkpoint was trained with (``qa_train.json``
+beside the weights); a :class:`~video_qa.memory.StreamMemory` supplies its own query-relevant
+keyframes instead. Over-long questions are truncated with a warning; empty or unreadable input is a
+:class:`~video_qa.errors.VideoQAError` (one line on the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from video_qa.errors import VideoQAError
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    frame_times: tuple[float, ...]  # seconds: the frames the model looked at
+    truncated: bool = False  # the question was cut to the model's limit
+
+
+class VideoQA:
+    """A loaded VideoLM plus the keyframe sampler it was trained with."""
+
+    def __init__(self, model: Any, sampler: str = "motion") -> None:
+        self.model = model
+        self.sampler = sampler
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "VideoQA":
+        from video_qa.modeling import VideoLM
+        from video_qa.train import TRAIN_META
+
+        model = VideoLM.from_pretrained(directory)
+        meta = Path(directory) / TRAIN_META
+        sampler = json.loads(meta.read_text()).get("sampler", "motion") if meta.is_file() else "motion"
+        return cls(model, sampler)
+
+    def _question(self, question: str) -> tuple[str, bool]:
+        if not isinstance(question, str) or not question.strip():
+            raise VideoQAError("the question is empty")
+        limit = self.model.cfg.max_question_bytes
+        text, cut = self.model.tokenizer.truncate(question.strip(), limit)
+        if cut:
+            warnings.warn(f"question longer than {limit} bytes; truncated to {text!r}", stacklevel=3)
+        return text, cut
+
+    def answer(self, frames_or_memory: Any, question: str,
+               times: Sequence[float] | None = None) -> Answer:
+        """Answer ``question`` about frames (array ``[T,H,W,3]``, list of images or of
+        ``perception.frames.Frame``) or a ``StreamMemory``."""
+        from video_qa.memory import StreamMemory
+        from video_qa.train import frame_indices
+
+        text, cut = self._question(question)
+        n = self.model.cfg.num_frames
+        if isinstance(frames_or_memory, StreamMemory):
+            segments = frames_or_memory.context(text, n)
+            images = [s.keyframe for s in segments]
+            picked_times = [s.key_time for s in segments]
+            idx = np.linspace(0, len(images) - 1, n).round().astype(int)  # pad a short memory
+            images, picked_times = [images[i] for i in idx], [picked_times[i] for i in idx]
+        else:
+            images, all_times = _as_images(frames_or_memory, times)
+            idx = frame_indices(np.asarray(images), self.sampler, n)
+            images, picked_times = [images[i] for i in idx], [float(all_times[i]) for i in idx]
+        clip = np.stack([np.asarray(im, np.uint8) for im in images])
+        reply = self.model.generate([clip], [picked_times], [text])[0]
+        return Answer(reply, tuple(round(t, 2) for t in picked_times), cut)
+
+
+def _as_images(frames: Any, times: Sequence[float] | None) -> tuple[list[np.ndarray], list[float]]:
+    if frames is None or len(frames) == 0:
+        raise VideoQAError("no frames to answer from (empty video or memory)")
+    first = frames[0]
+    if hasattr(first, "image") and hasattr(first, "t"):
+        return [f.image for f in frames], [float(f.t) for f in frames]
+    images = list(frames)
+    shapes = {np.asarray(im).shape for im in images}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
+        raise VideoQAError(f"frames must be RGB images of one size [H, W, 3], got shapes {sorted(shapes)[:3]}")
+    if times is None:
+        times = [i / 10.0 for i in range(len(images))]  # the sims' default 10 fps
+    if len(times) != len(images):
+        raise VideoQAError(f"{len(times)} times for {len(images)} frames")
+    return images, [float(t) for t in times]
+
+
+def load_qa(directory: str | Path) -> VideoQA:
+    """What the agent calls: a ready :class:`VideoQA` from a checkpoint directory."""
+    return VideoQA.from_pretrained(directory)
+
+
+def default_checkpoint(root: str | Path = "runs") -> Path:
+    """The newest trained checkpoint under ``root`` (motion + TokenMining arm preferred)."""
+    found = sorted(Path(root).glob("**/checkpoint/qa_train.json"), key=lambda p: p.stat().st_mtime)
+    mining = [p for p in found if "uniform_mean" not in str(p)]
+    if not (mining or found):
+        raise VideoQAError(f"no video-QA checkpoint under {root}/; train one with "
+                           "`embodied train-qa` or pass --checkpoint DIR")
+    return (mining or found)[-1].parent
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, list[float]]:
+    """All frames of a video file and their times (s); unreadable or empty -> VideoQAError."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoQAError(f"video {path} does not exist")
+    frames, times = [], []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoQAError(f"{path} has no video stream")
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                times.append(float(frame.time) if frame.time is not None else len(times) / 30.0)
+    except VideoQAError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the user's file
+        raise VideoQAError(f"cannot read video {path}: {str(exc).splitlines()[0]}") from None
+    if not frames:
+        raise VideoQAError(f"video {path} has no frames")
+    t0 = times[0]
+    return np.stack(frames), [t - t0 for t in times]
+
+
+def read_episode(directory: str | Path, index: int = 0, camera: str | None = None
+                 ) -> tuple[np.ndarray, list[float]]:
+    """Frames of a saved billiards shot (``save_shot`` dir) or of episode ``index`` of a LeRobot
+    dataset root."""
+    directory = Path(directory)
+    if (directory / "ground_truth.json").is_file():
+        from sim.billiards.shot import load_shot
+
+        rec = load_shot(directory)
+        cam = camera or ("overhead" if "overhead" in rec.frames else next(iter(rec.frames), None))
+        if cam not in rec.frames:
+            raise VideoQAError(f"{directory}: no camera {cam!r}; have {', '.join(rec.frames)}")
+        return rec.frames[cam], [float(t) for t in rec.times]
+    if (directory / "meta" / "info.json").is_file():
+        from sim.dataset import IMAGE_PREFIX, LeRobotDataset
+
+        try:
+            ds = LeRobotDataset(directory)
+            ep = ds.episode(index)
+        except Exception as exc:  # noqa: BLE001 - SimError or a broken dataset: one line
+            raise VideoQAError(f"cannot read episode {index} of {directory}: {exc}") from None
+        keys = [k for k in ep if k.startswith(IMAGE_PREFIX)]
+        key = IMAGE_PREFIX + camera if camera else (IMAGE_PREFIX + "agentview"
+                                                    if IMAGE_PREFIX + "agentview" in keys else keys[0])
+        if key not in ep:
+            raise VideoQAError(f"no camera {key!r} in {directory}; have {', '.join(keys)}")
+        fps = float(ds.fps)
+        return ep[key], [i / fps for i in range(len(ep[key]))]
+    raise VideoQAError(f"{directory} is neither a billiards shot (ground_truth.json) nor a LeRobot "
+                       "dataset (meta/info.json)")

@@ -1,0 +1,93 @@
+"""`embodied train-qa`, `embodied eval-qa` and `embodied ask`; heavy imports stay in the handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from sim.config import add_dataclass_args
+    from video_qa.configuration import VideoLMConfig
+    from video_qa.train import TrainQAConfig
+
+    t = sub.add_parser("train-qa", help="train the video-QA model on generated simulator QA",
+                       description="Generates (or reuses) billiards/tabletop QA under --data-dir, trains, "
+                       "saves RUN/checkpoint and evaluates on held-out episodes (RUN/eval.json). "
+                       "--ablation trains uniform+mean pooling and motion+TokenMining at equal budgets.")
+    add_dataclass_args(t, TrainQAConfig)
+    add_dataclass_args(t, VideoLMConfig)
+    t.add_argument("--ablation", action="store_true",
+                   help="train both ablation arms in one run and write ablation.json")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("eval-qa", help="exact-match accuracy of a video-QA checkpoint per question type")
+    e.add_argument("--checkpoint", required=True, metavar="DIR")
+    e.add_argument("--data-dir", default=None, help="QA data (default: the one it was trained on)")
+    e.add_argument("--split", default="test", choices=("train", "test"))
+    e.add_argument("--sampler", default=None, help="keyframe sampler (default: the training one)")
+    e.add_argument("--limit", type=int, default=0, help="questions to evaluate (0 = all)")
+    e.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
+    e.set_defaults(func=_eval)
+
+    a = sub.add_parser("ask", help="ask a question about a video file or a recorded episode")
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", metavar="FILE", help="a video file (mp4, ...)")
+    src.add_argument("--episode", metavar="DIR", help="a saved billiards shot or a LeRobot dataset root")
+    a.add_argument("--episode-index", type=int, default=0, help="episode of a LeRobot dataset")
+    a.add_argument("--camera", default=None, help="camera to read (default: overhead / agentview)")
+    a.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="video-QA checkpoint (default: the newest under runs/)")
+    a.add_argument("question", help="the question, in any language")
+    a.set_defaults(func=_ask)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sim.config import from_args
+    from video_qa.configuration import VideoLMConfig
+    from video_qa.train import TrainQAConfig, ablation, train
+
+    cfg, model_cfg = from_args(TrainQAConfig, args), from_args(VideoLMConfig, args)
+    run = ablation(cfg, model_cfg) if args.ablation else train(cfg, model_cfg)
+    print(f"run directory: {run}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sim.config import write_json
+    from video_qa.data import QADataset
+    from video_qa.errors import VideoQAError
+    from video_qa.evaluate import evaluate
+    from video_qa.modeling import VideoLM
+    from video_qa.train import TRAIN_META
+
+    meta_file = Path(args.checkpoint) / TRAIN_META
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    data_dir = args.data_dir or meta.get("data_dir")
+    if not data_dir:
+        raise VideoQAError(f"no --data-dir given and {meta_file} does not name one")
+    model = VideoLM.from_pretrained(args.checkpoint)
+    result = evaluate(model, QADataset(data_dir), args.sampler or meta.get("sampler", "motion"),
+                      args.split, limit=args.limit or None)
+    result["checkpoint"] = str(args.checkpoint)
+    if args.out:
+        write_json(args.out, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=2,
+                     ensure_ascii=False))
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from video_qa.ask import VideoQA, default_checkpoint, read_episode, read_video
+
+    if args.video:
+        frames, times = read_video(args.video)
+    else:
+        frames, times = read_episode(args.episode, args.episode_index, args.camera)
+    qa = VideoQA.from_pretrained(args.checkpoint or default_checkpoint())
+    ans = qa.answer(frames, args.question, times)
+    print(ans.text)
+    print("frames used (s): " + ", ".join(f"{t:.1f}" for t in ans.frame_times))
+    return 0
