@@ -3,8 +3,10 @@
 Action (float32[7], OpenVLA's layout): ``[dx, dy, dz, droll, dpitch, dyaw, gripper]``. The first
 three are metres per control step and the next three radians per step about the *world* axes;
 they move a commanded TCP pose, which damped least-squares IK turns into joint targets for the
-position servos. ``gripper`` is 0 = open .. 1 = closed. Values outside ``action_space`` are clipped
-and counted in ``info["clipped_actions"]``; NaN or inf raise ``SimError``.
+position servos (the commanded position stays inside ``WORKSPACE``). ``gripper`` is 0 = open ..
+1 = closed (continuous: the finger targets interpolate). Values outside ``action_space`` are
+clipped; ``info["clipped_actions"]`` counts the steps of this episode that needed clipping. NaN or
+inf raise ``SimError``.
 
 Observation (dict):
     "<camera>"        uint8[H, W, 3] RGB for each camera in ``cameras`` (default agentview, wrist)
@@ -14,7 +16,12 @@ Observation (dict):
 
 ``info``: "instruction", "task", "success", "clipped_actions", "step". The episode terminates on
 success and is truncated at ``max_steps``. ``ground_truth()`` gives a JSON-able snapshot of the
-world for perception and video-QA supervision.
+world for perception and video-QA supervision; ``set_goal()`` gives the current scene a new
+goal (the agent's operator commands).
+
+Vectorising: ``gymnasium.vector.AsyncVectorEnv`` works; if the parent process has already
+rendered with EGL, pass ``context="spawn"`` (or "forkserver"), as forked workers inherit a GL
+state that Mesa's EGL cannot reuse.
 """
 
 from __future__ import annotations
@@ -56,6 +63,22 @@ def _rotvec_to_mat(v: np.ndarray) -> np.ndarray:
 
 
 class TabletopEnv(gym.Env):
+    """One task family over randomised scenes.
+
+    Args:
+        task: "reach" | "pick_up" | "push" | "put_in".
+        render_mode: None or "rgb_array" (``render()`` returns the agentview image).
+        cameras: names rendered into the observation; ``()`` renders nothing (fast expert runs).
+        image_size: (width, height) of every camera image.
+        depth: also return "<camera>_depth" images in metres.
+        max_steps: truncation limit; None uses the family's default (``tasks.MAX_STEPS``).
+        instruction_split: "train" | "heldout" | "all" paraphrase templates.
+        colors: allowed colours of the *target* (None: all); distractors may use any colour.
+        max_distractors: 0..3 other objects per scene (the number is drawn uniformly).
+
+    Reward is sparse: 1.0 on the step that succeeds, else 0.0.
+    """
+
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
     def __init__(self, task: str = "pick_up", render_mode: str | None = None,
@@ -69,6 +92,8 @@ class TabletopEnv(gym.Env):
             raise SimError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if not 0 <= max_distractors <= scene.SLOTS_PER_SHAPE - 1:
             raise SimError(f"max_distractors must be in 0..{scene.SLOTS_PER_SHAPE - 1}")
+        if len(image_size) != 2 or min(int(v) for v in image_size) < 1:
+            raise SimError(f"image_size must be (width, height) of positive ints, got {image_size!r}")
         self.render_mode = render_mode
         self._max_steps_given = max_steps is not None
         self.max_steps = int(max_steps or tasks.MAX_STEPS[self.task])
@@ -118,11 +143,16 @@ class TabletopEnv(gym.Env):
 
         d.qpos[ids.arm_qpos] = HOME_QPOS
         d.qpos[ids.finger_qpos] = FINGER_RANGE
-        for name in ids.object_names:  # everything parked, then the episode's objects placed
+        # Everything parked, then the episode's objects placed. A parked object floats without
+        # contacts (gravity compensated, collisions off): resting contacts under the table
+        # would cost physics time every step for nothing.
+        for name in ids.object_names:
             self._set_object(name, scene.parked_pos(name), 0.0)
+            self._set_active(name, False)
         for obj in self.episode.objects:
             pos = np.array([obj.xy[0], obj.xy[1], scene.half_height(obj.shape)])
             self._set_object(obj.slot, pos, obj.yaw)
+            self._set_active(obj.slot, True)
             self.model.geom_rgba[self._geom(obj.slot)] = (*tasks.COLORS[obj.color], 1.0)
         for rec in scene.RECEPTACLES:
             d.mocap_pos[ids.receptacle_mocap[rec]] = scene.receptacle_parked_pos(rec)
@@ -181,6 +211,12 @@ class TabletopEnv(gym.Env):
 
     def _geom(self, slot: str) -> int:
         return int(self.ids.object_geoms[self.ids.object_names.index(slot)])
+
+    def _set_active(self, slot: str, active: bool) -> None:
+        i = self.ids.object_names.index(slot)
+        g, b = self.ids.object_geoms[i], self.ids.object_bodies[i]
+        self.model.geom_contype[g] = self.model.geom_conaffinity[g] = int(active)
+        self.model.body_gravcomp[b] = 0.0 if active else 1.0
 
     def _set_object(self, slot: str, pos: np.ndarray, yaw: float) -> None:
         i = self.ids.object_names.index(slot)

@@ -27,6 +27,10 @@ RECEPTACLES = ("bowl", "plate")
 BOWL_RADIUS, BOWL_WALL_HEIGHT = 0.08, 0.035  # inner radius about 7.4 cm
 PLATE_RADIUS, PLATE_HALF_THICK = 0.085, 0.005
 FLOOR_Z = -0.75
+# Agentview: in front of the table facing the robot, high enough to see over the objects.
+AGENT_POS = np.array([1.05, 0.0, 0.7])
+AGENT_LOOK_AT = np.array([0.47, 0.0, 0.0])
+AGENT_FOVY = 45.0  # every object position of every family stays in view at any size
 TIMESTEP = 0.002  # 2 ms: small enough for stiff finger contacts with elliptic cones
 
 
@@ -89,8 +93,8 @@ def _plate_xml() -> str:
 def scene_xml() -> str:
     arm_body, arm_act = arm_xml()
     objects = "\n".join(_object_xml(s, i) for s in SHAPES for i in range(SLOTS_PER_SHAPE))
-    agent_pos = np.array([1.0, 0.0, 0.6])
-    agent_axes = _look_at(agent_pos, np.array([0.45, 0.0, 0.05]))
+    agent_pos = AGENT_POS
+    agent_axes = _look_at(AGENT_POS, AGENT_LOOK_AT)
     return f"""
 <mujoco model="tabletop">
   <compiler angle="radian" autolimits="true"/>
@@ -102,7 +106,7 @@ def scene_xml() -> str:
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 {FLOOR_Z}" rgba="0.25 0.27 0.3 1"/>
     <geom name="table" type="box" size="0.65 0.7 0.02" pos="0.4 0 -0.02" rgba="0.6 0.55 0.48 1"/>
     <camera name="agentview" pos="{agent_pos[0]} {agent_pos[1]} {agent_pos[2]}"
-            xyaxes="{agent_axes}" fovy="55"/>
+            xyaxes="{agent_axes}" fovy="{AGENT_FOVY}"/>
     {arm_body}
     {objects}
     {_bowl_xml()}
