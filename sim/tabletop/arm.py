@@ -57,6 +57,8 @@ _LINKS = [
 ]
 # Position-servo stiffness per joint: the big shoulder joints carry more inertia.
 _KP = [4000, 4000, 3000, 3000, 1500, 1500, 800]
+# Franka's published joint torque limits (Nm): bound what a servo can push into the table.
+TORQUE_LIMITS = [87, 87, 87, 87, 12, 12, 12]
 _ARM_RGBA = "0.92 0.92 0.94 1"
 
 
@@ -92,17 +94,17 @@ def arm_xml() -> tuple[str, str]:
                     f'range="0 {FINGER_RANGE}" damping="5" armature="0.01"/>')
         body.append(f'    <geom name="{side}_pad" type="box" size="0.011 0.008 {FINGER_LENGTH / 2}" '
                     f'pos="0 {y} {FINGER_LENGTH / 2}" rgba="0.2 0.2 0.22 1" mass="0.05" '
-                    'condim="4" friction="1.5 0.02 0.002" priority="1" solref="0.005 1"/>')
+                    'condim="4" friction="1.5 0.02 0.002" priority="1"/>')
         body.append("  </body>")
     body.append("</body>")
     body.extend(reversed(closers))
     body.append("</body>")
 
     act = []
-    for i, kp in enumerate(_KP):
+    for i, (kp, tau) in enumerate(zip(_KP, TORQUE_LIMITS)):
         lo, hi = JOINT_LIMITS[i]
         act.append(f'<position name="act{i + 1}" joint="joint{i + 1}" kp="{kp}" kv="{kp / 25:.0f}" '
-                   f'ctrlrange="{lo} {hi}"/>')
+                   f'ctrlrange="{lo} {hi}" forcerange="{-tau} {tau}"/>')
     for side in ("left", "right"):
         act.append(f'<position name="{side}_finger" joint="{side}_finger" kp="300" kv="10" '
                    f'ctrlrange="0 {FINGER_RANGE}" forcerange="-20 20"/>')

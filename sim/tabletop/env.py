@@ -45,6 +45,7 @@ MAX_DROT = 0.25  # rad per step
 CONTROL_HZ = 10  # OpenVLA-style datasets are recorded at 5-15 Hz
 # The commanded TCP stays in this box (m): above the table, within the arm's comfortable reach.
 WORKSPACE = np.array([[0.25, 0.8], [-0.4, 0.4], [0.012, 0.45]])
+LEASH = 0.015  # m: how far the commanded TCP may lead the measured one at the start of a step
 ACTION_LOW = np.array([-MAX_DPOS] * 3 + [-MAX_DROT] * 3 + [0.0], dtype=np.float32)
 ACTION_HIGH = np.array([MAX_DPOS] * 3 + [MAX_DROT] * 3 + [1.0], dtype=np.float32)
 STATE_DIM = 15
@@ -238,6 +239,14 @@ class TabletopEnv(gym.Env):
         if np.any(clipped != a):
             self._clipped += 1
 
+        # The commanded TCP stays within LEASH of the measured one before the new delta is
+        # added: free motion tracks well within it, but a hand blocked by the table or an object
+        # is not wound up step after step into a huge servo force that crushes contacts.
+        measured = self.data.site_xpos[self.ids.tcp_site]
+        offset = self._target_pos - measured
+        dist = float(np.linalg.norm(offset))
+        if dist > LEASH:
+            self._target_pos = measured + offset * (LEASH / dist)
         self._target_pos = np.clip(self._target_pos + clipped[:3], WORKSPACE[:, 0], WORKSPACE[:, 1])
         if np.any(clipped[3:6]):
             self._target_mat = _rotvec_to_mat(clipped[3:6]) @ self._target_mat

@@ -100,6 +100,11 @@ def scene_xml() -> str:
   <compiler angle="radian" autolimits="true"/>
   <option timestep="{TIMESTEP}" integrator="implicitfast" cone="elliptic" impratio="10"/>
   <visual><global offwidth="640" offheight="480"/><quality shadowsize="1024"/></visual>
+  <default>
+    <!-- Stiff contacts (time constant 2 timesteps): light objects neither creep out of a grasp
+         nor sink into the table when the hand presses on them. -->
+    <geom solref="0.004 1" solimp="0.95 0.99 0.001"/>
+  </default>
   <worldbody>
     <light pos="0.4 0 2.0" dir="0 0 -1" diffuse="0.7 0.7 0.7" castshadow="false"/>
     <light pos="1.5 1.0 1.5" dir="-1 -0.6 -1" diffuse="0.3 0.3 0.3" castshadow="false"/>

@@ -166,3 +166,18 @@ def test_set_goal_retargets_the_scene():
         env.set_goal("put_in", other.description, receptacle=wrong)
     env.reset(seed=4)
     assert env.task == "put_in"  # a reset restores the env's own family
+
+
+def test_pressing_down_does_not_crush_objects():
+    """A hand driven down onto a cube must not wind up a servo force that sinks it into the table."""
+    env = TabletopEnv(task="pick_up", cameras=(), max_steps=500, max_distractors=0)
+    env.reset(seed=1)
+    slot = env.episode.target.slot
+    above = env.object_pos(slot) + [0.0, 0.0, 0.1]
+    for _ in range(20):
+        delta = np.clip(above - env.commanded_tcp()[0], -0.04, 0.04)
+        env.step(np.array([*delta, 0, 0, 0, 1.0], dtype=np.float32))
+    for _ in range(15):
+        env.step(np.array([0, 0, -0.05, 0, 0, 0, 1.0], dtype=np.float32))
+        assert env.object_pos(slot)[2] > 0.02 - 0.007  # cube half-height 2 cm: sinks a few mm at most
+        assert np.linalg.norm(env.commanded_tcp()[0] - env.tcp_pose()[0]) < 0.015 + 0.05 + 1e-6
