@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from perception.errors import PerceptionError
-from perception.pose.init import init_cue_pnp, init_cue_rgb, init_cue_rgbd, pose_from_axis
+from perception.pose.init import front_depth, init_cue_pnp, init_cue_rgb, init_cue_rgbd, pose_from_axis
 from perception.pose.model import RigidObjectModel, cue_model
 from perception.pose.refine import RefineConfig, refine_cue
 from perception.pose.segment import coverage, cue_segmenter
@@ -89,14 +89,26 @@ class CuePoseEstimator:
         """Pose of the cue; ``seed`` (a previous pose) replaces the initial fit when given."""
         K = check_intrinsics(K)
         mask = self.segment(image, depth, None if seed is None else self._roi(seed, K, image.shape))
-        if seed is not None:
-            tip, axis = seed[:3, 3].copy(), seed[:3, 2].copy()
-        else:
+        if depth is not None:
+            depth = front_depth(depth)
+        starts = []
+        try:
             tip, axis = self.initial(image, depth, K, mask)
+            if seed is not None and axis @ seed[:3, 2] < 0:  # keep the tracked tip-butt order
+                shaft = next(p for p in self.model.parts if p.name == "shaft")
+                axis, tip = -axis, tip + (shaft.z0 + shaft.z1) * axis
+            starts.append((tip, axis))
+        except PerceptionError:
+            if seed is None:
+                raise
+        if seed is not None and (depth is None or not starts):
+            # Without depth the fresh fit's distance is poor, so the previous pose competes.
+            starts.append((seed[:3, 3].copy(), seed[:3, 2].copy()))
         cfg = self.refine if iters is None else RefineConfig(**{**self.refine.__dict__,
                                                                  "iters": iters})
         alpha = coverage(image, mask) if self.subpixel else None
-        res = refine_cue(tip, axis, mask, K, self.model, depth, cfg, alpha=alpha)
+        res = min((refine_cue(t, a, mask, K, self.model, depth, cfg, alpha=alpha)
+                   for t, a in starts), key=lambda r: r.loss)
         self.last = {"mask_pixels": int(mask.sum()), "loss": res.loss, "iou": res.iou,
                      "mask": mask}
         return pose_from_axis(res.tip, res.axis)

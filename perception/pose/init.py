@@ -66,21 +66,31 @@ def line_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 
 def butt_is_at_high_end(image: np.ndarray, p0: np.ndarray, d: np.ndarray, lo: float, hi: float,
-                        reach: tuple[float, float] = (3.0, 25.0)) -> bool | None:
-    """Compare the brightness just beyond each end of the shaft: the darker side is the butt."""
+                        reach: tuple[float, float] = (3.0, 25.0),
+                        butt_rgb: tuple[float, float, float] = (0.25, 0.12, 0.05)) -> bool | None:
+    """Which end of the shaft the butt continues from: the one followed by butt-coloured pixels
+    (by chromaticity, so a dark-brown butt is told from dark-green cloth). None when unclear."""
     H, W = image.shape[:2]
+    ref = np.asarray(butt_rgb, np.float32) * 255 + 1
+    ref = ref / ref.sum()
 
-    def beyond(t_end: float, sign: float) -> float | None:
+    def beyond(t_end: float, sign: float) -> tuple[float, float] | None:
         ts = t_end + sign * np.arange(reach[0], reach[1])
         xy = np.rint(p0 + ts[:, None] * d).astype(int)
         ok = (xy[:, 0] >= 0) & (xy[:, 0] < W) & (xy[:, 1] >= 0) & (xy[:, 1] < H)
-        return (float(np.median(image[xy[ok, 1], xy[ok, 0]].mean(1))) if ok.sum() >= 3
-                else None)
+        if ok.sum() < 3:
+            return None
+        px = image[xy[ok, 1], xy[ok, 0]].astype(np.float32) + 1
+        chroma = px / px.sum(1, keepdims=True)
+        butt_share = float(np.mean(np.linalg.norm(chroma - ref, axis=1) < 0.08))
+        return butt_share, float(np.median(px.mean(1)))
 
     a, b = beyond(lo, -1.0), beyond(hi, +1.0)
-    if a is None or b is None or abs(a - b) < 10:
+    if a is None or b is None:  # an end at the image border: no evidence either way
         return None
-    return b < a
+    if abs(a[0] - b[0]) >= 0.3:
+        return b[0] > a[0]
+    return None  # (darkness alone misleads: a sleeve or a shadow is dark too)
 
 
 def _end_widths(along: np.ndarray, across: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
@@ -97,15 +107,40 @@ def _end_widths(along: np.ndarray, across: np.ndarray, lo: float, hi: float) -> 
     return width(near_lo), width(near_hi)
 
 
+def front_depth(depth: np.ndarray, k: int = 3) -> np.ndarray:
+    """Depth with each pixel replaced by the nearest surface in its ``k x k`` window.
+
+    A thin object's edge pixels are coloured like it (anti-aliasing) but their depth sample may
+    come from the table or the floor behind; the window minimum recovers the object's depth
+    (it is the nearest thing there). Invalid depths (0, inf, nan) never win the minimum.
+    """
+    import cv2
+
+    d = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(1e6)).astype(np.float32)
+    out = cv2.erode(d, np.ones((k, k), np.uint8))
+    out[out >= 1e6] = 0.0
+    return out
+
+
 def init_cue_rgbd(mask: np.ndarray, depth: np.ndarray, K: np.ndarray, model,
                   image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(tip, axis) in the camera frame from the shaft's depth points."""
     P = backproject(mask, depth, K)
     if len(P) < 10:
         raise PerceptionError("the cue is not visible (too few depth points)")
-    c = np.median(P, axis=0)
-    _, _, vt = np.linalg.svd(P - c, full_matrices=False)
-    d = vt[0]
+    # Robust line: fit, drop points far from it (edge pixels that caught the background's
+    # depth), refit.
+    keep = np.ones(len(P), bool)
+    for _ in range(3):
+        c = np.median(P[keep], axis=0)
+        _, _, vt = np.linalg.svd(P[keep] - c, full_matrices=False)
+        d = vt[0]
+        rel = P - c
+        off = np.linalg.norm(rel - (rel @ d)[:, None] * d, axis=1)
+        keep = off < max(3 * np.median(off[keep]), 0.02)
+        if keep.sum() < 10:
+            raise PerceptionError("the cue is not visible (no consistent depth points)")
+    P = P[keep]
     s = (P - c) @ d
     lo, hi = np.percentile(s, [0.5, 99.5])
     part = _shaft(model)
@@ -117,7 +152,26 @@ def init_cue_rgbd(mask: np.ndarray, depth: np.ndarray, K: np.ndarray, model,
     if flip:
         d, lo, hi = -d, -hi, -lo
     tip = c + d * (lo - part.z0)
+    if hi - lo < (part.z1 - part.z0) - 0.01:
+        # The shaft looks short: one end is hidden (the cue ball in front of the tip, a hand on
+        # the shaft) or out of view. Anchor on the end whose surroundings are not occluded.
+        if _end_hidden(c + d * (lo - 0.015), depth, K) and not _end_hidden(c + d * (hi + 0.015),
+                                                                           depth, K):
+            tip = c + d * (hi - part.z1)
     return tip, d
+
+
+def _end_hidden(p: np.ndarray, depth: np.ndarray, K: np.ndarray, margin: float = 0.01) -> bool:
+    """Whether something nearer than ``p`` (or the image border) covers the pixel of ``p``."""
+    if p[2] <= 0:
+        return True
+    u, v = np.rint((K @ p)[:2] / p[2]).astype(int)
+    H, W = depth.shape
+    if not (0 <= u < W and 0 <= v < H):
+        return True
+    patch = depth[max(v - 2, 0):v + 3, max(u - 2, 0):u + 3]
+    patch = patch[np.isfinite(patch) & (patch > 0)]
+    return bool(len(patch) and np.min(patch) < p[2] - margin)
 
 
 def _tip_side_is_high(P, c, d, lo, hi, mask, image, K) -> bool:

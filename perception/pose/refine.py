@@ -34,7 +34,7 @@ class RefineConfig:
     max_pixels: int = 20000  # cap on rendered pixels (speed); the band is subsampled beyond it
     w_depth: float = 1.0  # weight of the depth term against the silhouette term
     depth_delta: float = 0.01  # m: Huber transition; depth noise and edge pixels stay bounded
-    occluder_margin: float = 0.03  # m in front of the rendered cue = something occludes it
+    occluder_margin: float = 0.01  # m in front of the rendered cue = something occludes it
     threads: int = 1  # torch threads: a few thousand pixels are too few to share; on a busy
     # machine, threads waiting for each other at every tiny op cost 10x (measured)
 
