@@ -99,7 +99,8 @@ def scene_xml() -> str:
 <mujoco model="tabletop">
   <compiler angle="radian" autolimits="true"/>
   <option timestep="{TIMESTEP}" integrator="implicitfast" cone="elliptic" impratio="10"/>
-  <visual><global offwidth="640" offheight="480"/><quality shadowsize="1024"/></visual>
+  <!-- offsamples=0: no multisampling; 2.5x faster rendering on CPU Mesa, barely visible at 128 px -->
+  <visual><global offwidth="640" offheight="480"/><quality shadowsize="1024" offsamples="0"/></visual>
   <default>
     <!-- Stiff contacts (time constant 2 timesteps): light objects neither creep out of a grasp
          nor sink into the table when the hand presses on them. -->
