@@ -108,7 +108,7 @@ def scene_xml() -> str:
   </default>
   <worldbody>
     <light pos="0.4 0 2.0" dir="0 0 -1" diffuse="0.7 0.7 0.7" castshadow="false"/>
-    <light pos="1.5 1.0 1.5" dir="-1 -0.6 -1" diffuse="0.3 0.3 0.3" castshadow="false"/>
+    <light pos="1.5 0 1.0" dir="-1 0 -0.8" diffuse="0.45 0.45 0.45" castshadow="false"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 {FLOOR_Z}" rgba="0.25 0.27 0.3 1"/>
     <geom name="table" type="box" size="0.65 0.7 0.02" pos="0.4 0 -0.02" rgba="0.6 0.55 0.48 1"/>
     <camera name="agentview" pos="{agent_pos[0]} {agent_pos[1]} {agent_pos[2]}"

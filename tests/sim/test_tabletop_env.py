@@ -76,6 +76,14 @@ def test_nan_refused_and_clipping_counted():
     assert env.reset(seed=1)[1]["clipped_actions"] == 0  # counted per episode
 
 
+def test_truncation_at_max_steps():
+    env = TabletopEnv(task="push", cameras=(), max_steps=3)
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(7, dtype=np.float32))[2:4] for _ in range(3)]
+    assert flags == [(False, False), (False, False), (False, True)]
+    assert TabletopEnv(task="push", cameras=()).max_steps == 100  # the family default
+
+
 def test_delta_control_tracks_commands():
     env = TabletopEnv(task="reach", cameras=())
     env.reset(seed=0)
@@ -93,7 +101,7 @@ def test_delta_control_tracks_commands():
 
 
 def test_ground_truth_cameras_and_registry():
-    env = sim.make("PickUp", render_mode="rgb_array", image_size=(32, 32), colors=("green",),
+    env = sim.make("PickUp", render_mode="rgb_array", image_size=(96, 96), colors=("green",),
                    instruction_split="heldout")
     obs, info = env.reset(seed=2)
     gt = env.unwrapped.ground_truth()
@@ -101,15 +109,17 @@ def test_ground_truth_cameras_and_registry():
     target = [o for o in gt["objects"] if o["is_target"]]
     assert len(target) == 1 and target[0]["color"] == "green" and target[0]["name"] in info["instruction"]
     assert gt["task"] == "pick_up" and gt["success"] is False
-    assert env.render().shape == (32, 32, 3)
+    image = env.render()
+    assert image.shape == (96, 96, 3)
     K = env.unwrapped.camera_intrinsics("agentview")
-    assert K.shape == (3, 3) and K[0, 2] == 16.0
+    assert K.shape == (3, 3) and K[0, 2] == 48.0
     T = env.unwrapped.camera_pose("agentview")
-    # The target projects into the image, in front of the camera.
+    # The target projects, through K and the camera pose, onto green pixels of the upright image.
     p = np.linalg.inv(T) @ np.array([*target[0]["position"], 1.0])
     assert p[2] > 0
-    u, v = (K @ p[:3])[:2] / p[2]
-    assert 0 <= u < 32 and 0 <= v < 32
+    u, v = np.round((K @ p[:3])[:2] / p[2]).astype(int)
+    r, g, b = image[v, u].astype(int)
+    assert g > r + 40 and g > b + 40, image[v, u]
     with pytest.raises(SimError):
         TabletopEnv(task="pick_up", colors=("mauve",))
     env.close()
