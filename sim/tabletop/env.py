@@ -255,10 +255,10 @@ class TabletopEnv(gym.Env):
         self.data.ctrl[7:9] = FINGER_RANGE * (1.0 - clipped[6])
         # Ramp the joint targets over the first half of the step: smooth motion keeps grasps.
         ramp = max(1, self.n_substeps // 2)
-        for k in range(self.n_substeps):
-            alpha = min(1.0, (k + 1) / ramp)
-            self.data.ctrl[:7] = q_prev + alpha * (self._q_cmd - q_prev)
+        for k in range(ramp):
+            self.data.ctrl[:7] = q_prev + (k + 1) / ramp * (self._q_cmd - q_prev)
             mujoco.mj_step(self.model, self.data)
+        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps - ramp)  # targets reached
 
         self._steps += 1
         self._success = self._check_success()
