@@ -11,7 +11,7 @@ Directions ("left"/"right") are as seen in the agentview image, whose camera fac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -107,7 +107,6 @@ class TaskState:
     side: str | None = None
     receptacle: str | None = None
     receptacle_pos: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def reach_success(s: TaskState) -> bool:
