@@ -85,8 +85,10 @@ class CuePoseEstimator:
         return init_cue_rgb(mask, K, self.model, image)
 
     def estimate(self, image: np.ndarray, depth: np.ndarray | None, K: np.ndarray,
-                 seed: np.ndarray | None = None, iters: int | None = None) -> np.ndarray:
-        """Pose of the cue; ``seed`` (a previous pose) replaces the initial fit when given."""
+                 seed: np.ndarray | None = None, cfg: RefineConfig | None = None) -> np.ndarray:
+        """Pose of the cue. ``seed`` (the previous frame's pose, when tracking) narrows the search
+        window, keeps the tip-butt order and, without depth, competes with the fresh fit;
+        ``cfg`` overrides the refinement settings (tracking uses a lighter one)."""
         K = check_intrinsics(K)
         mask = self.segment(image, depth, None if seed is None else self._roi(seed, K, image.shape))
         if depth is not None:
@@ -104,8 +106,7 @@ class CuePoseEstimator:
         if seed is not None and (depth is None or not starts):
             # Without depth the fresh fit's distance is poor, so the previous pose competes.
             starts.append((seed[:3, 3].copy(), seed[:3, 2].copy()))
-        cfg = self.refine if iters is None else RefineConfig(**{**self.refine.__dict__,
-                                                                 "iters": iters})
+        cfg = cfg or self.refine
         alpha = coverage(image, mask) if self.subpixel else None
         res = min((refine_cue(t, a, mask, K, self.model, depth, cfg, alpha=alpha)
                    for t, a in starts), key=lambda r: r.loss)

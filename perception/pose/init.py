@@ -142,7 +142,7 @@ def init_cue_rgbd(mask: np.ndarray, depth: np.ndarray, K: np.ndarray, model,
             raise PerceptionError("the cue is not visible (no consistent depth points)")
     P = P[keep]
     s = (P - c) @ d
-    lo, hi = np.percentile(s, [0.5, 99.5])
+    lo, hi = np.percentile(s, [0.1, 99.9])
     part = _shaft(model)
     # surface -> axis: move away from the camera by r * pi / 4 (mean over the silhouette width)
     r_mid = float(model.radius_at(0.5 * (part.z0 + part.z1)))
