@@ -143,9 +143,11 @@ def frame_captions(clip: Clip, delta: float) -> list[str]:
 def train_encoder(clips: list[Clip], delta: float, steps: int):
     from perception.clip import ClipConfig, ClipTrainConfig, train_clip
 
+    # motion input: the encoder sees each frame with its differences to its neighbours (one
+    # spurious difference where two clips meet is harmless)
     images = np.concatenate([c.frames for c in clips])
     caps = sum((frame_captions(c, delta) for c in clips), [])
-    return train_clip(images, caps, ClipConfig(image_size=64),
+    return train_clip(images, caps, ClipConfig(image_size=64, input="motion"),
                       ClipTrainConfig(steps=steps, batch=48))
 
 

@@ -36,6 +36,9 @@ class ClipConfig:
     width: int = 32  # channels of the first conv layer (doubled twice)
     max_words: int = 16  # captions are short sentences
     vocab: tuple[str, ...] = ()  # filled from the training captions
+    input: str = "rgb"  # "rgb": each frame alone; "motion": grey frame + its differences to the
+    # previous and next frames, so "when does the cue strike" can see movement (the images given
+    # to encode_images are then read as one consecutive clip)
 
 
 class Tokenizer:
@@ -74,7 +77,8 @@ class TinyClip(nn.Module):
             nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1), nn.GELU(),
-            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, d),
+            # max, not mean: a moving ball is a few pixels, and averaging would drown it
+            nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(16 * w, d),
         )
         self.words = nn.Embedding(len(cfg.vocab) + 2, d, padding_idx=0)
         # word order matters little for generated captions; a position-free bag of words + MLP
@@ -90,11 +94,23 @@ class TinyClip(nn.Module):
         return F.normalize(self.text(bag), dim=-1)
 
 
-def preprocess(images: Any, size: int) -> torch.Tensor:
+def preprocess(images: Any, size: int, mode: str = "rgb") -> torch.Tensor:
     """RGB uint8 images (any size) -> float tensor ``[N, 3, size, size]`` in [-0.5, 0.5]."""
     arr = np.stack([cv2.resize(np.asarray(im), (size, size), interpolation=cv2.INTER_AREA)
                     for im in images])
+    if mode == "motion":
+        arr = motion_channels(arr)
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+
+
+def motion_channels(clip: np.ndarray, gain: float = 4.0) -> np.ndarray:
+    """``[T, S, S, 3]`` RGB thumbnails of one clip -> (grey, |grey - previous|, |next - grey|),
+    differences amplified by ``gain``: the picture and which way things are moving."""
+    grey = clip.astype(np.float32).mean(3)
+    prev = np.abs(np.diff(grey, axis=0, prepend=grey[:1]))
+    nxt = np.abs(np.diff(grey, axis=0, append=grey[-1:]))
+    out = np.stack([grey, np.minimum(prev * gain, 255), np.minimum(nxt * gain, 255)], 3)
+    return out.astype(np.uint8)
 
 
 class FrameTextEncoder:
@@ -106,8 +122,8 @@ class FrameTextEncoder:
 
     @torch.no_grad()
     def encode_images(self, images: Any, batch: int = 256) -> np.ndarray:
-        out = [self.model.encode_image(preprocess(images[i:i + batch], self.cfg.image_size))
-               for i in range(0, len(images), batch)]
+        x = preprocess(images, self.cfg.image_size, self.cfg.input)  # small: S x S thumbnails
+        out = [self.model.encode_image(x[i:i + batch]) for i in range(0, len(x), batch)]
         return torch.cat(out).numpy()
 
     @torch.no_grad()
@@ -202,15 +218,21 @@ def _train(images, captions, cfg, train, log) -> FrameTextEncoder:
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
     model = TinyClip(cfg)
-    x_all = preprocess(images, cfg.image_size)
+    x_all = preprocess(images, cfg.image_size, cfg.input)
     uniq, cap_id = np.unique(np.asarray(captions), return_inverse=True)
     ids_all = tok(list(uniq))
     cap_id = torch.from_numpy(cap_id)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, train.lr, total_steps=train.steps)
     model.train()
+    # Balanced batches: generated captions are very uneven (most frames of a shot are "balls
+    # rolling"), and uniform batches teach little beyond the caption prior.
+    counts = np.bincount(cap_id.numpy())
+    p = 1.0 / counts[cap_id.numpy()]
+    p = p / p.sum()
     for step in range(train.steps):
-        b = torch.from_numpy(rng.choice(len(x_all), min(train.batch, len(x_all)), replace=False))
+        b = torch.from_numpy(rng.choice(len(x_all), min(train.batch, len(x_all)), replace=False,
+                                        p=p))
         x = x_all[b]
         x = x + 0.03 * torch.randn_like(x)  # sensor noise: the sampler sees encoded video
         cid = cap_id[b]
@@ -228,5 +250,5 @@ def _train(images, captions, cfg, train, log) -> FrameTextEncoder:
         opt.step()
         sched.step()
         if log is not None and (step % 50 == 0 or step == train.steps - 1):
-            log(step=step, loss=float(loss))
+            log(step=step, loss=float(loss.detach()))
     return FrameTextEncoder(model, cfg)
