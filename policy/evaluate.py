@@ -153,9 +153,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     tasks = [t.strip() for t in cfg.task.split(",") if t.strip()]
     result: dict[str, Any] = {"checkpoint": cfg.checkpoint, "config": cfg, "tasks": {}}
-    torch.set_grad_enabled(False)
     for task in tasks:
-        result["tasks"][task] = evaluate_task(policy, task, cfg, templates, colors)
+        with torch.no_grad():
+            result["tasks"][task] = evaluate_task(policy, task, cfg, templates, colors)
         r = result["tasks"][task]
         print(f"{task:8s} success {r['success_rate']:.0%} "
               f"(95% CI {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}, n={r['episodes']}), "
