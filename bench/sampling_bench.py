@@ -143,11 +143,11 @@ def frame_captions(clip: Clip, delta: float) -> list[str]:
 def train_encoder(clips: list[Clip], delta: float, steps: int):
     from perception.clip import ClipConfig, ClipTrainConfig, train_clip
 
-    # motion input: the encoder sees each frame with its differences to its neighbours (one
-    # spurious difference where two clips meet is harmless)
+    # Plain frames: on the quick set, the motion-input variant (ClipConfig(input="motion"))
+    # caught fewer events (0.21 vs 0.50 at budget 16, 14 events: noisy, but no reason to switch).
     images = np.concatenate([c.frames for c in clips])
     caps = sum((frame_captions(c, delta) for c in clips), [])
-    return train_clip(images, caps, ClipConfig(image_size=64, input="motion"),
+    return train_clip(images, caps, ClipConfig(image_size=64, input="rgb"),
                       ClipTrainConfig(steps=steps, batch=48))
 
 
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(1)  # one core, as the throughput numbers assume
-    encoder = train_encoder(train, args.delta, 60 if quick else 300)
+    encoder = train_encoder(train, args.delta, 200 if quick else 400)
     t_train = time.perf_counter() - t0
     samplers = {"uniform": get_sampler("uniform"), "motion": get_sampler("motion"),
                 "streaming": get_sampler("streaming"),

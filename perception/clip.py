@@ -191,7 +191,7 @@ def load_encoder(path: str | Path) -> FrameTextEncoder | HFClipEncoder:
 class ClipTrainConfig:
     steps: int = 300  # enough for a few hundred frames and a dozen caption kinds
     batch: int = 64  # in-batch negatives; captions repeat, so bigger batches add little
-    lr: float = 3e-3  # small model, short schedule
+    lr: float = 1e-3  # 3e-3 collapsed the image tower on sim frames (measured); 1e-3 learns
     seed: int = 0  # repeatable training
     threads: int = 1  # torch threads: this model is too small to share out; on a busy CPU,
     # threads waiting on each other made training 10x slower (measured); 0 keeps torch's setting
