@@ -8,8 +8,8 @@ import numpy as np
 
 
 class ActionBackend(Protocol):
-    def predict(self, images: dict[str, np.ndarray], instruction: str) -> np.ndarray:
-        """One 7-D action for the current observation."""
+    def predict(self, obs: dict[str, np.ndarray], instruction: str) -> np.ndarray:
+        """One 7-D action for the current observation (camera images, and "state" when known)."""
         ...
 
     def reset(self) -> None:
@@ -32,9 +32,10 @@ class RemoteBackend:
         self.client = InferenceClient(endpoint, timeout_ms=timeout_ms)
         self._queue: deque[np.ndarray] = deque()
 
-    def predict(self, images: dict[str, np.ndarray], instruction: str) -> np.ndarray:
+    def predict(self, obs: dict[str, np.ndarray], instruction: str) -> np.ndarray:
         if not self._queue:
-            chunk = self.client.predict(images, instruction)
+            images = {k: v for k, v in obs.items() if k != "state"}
+            chunk = self.client.predict(images, instruction, state=obs.get("state"))
             self._queue.extend(chunk if chunk.ndim == 2 else chunk[None])
         return self._queue.popleft()
 
@@ -53,8 +54,8 @@ class LocalBackend:
 
         self.policy = Policy.from_pretrained(checkpoint)
 
-    def predict(self, images: dict[str, np.ndarray], instruction: str) -> np.ndarray:
-        return np.asarray(self.policy.predict(images, instruction), dtype=np.float32)
+    def predict(self, obs: dict[str, np.ndarray], instruction: str) -> np.ndarray:
+        return np.asarray(self.policy.predict(obs, instruction), dtype=np.float32)
 
     def reset(self) -> None:
         self.policy.reset()

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo = rsub.add_parser("demo", help="sim robot <-> policy through ROS topics; prints task success",
                            description="Runs the same held-out seeds as `embodied eval`, in lock-step, so the "
                            "success rate through ROS should equal the in-process one.")
-    demo.add_argument("--checkpoint", default="checkpoints/default", help="policy checkpoint (default: %(default)s)")
+    demo.add_argument("--checkpoint", default="checkpoints/vla-default", help="policy checkpoint (default: %(default)s)")
     demo.add_argument("--server", default="", help="use an `embodied serve` endpoint instead of a local model")
     demo.add_argument("--task", default="PickUp")
     demo.add_argument("--episodes", type=int, default=10)

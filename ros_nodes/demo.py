@@ -7,7 +7,6 @@ should match in-process evaluation of the same checkpoint within the confidence 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -27,19 +26,10 @@ class RosDemoConfig:
     image_size: int = 128
     cameras: tuple[str, ...] = ("agentview", "wrist")
     instruction_split: str = "train"
+    use_state: bool = False  # read from the checkpoint when one is given
     domain_id: int = 0  # 0 = pick one from the process id, so parallel runs never cross-talk
     timeout_s: float = 900.0  # give up if the loop stalls
     log_dir: str = "runs/ros_demo"
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
@@ -48,6 +38,11 @@ def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
 
     from ros_nodes.runtime import LATCHED_QOS
 
+    if cfg.checkpoint:  # cameras, image size and proprioception follow what the checkpoint was trained on
+        vla = json.loads((Path(cfg.checkpoint) / "config.json").read_text())["vla"]
+        cfg = RosDemoConfig(**{**cfg.__dict__, "cameras": tuple(vla["cameras"].split(",")) if isinstance(
+            vla["cameras"], str) else tuple(vla["cameras"]), "image_size": int(vla["obs_image_size"]),
+            "use_state": bool(vla["use_state"])})
     domain = cfg.domain_id or (1 + os.getpid() % 200)
     os.environ["ROS_DOMAIN_ID"] = str(domain)
     cams = list(cfg.cameras)
@@ -56,7 +51,7 @@ def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
                                       "cameras": cams, "image_size": cfg.image_size, "lockstep": True,
                                       "instruction_split": cfg.instruction_split}),
         NodeSpec("policy", params={"checkpoint": cfg.checkpoint, "server": cfg.server,
-                                   "mode": "observation", "cameras": cams}),
+                                   "mode": "observation", "cameras": cams, "use_state": cfg.use_state}),
     ]
     results: list[dict] = []
     rclpy.init()
@@ -80,7 +75,9 @@ def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
         raise RuntimeError(f"ROS node(s) exited with errors: {died}; see logs in {cfg.log_dir}")
     wins = sum(r["success"] for r in results)
     n = len(results)
-    lo, hi = wilson(wins, n)
+    from policy.evaluate import wilson_interval
+
+    lo, hi = wilson_interval(wins, n)
     return {"task": cfg.task, "episodes": n, "success_rate": wins / n if n else 0.0, "ci95": [lo, hi],
             "mean_length": sum(r["steps"] for r in results) / n if n else 0.0,
             "seeds": [r["seed"] for r in results], "per_episode": results, "ros_domain_id": domain,

@@ -44,6 +44,9 @@ class PolicyNode(Node):
         server = declare(self, "server", "")
         timeout_ms = float(declare(self, "server_timeout_ms", min(150.0, deadline_ms * 0.75)))
         self.instruction = declare(self, "instruction", "")
+        # Proprioception from robot/joint_states (positions, in order) joins each observation when
+        # the checkpoint uses it; lock-step waits for the state with the images' stamp.
+        self.use_state = bool(declare(self, "use_state", False))
         if self.mode not in ("observation", "timer"):
             raise ValueError(f"mode must be 'observation' or 'timer', not {self.mode!r}")
         self.backend = backend or make_backend(checkpoint, server, timeout_ms)
@@ -63,6 +66,8 @@ class PolicyNode(Node):
             self.create_subscription(Image, f"camera/{cam}/image_raw",
                                      lambda msg, cam=cam: self._on_image(cam, msg), SENSOR_QOS)
         self.create_subscription(String, "robot/instruction", self._on_instruction, LATCHED_QOS)
+        if self.use_state:
+            self.create_subscription(JointState, "robot/joint_states", self._on_state, SENSOR_QOS)
         self.create_subscription(String, "sim/episode", self._on_episode, LATCHED_QOS)
         self.create_subscription(Bool, "robot/stop", self._on_stop, RELIABLE_QOS)
         self.halted = False  # an operator's stop: no actions until robot/stop is false again
@@ -91,6 +96,26 @@ class PolicyNode(Node):
         if self.halted:
             self._stop("operator stop")
 
+    def _on_state(self, msg: JointState) -> None:
+        state = np.asarray(msg.position, dtype=np.float32)
+        self._latest["state"] = state
+        if self.mode == "observation":
+            self._add(_stamp_key(msg.header.stamp), "state", state, msg.header.stamp)
+
+    def _complete(self, frames: dict) -> bool:
+        return len(frames) == len(self.cameras) + int(self.use_state)
+
+    def _add(self, key: tuple[int, int], part: str, value: np.ndarray, stamp) -> None:
+        if key == self._acted[0]:
+            return
+        frames = self._pending.setdefault(key, {})
+        frames[part] = value
+        if self._complete(frames):
+            del self._pending[key]
+            for old in [k for k in self._pending if k < key]:  # older incomplete sets never finish
+                del self._pending[old]
+            self._acted = (key, self._act(frames, stamp))
+
     def _on_image(self, cam: str, msg: Image) -> None:
         try:
             image = msg_to_image(msg)
@@ -112,17 +137,13 @@ class PolicyNode(Node):
             if cam == self.cameras[0] and self._acted[1] is not None:
                 self._publish(self._acted[1], msg.header.stamp)
             return
-        frames = self._pending.setdefault(key, {})
-        frames[cam] = image
-        if len(frames) == len(self.cameras):
-            del self._pending[key]
-            for old in [k for k in self._pending if k < key]:  # older incomplete sets never finish
-                del self._pending[old]
-            self._acted = (key, self._act(frames, msg.header.stamp))
+        self._add(key, cam, image, msg.header.stamp)
 
     # -- outputs -------------------------------------------------------------------------------
     def _on_tick(self) -> None:
         stale = self.watchdog.stale()
+        if self.use_state and "state" not in self._latest:
+            stale.append("state")
         if stale:
             self._stop(f"stale: {', '.join(stale)}")
             return
