@@ -27,13 +27,18 @@ def gl_hint(exc: BaseException) -> SimError:
 
 
 def intrinsics(model: mujoco.MjModel, camera: str, width: int, height: int) -> np.ndarray:
-    """The 3x3 pinhole matrix K of ``camera`` rendered at ``width`` x ``height`` (square pixels)."""
+    """The 3x3 pinhole matrix K of ``camera`` rendered at ``width`` x ``height`` (square pixels).
+
+    The principal point is ((W-1)/2, (H-1)/2): OpenCV puts pixel centres at integers, while
+    MuJoCo's image centre W/2 is in continuous coordinates (half a pixel off, which measurably
+    hurts silhouette alignment in render-and-compare pose refinement).
+    """
     cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
     if cam_id < 0:
         raise SimError(f"unknown camera {camera!r}")
     fovy = np.deg2rad(model.cam_fovy[cam_id])
     f = 0.5 * height / np.tan(0.5 * fovy)
-    return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
 def camera_pose(model: mujoco.MjModel, data: mujoco.MjData, camera: str) -> np.ndarray:
