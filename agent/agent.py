@@ -88,7 +88,7 @@ class Agent:
         if r.topic == "scene":
             names = [o.name for o in objects]
             recs = self.world.receptacles()
-            listing = ", ".join(f"a {n}" for n in names + recs) or "nothing"
+            listing = ", ".join(f"{'an' if n[0] in 'aeiou' else 'a'} {n}" for n in names + recs) or "nothing"
             return Reply("answer", f"I see {listing} on the table (from the {self.world.source}).",
                          {"objects": names + recs})
         if r.topic == "where":

@@ -1,0 +1,50 @@
+"""The in-process agent on a real MuJoCo scene: answers from world state, commands through the
+safety filter until success/timeout, stop, refusals; a scripted expert stands in for the policy."""
+
+import numpy as np
+
+from agent.agent import Agent, AgentConfig
+from agent.world import SimWorld
+from sim.tabletop.experts import make_expert
+
+
+class ExpertPolicy:
+    """The scripted expert behind the policy interface: proves the command loop can succeed."""
+
+    def __init__(self, world):
+        self.world = world
+        self.expert = None
+
+    def reset(self):
+        self.expert = make_expert(self.world.unwrapped, seed=0)
+        self.expert.reset()
+
+    def predict(self, obs, instruction):
+        return self.expert.act(obs)
+
+
+def test_agent_answers_and_commands():
+    world = SimWorld("PickUp", seed=3, image_size=32, cameras=("agentview",))
+    agent = Agent(world, policy=ExpertPolicy(world), config=AgentConfig(max_steps=60))
+    target = next(o for o in world.objects())
+    seen = agent.handle("what do you see?")
+    assert seen.kind == "answer" and target.name in seen.text
+    where = agent.handle(f"where is the {target.name}?")
+    assert np.allclose(where.data["position_m"], target.position)
+    assert agent.handle("pick up the golden banana").kind == "refused"
+    done = agent.handle(f"pick up the {target.name}")
+    assert done.kind == "done" and done.data["success"] and done.data["steps"] < 60
+    assert "succeeded" in agent.handle("what did the robot just do?").text
+    assert len(world.memory) == world.steps + 1
+    assert agent.handle("stop").kind == "stopped"
+    world.close()
+
+
+def test_stop_ends_a_running_command():
+    world = SimWorld("Reach", seed=1, image_size=32, cameras=("agentview",))
+    policy = ExpertPolicy(world)
+    agent = Agent(world, policy=policy, on_step=lambda i, a: agent.stop() if i == 1 else None)
+    target = next(o for o in world.objects())
+    reply = agent.handle(f"touch the {target.name}")
+    assert reply.kind == "stopped" and "operator" in reply.text and reply.data["steps"] == 2
+    world.close()
