@@ -19,7 +19,7 @@ DESCRIPTION = "ROS 2 image hop latency/drops at 640x480 30 Hz, and ZeroMQ policy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default="checkpoints/default",
+    parser.add_argument("--checkpoint", default="checkpoints/vla-default",
                         help="policy for the ZeroMQ round trip (a numpy stand-in if missing)")
     parser.add_argument("--frames", type=int, default=0, help="frames for the image hop (default 300, quick 90)")
 
