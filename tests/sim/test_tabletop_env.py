@@ -112,7 +112,7 @@ def test_ground_truth_cameras_and_registry():
     image = env.render()
     assert image.shape == (96, 96, 3)
     K = env.unwrapped.camera_intrinsics("agentview")
-    assert K.shape == (3, 3) and K[0, 2] == 48.0
+    assert K.shape == (3, 3) and K[0, 2] == 47.5 and K[1, 2] == 47.5
     T = env.unwrapped.camera_pose("agentview")
     # The target projects, through K and the camera pose, onto green pixels of the upright image.
     p = np.linalg.inv(T) @ np.array([*target[0]["position"], 1.0])
