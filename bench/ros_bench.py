@@ -91,16 +91,23 @@ def zmq_overhead(checkpoint: str, calls: int) -> dict:
     from ros_nodes.zmq_server import InferenceServer, ServerConfig
 
     if Path(checkpoint).is_dir():
+        import torch
+
         from policy.predict import Policy
+        from ros_nodes.cli import inference_threads
+
+        # As `embodied serve` does: leave a core to the I/O thread. Both paths use the same setting.
+        torch.set_num_threads(inference_threads())
 
         policy, label = Policy.from_pretrained(checkpoint), checkpoint
-        size = policy.cfg.obs_image_size if hasattr(policy.cfg, "obs_image_size") else 128
-        cams = list(getattr(policy.cfg, "camera_list", ["agentview"]))
+        size, cams = policy.cfg.obs_image_size, list(policy.cfg.camera_list)
     else:
         policy, label, size, cams = _NumpyPolicy(), "numpy stand-in", 128, ["agentview"]
     size = size if isinstance(size, int) else int(size[0])
     rng = np.random.default_rng(0)
     obs = {c: rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for c in cams}
+    if getattr(getattr(policy, "cfg", None), "use_state", False):
+        obs["state"] = rng.standard_normal(int(policy.cfg.state_dim)).astype(np.float32)
     instruction = "pick up the red cube"
     inproc, remote = [], []
     for _ in range(5):
@@ -112,11 +119,12 @@ def zmq_overhead(checkpoint: str, calls: int) -> dict:
     cfg = ServerConfig(endpoint="tcp://127.0.0.1:*", batch_wait_ms=0.0)
     with InferenceServer([PolicyService(policy)], cfg) as server, \
             InferenceClient(server.endpoint, timeout_ms=10000) as client:
+        images = {k: v for k, v in obs.items() if k != "state"}
         for _ in range(5):
-            client.predict(obs, instruction)
+            client.predict(images, instruction, state=obs.get("state"))
         for _ in range(calls):
             t0 = time.perf_counter()
-            client.predict(obs, instruction)
+            client.predict(images, instruction, state=obs.get("state"))
             remote.append((time.perf_counter() - t0) * 1e3)
     a, b = _percentiles(inproc), _percentiles(remote)
     return {"policy": label, "image_size": size, "cameras": cams, "calls": calls,
