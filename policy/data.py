@@ -54,6 +54,7 @@ class FrameTable:
     task_ids: np.ndarray  # int64 [N] into ``instructions``
     instructions: list[str]
     chunks: np.ndarray  # float32 [N, K, 7]: the action now and the K-1 after it
+    targets: np.ndarray | None = None  # float32 [N, 6]: target_features, when asked for
 
     def __len__(self) -> int:
         return len(self.states)
@@ -67,10 +68,41 @@ def is_noop(actions: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     return still & same_grip
 
 
+# Fixed scales of the auxiliary target features: the tabletop workspace centre and a length of
+# the order of its half-width, so the six numbers are O(1) without statistics to save.
+TARGET_CENTRE = np.array([0.5, 0.0, 0.03], dtype=np.float32)
+TARGET_SCALE = 0.15
+
+
+def target_features(target_pos: np.ndarray, tcp_pos: np.ndarray) -> np.ndarray:
+    """[N, 6]: the target's centre in the workspace frame and relative to the gripper, scaled."""
+    target_pos = np.asarray(target_pos, np.float32)
+    rel = target_pos - np.asarray(tcp_pos, np.float32)
+    return np.concatenate([(target_pos - TARGET_CENTRE) / TARGET_SCALE, rel / TARGET_SCALE], axis=1)
+
+
+def episode_target_positions(ds: Any, i: int) -> np.ndarray:
+    """Per-frame centre of the episode's target object, from the recorded ground truth."""
+    frames = ds.episode_ground_truth(i)["frames"]
+    k = 0
+    while f"objects.{k}.position" in frames:
+        flag = frames.get(f"objects.{k}.is_target")
+        if flag is not None and bool(np.asarray(flag).reshape(-1)[0]):
+            return np.asarray(frames[f"objects.{k}.position"], np.float32)
+        k += 1
+    raise PolicyError(f"episode {i} has no per-frame target position in its ground truth "
+                      "(record it with `embodied sim collect`, which logs it)")
+
+
 def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
-                drop_noops: bool = True, max_episodes: int = 0) -> FrameTable:
-    """Decode, filter and stack the episodes; action chunks are padded with the last action."""
-    images, states, task_ids, chunks = [], [], [], []
+                drop_noops: bool = True, max_episodes: int = 0,
+                with_targets: bool = False) -> FrameTable:
+    """Decode, filter and stack the episodes; action chunks are padded with the last action.
+
+    ``with_targets`` also reads each frame's target position from the ground truth (for the
+    auxiliary grounding loss).
+    """
+    images, states, task_ids, chunks, targets = [], [], [], [], []
     instructions: list[str] = []
     n = ds.num_episodes if not max_episodes else min(max_episodes, ds.num_episodes)
     for i in range(n):
@@ -88,7 +120,13 @@ def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
                 raise PolicyError(f"the dataset has no camera {cam!r} (has: {have})")
             cams.append(resize_uint8(np.asarray(ep[key])[keep], image_size))
         images.append(np.stack(cams, axis=1))
-        states.append(np.asarray(ep["observation.state"], dtype=np.float32)[keep])
+        state = np.asarray(ep["observation.state"], dtype=np.float32)
+        states.append(state[keep])
+        if with_targets:
+            pos = episode_target_positions(ds, i)
+            if len(pos) != len(state):
+                raise PolicyError(f"episode {i}: {len(pos)} ground-truth frames for {len(state)} frames")
+            targets.append(target_features(pos, state[:, :3])[keep])
         task = str(ep["task"])
         if task not in instructions:
             instructions.append(task)
@@ -98,7 +136,8 @@ def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
     if not images:
         raise PolicyError("the dataset has no usable frames (all episodes empty or idle)")
     return FrameTable(np.concatenate(images), np.concatenate(states), np.concatenate(task_ids),
-                      instructions, np.concatenate(chunks))
+                      instructions, np.concatenate(chunks),
+                      np.concatenate(targets) if with_targets else None)
 
 
 class StreamSampler:
@@ -166,7 +205,8 @@ def make_batch(table: FrameTable, idx: np.ndarray, text_ids: torch.Tensor, text_
 
     chunk = table.chunks[idx]  # [B, K, 7]
     tid = torch.from_numpy(table.task_ids[idx])
-    return {
+    extra = {} if table.targets is None else {"aux_target": torch.from_numpy(table.targets[idx])}
+    return {**extra,
         "images": images_to_tensor(table.images[idx]),
         "text_ids": text_ids[tid],
         "text_mask": text_mask[tid],

@@ -31,6 +31,7 @@ from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
 from policy.text_tokenizer import TextTokenizer
 
+AUX_TARGET_DIM = 6
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "stats.json", "tokenizer")
 
 
@@ -76,6 +77,9 @@ class VLAModel(nn.Module):
         # One learned placeholder per action position: the queries parallel decoding reads from.
         self.action_queries = nn.Parameter(torch.randn(cfg.num_action_tokens, hidden) * 0.02)
         self.l1_head = nn.Linear(hidden, 1) if cfg.action_head == "l1" else None
+        # Training-only probe: target position (world and gripper-relative, 6 numbers) read from the
+        # state token, which has attended to every image patch and the instruction.
+        self.aux_head = nn.Linear(hidden, AUX_TARGET_DIM) if cfg.aux_target_weight > 0 else None
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -150,8 +154,13 @@ class VLAModel(nn.Module):
     # --- training -------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
                 state: torch.Tensor | None, target_bins: torch.Tensor,
-                target_norm: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Loss and predictions for ``target_bins`` [B, 7K] (and normalised targets for l1)."""
+                target_norm: torch.Tensor | None = None,
+                aux_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss and predictions for ``target_bins`` [B, 7K] (and normalised targets for l1).
+
+        ``aux_target`` [B, 6] (see :func:`policy.data.target_features`) adds the auxiliary
+        grounding loss, weighted by ``cfg.aux_target_weight``, when the model has its head.
+        """
         prefix, mask = self.embed_prefix(images, text_ids, text_mask, state)
         b, p = mask.shape
         m = self.cfg.num_action_tokens
@@ -177,6 +186,11 @@ class VLAModel(nn.Module):
             out["loss"] = F.cross_entropy(logits.flatten(0, 1), target_bins.flatten())
             out["pred_bins"] = logits.argmax(-1)
         out["accuracy"] = (out["pred_bins"] == target_bins).float().mean()
+        if self.aux_head is not None and aux_target is not None:
+            aux = F.smooth_l1_loss(self.aux_head(hidden[:, p - 1]).float(), aux_target.float(),
+                                   beta=0.1)
+            out["aux_loss"] = aux.detach()
+            out["loss"] = out["loss"] + self.cfg.aux_target_weight * aux
         return out
 
     # --- inference ------------------------------------------------------------------------------

@@ -146,7 +146,8 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     first = dataset.episode(0)
     model_cfg.obs_image_size = int(first["observation.images." + model_cfg.camera_list[0]].shape[1])
     table = load_frames(dataset, model_cfg.camera_list, model_cfg.image_size, model_cfg.chunk,
-                        cfg.drop_noops, cfg.max_episodes)
+                        cfg.drop_noops, cfg.max_episodes,
+                        with_targets=model_cfg.aux_target_weight > 0)
 
     start_step = 0
     if resume_dir is not None:
@@ -216,7 +217,7 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
         # sliced: the same sample gets the same crop however the batch is split over ranks/micro.
         aug = augment_global(table, global_idx, cfg.seed * 7919 + step) if cfg.augment else None
         optim.zero_grad(set_to_none=True)
-        stats = np.zeros(3)
+        stats = np.zeros(4)
         for a in range(cfg.grad_accum):
             lo = (a * world + rank) * micro
             idx = global_idx[lo:lo + micro]
@@ -229,22 +230,24 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
             ctx = net.no_sync() if (world > 1 and not sync) else _null()
             with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(batch["images"], batch["text_ids"], batch["text_mask"], batch["state"],
-                          batch["target_bins"], batch["target_norm"])
+                          batch["target_bins"], batch["target_norm"], batch.get("aux_target"))
                 (out["loss"] / cfg.grad_accum).backward()
             pred = model.action_tokenizer.from_bins(
                 out["pred_bins"].cpu().numpy().reshape(batch["chunk"].shape))
             l1 = float(np.abs(pred - batch["chunk"].cpu().numpy()).mean())
-            stats += np.array([out["loss"].item(), out["accuracy"].item(), l1]) / cfg.grad_accum
+            aux = float(out["aux_loss"]) if "aux_loss" in out else 0.0
+            stats += np.array([out["loss"].item(), out["accuracy"].item(), l1, aux]) / cfg.grad_accum
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optim.step()
         sched.step()
         window.append(stats.tolist())
         done = step + 1
         if done % cfg.log_every == 0 or done == last:
-            loss, acc, l1 = _all_mean(np.mean(window, axis=0).tolist(), world)
+            loss, acc, l1, aux = _all_mean(np.mean(window, axis=0).tolist(), world)
             window = []
             if log is not None:
-                log.log(step=done, loss=loss, action_accuracy=acc, l1=l1,
+                extra = {"aux_loss": aux} if model.cfg.aux_target_weight > 0 else {}
+                log.log(step=done, loss=loss, action_accuracy=acc, l1=l1, **extra,
                         lr=sched.get_last_lr()[0], elapsed_s=round(time.perf_counter() - t0, 2))
                 print(f"step {done}/{cfg.steps} loss {loss:.4f} acc {acc:.3f} l1 {l1:.5f}",
                       flush=True)
