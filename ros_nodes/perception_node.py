@@ -20,8 +20,8 @@ from std_msgs.msg import String
 from perception.frames import Frame
 from perception.pose.track import CueTracker
 from perception.sampling import StreamingKeyframes
-from ros_nodes.convert import BadMessage, K_from_info, msg_to_image, pose_to_msg
-from ros_nodes.runtime import RELIABLE_QOS, SENSOR_QOS, declare
+from ros_nodes.convert import K_from_info, pose_to_msg
+from ros_nodes.runtime import RELIABLE_QOS, SENSOR_QOS, declare, receive_image
 
 
 class PerceptionNode(Node):
@@ -50,11 +50,8 @@ class PerceptionNode(Node):
             self.K = K
 
     def _on_depth(self, msg: Image) -> None:
-        try:
-            depth = msg_to_image(msg)
-        except BadMessage as exc:
-            self.dropped += 1
-            self.get_logger().warning(f"dropped a malformed depth image: {exc}")
+        depth = receive_image(self, msg, colour=False, where="the depth topic")
+        if depth is None:
             return
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
         self._depth[key] = depth
@@ -62,13 +59,8 @@ class PerceptionNode(Node):
             self._depth.pop(next(iter(self._depth)))
 
     def _on_image(self, msg: Image) -> None:
-        try:
-            image = msg_to_image(msg)
-            if image.ndim != 3:
-                raise BadMessage("expected a colour image")
-        except BadMessage as exc:
-            self.dropped += 1
-            self.get_logger().warning(f"dropped a malformed image: {exc}")
+        image = receive_image(self, msg)
+        if image is None:
             return
         stamp = msg.header.stamp
         t = stamp.sec + stamp.nanosec * 1e-9

@@ -24,8 +24,8 @@ from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Bool, String
 
 from ros_nodes.backends import ActionBackend, make_backend
-from ros_nodes.convert import BadMessage, action_to_twist, msg_to_image
-from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare
+from ros_nodes.convert import action_to_twist
+from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare, receive_image
 from ros_nodes.watchdog import Watchdog
 
 
@@ -117,15 +117,8 @@ class PolicyNode(Node):
             self._acted = (key, self._act(frames, stamp))
 
     def _on_image(self, cam: str, msg: Image) -> None:
-        try:
-            image = msg_to_image(msg)
-        except BadMessage as exc:
-            self.dropped += 1
-            self.get_logger().warning(f"dropped a malformed image on camera/{cam}: {exc}")
-            return
-        if image.ndim != 3:
-            self.dropped += 1
-            self.get_logger().warning(f"dropped a non-colour image on camera/{cam}")
+        image = receive_image(self, msg, where=f"camera/{cam}")
+        if image is None:
             return
         self._latest[cam] = image
         if all(c in self._latest for c in self.cameras):

@@ -25,8 +25,7 @@ from std_msgs.msg import String
 
 from perception.buffer import FrameBuffer
 from perception.frames import Frame
-from ros_nodes.convert import BadMessage, msg_to_image
-from ros_nodes.runtime import RELIABLE_QOS, SENSOR_QOS, declare
+from ros_nodes.runtime import RELIABLE_QOS, SENSOR_QOS, declare, receive_image
 
 
 class QANode(Node):
@@ -54,15 +53,8 @@ class QANode(Node):
         self.create_subscription(String, "qa/question", self._on_question, RELIABLE_QOS)
 
     def _on_image(self, msg: Image) -> None:
-        try:
-            image = msg_to_image(msg)
-        except BadMessage as exc:
-            self.dropped += 1
-            self.get_logger().warning(f"dropped a malformed image: {exc}")
-            return
-        if image.ndim != 3 or image.shape[2] != 3:
-            self.dropped += 1
-            self.get_logger().warning(f"dropped a non-RGB image of shape {image.shape}")
+        image = receive_image(self, msg)
+        if image is None:
             return
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self._t0 = stamp if self._t0 is None else self._t0

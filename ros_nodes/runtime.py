@@ -66,3 +66,19 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
 def declare(node: Node, name: str, default):
     """Declare a typed parameter (the type follows the default) and return its value."""
     return node.declare_parameter(name, default).value
+
+
+def receive_image(node: Node, msg, colour: bool = True, where: str = ""):
+    """The image in ``msg`` as a numpy array, or None after logging it and counting it in
+    ``node.dropped``: a malformed message (wrong step, encoding or size) never stops a node."""
+    from ros_nodes.convert import BadMessage, msg_to_image
+
+    try:
+        image = msg_to_image(msg)
+        if colour and (image.ndim != 3 or image.shape[2] != 3):
+            raise BadMessage(f"expected a colour image, got shape {image.shape}")
+    except BadMessage as exc:
+        node.dropped = getattr(node, "dropped", 0) + 1
+        node.get_logger().warning(f"dropped a malformed image{' on ' + where if where else ''}: {exc}")
+        return None
+    return image
