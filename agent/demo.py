@@ -7,6 +7,7 @@ of the project and honest about what it skipped.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -86,6 +87,7 @@ def stage_train(out: Path, quick: bool, episodes: int = DEMO_TRAIN_EPISODES,
     summary = collect(CollectConfig(task="Reach,PickUp", episodes=episodes, out=str(data),
                                     image_size=(64, 64), seed=0))
     print(f"collected {episodes} expert episodes in {summary['seconds']:.0f} s -> {data}")
+    shutil.rmtree(out / "train", ignore_errors=True)  # a re-run trains afresh (the data is reused)
     ckpt = train(TrainConfig(dataset=str(data), out=str(out / "train"), steps=steps,
                              batch_size=32, lr=1e-3, save_every=steps,
                              log_every=max(1, min(100, steps // 2)), threads=0), VLAConfig())

@@ -50,8 +50,13 @@ ACTION_LOW = np.array([-MAX_DPOS] * 3 + [-MAX_DROT] * 3 + [0.0], dtype=np.float3
 ACTION_HIGH = np.array([MAX_DPOS] * 3 + [MAX_DROT] * 3 + [1.0], dtype=np.float32)
 STATE_DIM = 15
 # Bounds of "state": TCP position (well beyond the reach), unit quaternion, opening, joint limits.
-STATE_LOW = np.concatenate([[-2.0] * 3, [-1.0] * 4, [0.0], JOINT_LIMITS[:, 0]]).astype(np.float32)
-STATE_HIGH = np.concatenate([[2.0] * 3, [1.0] * 4, [2 * FINGER_RANGE], JOINT_LIMITS[:, 1]]).astype(np.float32)
+# MuJoCo's joint limits are soft constraints that a pushing controller overshoots slightly (a
+# policy drove the opening to 0.0800177 of 0.08), so opening and joints get a small margin.
+_LIMIT_MARGIN = np.float32(0.05)  # rad for the arm; 5 mm for the opening
+STATE_LOW = np.concatenate([[-2.0] * 3, [-1.0] * 4, [-0.005],
+                            JOINT_LIMITS[:, 0] - _LIMIT_MARGIN]).astype(np.float32)
+STATE_HIGH = np.concatenate([[2.0] * 3, [1.0] * 4, [2 * FINGER_RANGE + 0.005],
+                             JOINT_LIMITS[:, 1] + _LIMIT_MARGIN]).astype(np.float32)
 DEFAULT_CAMERAS = ("agentview", "wrist")
 
 
