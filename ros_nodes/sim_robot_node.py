@@ -113,7 +113,8 @@ class SimRobotNode(Node):
         if terminated or truncated:
             result = {"event": "end", "episode": self.episode, "seed": self.seed + self.episode,
                       "success": bool(info.get("success", False)), "steps": self.steps,
-                      "instruction": self.instruction}
+                      "instruction": self.instruction,
+                      "final_tcp": [float(v) for v in self.obs["state"][:3]]}
             self.results.append(result)
             self.episode_pub.publish(String(data=json.dumps(result)))
             self.episode += 1

@@ -4,6 +4,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CKPT = Path(__file__).resolve().parents[2] / "checkpoints" / "vla-default"
@@ -23,3 +24,23 @@ def test_ros_loop_matches_in_process_eval(tmp_path):
     task = local["tasks"]["Reach"] if "tasks" in local else local
     assert ros["success_rate"] == task["success_rate"]
     assert ros["mean_length"] == pytest.approx(task["mean_episode_length"])
+    # Stronger than equal rates: every episode ends with the gripper where the in-process
+    # rollout of the same checkpoint and seed leaves it (lockstep, lossless images, same chunks).
+    for ep in ros["per_episode"]:
+        np.testing.assert_allclose(ep["final_tcp"], _in_process_final_tcp(ep["seed"]), atol=1e-4)
+
+
+def _in_process_final_tcp(seed: int) -> list[float]:
+    import sim
+    from policy.predict import Policy
+
+    policy = Policy.from_pretrained(CKPT)
+    size = policy.cfg.obs_image_size
+    env = sim.make("Reach", render_mode="rgb_array", image_size=(size, size))
+    obs, info = env.reset(seed=seed)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(policy.predict(obs, info["instruction"]))
+        done = terminated or truncated
+    env.close()
+    return [float(v) for v in obs["state"][:3]]
