@@ -196,9 +196,9 @@ def _tip_side_is_high(P, c, d, lo, hi, mask, image, K) -> bool:
     return r_hi < r_lo
 
 
-def init_cue_rgb(mask: np.ndarray, K: np.ndarray, model,
-                 image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(tip, axis) from the shaft's silhouette alone, using its known length and radii."""
+def _silhouette_ends(mask: np.ndarray, image: np.ndarray | None):
+    """The silhouette's 2-D line ``p0 + s * d2`` with its ends ``lo`` (tip side) < ``hi`` (butt
+    side) and the widths there: the butt's colour decides the order when visible, else the taper."""
     p0, d2, along, across = line_2d(mask)
     lo, hi = np.percentile(along, [0.5, 99.5])
     w_lo, w_hi = _end_widths(along, across, lo, hi)
@@ -206,7 +206,14 @@ def init_cue_rgb(mask: np.ndarray, K: np.ndarray, model,
     if butt_high is None:
         butt_high = not (w_hi < w_lo)
     if not butt_high:  # make "lo" the tip side
-        d2, along, lo, hi, w_lo, w_hi = -d2, -along, -hi, -lo, w_hi, w_lo
+        d2, lo, hi, w_lo, w_hi = -d2, -hi, -lo, w_hi, w_lo
+    return p0, d2, lo, hi, w_lo, w_hi
+
+
+def init_cue_rgb(mask: np.ndarray, K: np.ndarray, model,
+                 image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(tip, axis) from the shaft's silhouette alone, using its known length and radii."""
+    p0, d2, lo, hi, w_lo, w_hi = _silhouette_ends(mask, image)
     part = _shaft(model)
     f = float(K[0, 0])
     r_a, r_b = float(model.radius_at(part.z0)), float(model.radius_at(part.z1))
@@ -225,14 +232,7 @@ def init_cue_rgb(mask: np.ndarray, K: np.ndarray, model,
 def init_cue_pnp(mask: np.ndarray, K: np.ndarray, model,
                  image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(tip, axis) by SQPnP on the shaft's ends and their silhouette edges."""
-    p0, d2, along, across = line_2d(mask)
-    lo, hi = np.percentile(along, [0.5, 99.5])
-    w_lo, w_hi = _end_widths(along, across, lo, hi)
-    butt_high = butt_is_at_high_end(image, p0, d2, lo, hi) if image is not None else None
-    if butt_high is None:
-        butt_high = not (w_hi < w_lo)
-    if not butt_high:
-        d2, lo, hi, w_lo, w_hi = -d2, -hi, -lo, w_hi, w_lo
+    p0, d2, lo, hi, w_lo, w_hi = _silhouette_ends(mask, image)
     n2 = np.array([-d2[1], d2[0]])
     part = _shaft(model)
     ra, rb = float(model.radius_at(part.z0)), float(model.radius_at(part.z1))
