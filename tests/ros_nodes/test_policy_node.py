@@ -62,14 +62,20 @@ def make_node(backend, **params):
     return PolicyNode(backend, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 
 
-def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
-    backend = BrightnessBackend()
-    node = make_node(backend, cameras=["agentview"], mode="observation")
+def wire(ros, node, instruction: str):
+    """The node under test and a fake robot on one executor, with the instruction published."""
     robot = Robot(ros)
     ex = SingleThreadedExecutor()
     ex.add_node(node)
     ex.add_node(robot.node)
-    robot.instr_pub.publish(String(data="pick up the red cube"))
+    robot.instr_pub.publish(String(data=instruction))
+    return robot, ex
+
+
+def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
+    backend = BrightnessBackend()
+    node = make_node(backend, cameras=["agentview"], mode="observation")
+    robot, ex = wire(ros, node, "pick up the red cube")
     assert spin_until(ex, lambda: node.instruction == "pick up the red cube")
     stamp = robot.node.get_clock().now().to_msg()
     assert spin_until(ex, lambda: (robot.publish(51, stamp), len(robot.twists) >= 1)[1], timeout_s=10)
@@ -90,11 +96,7 @@ def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
 def test_malformed_images_are_dropped_and_node_keeps_running(ros):
     backend = BrightnessBackend()
     node = make_node(backend, cameras=["agentview"], mode="observation")
-    robot = Robot(ros)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    ex.add_node(robot.node)
-    robot.instr_pub.publish(String(data="push"))
+    robot, ex = wire(ros, node, "push")
     assert spin_until(ex, lambda: node.instruction == "push")
     bad = image_to_msg(np.zeros((8, 8, 3), np.uint8))
     bad.step = 3  # too small for 8 RGB pixels
@@ -121,11 +123,7 @@ def test_watchdog_stops_when_server_dies_and_resumes(ros):
     endpoint = server.endpoint
     backend = RemoteBackend(endpoint, timeout_ms=100)
     node = make_node(backend, cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=200.0)
-    robot = Robot(ros)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    ex.add_node(robot.node)
-    robot.instr_pub.publish(String(data="go"))
+    robot, ex = wire(ros, node, "go")
 
     def feed_and(check):
         def step():
@@ -155,11 +153,7 @@ def test_watchdog_stops_when_server_dies_and_resumes(ros):
 
 def test_watchdog_stops_when_images_go_stale(ros):
     node = make_node(BrightnessBackend(), cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=150.0)
-    robot = Robot(ros)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    ex.add_node(robot.node)
-    robot.instr_pub.publish(String(data="go"))
+    robot, ex = wire(ros, node, "go")
     assert spin_until(ex, lambda: (robot.publish(200, robot.node.get_clock().now().to_msg()),
                                    any(s["state"] == "running" for s in robot.status))[1])
     # No more images: within the deadline (plus a tick) the node must report a stale stop.
