@@ -91,7 +91,9 @@ def _up(args: argparse.Namespace) -> int:
     from ros_nodes.launch import Graph, load_graph
 
     graph = Graph(load_graph(args.config)).start()
-    print(f"started {len(graph.procs)} node(s); Ctrl-C stops them", flush=True)
+    slow = graph.not_ready()
+    note = f" ({', '.join(slow)} still starting)" if slow else ""
+    print(f"started {len(graph.procs)} node(s){note}; Ctrl-C stops them", flush=True)
     try:
         while len(graph.poll()) < len(graph.procs):
             time.sleep(0.2)

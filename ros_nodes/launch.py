@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (ROS 2 Humble on Jetson): the same parser as a package
+    import tomli as tomllib
+
+# The launcher names a file per node in this variable; ``ros_nodes.runtime.run_node`` creates it
+# once the node is constructed and its signal handlers are in place, so a started graph is one
+# that can be stopped cleanly (a signal during a slow import would otherwise kill a node uncleanly).
+READY_FILE_ENV = "EMBODIED_READY_FILE"
 
 # Short names for our nodes; a config may also name any importable module with a main().
 NODES: dict[str, str] = {
@@ -81,17 +92,34 @@ class Graph:
         self.env = {**os.environ, **(env or {})}
         self.log_dir = log_dir
         self.procs: list[tuple[NodeSpec, subprocess.Popen]] = []
+        self._ready_dir: Path | None = None
 
-    def start(self) -> "Graph":
-        for spec in self.specs:
+    def start(self, wait_ready_s: float = 120.0) -> "Graph":
+        """Start every node, then wait until each is ready (or has exited) for ``wait_ready_s``."""
+        self._ready_dir = Path(tempfile.mkdtemp(prefix="embodied-launch-"))
+        for i, spec in enumerate(self.specs):
             out = None
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 out = open(self.log_dir / f"{spec.name or spec.node}.log", "w")
             cmd = [sys.executable, "-m", spec.module, *ros_args(spec)]
-            proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None)
+            env = {**self.env, READY_FILE_ENV: str(self._ready_dir / f"{i}.ready")}
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
             self.procs.append((spec, proc))
+        if wait_ready_s > 0:
+            self.wait_ready(wait_ready_s)
         return self
+
+    def not_ready(self) -> list[str]:
+        """Nodes still starting up (alive, not yet ready)."""
+        return [s.name or s.node for i, (s, p) in enumerate(self.procs)
+                if p.poll() is None and not (self._ready_dir / f"{i}.ready").exists()]
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.not_ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.not_ready()
 
     def poll(self) -> list[tuple[str, int]]:
         """Nodes that have exited, with their exit codes."""
@@ -107,7 +135,10 @@ class Graph:
             deadline = time.monotonic() + grace_s
             while time.monotonic() < deadline and any(p.poll() is None for p in alive):
                 time.sleep(0.05)
-        return {s.name or s.node: p.wait() for s, p in self.procs}
+        codes = {s.name or s.node: p.wait() for s, p in self.procs}
+        if self._ready_dir is not None:
+            shutil.rmtree(self._ready_dir, ignore_errors=True)
+        return codes
 
     def __enter__(self) -> "Graph":
         return self.start()

@@ -58,6 +58,7 @@ class PolicyNode(Node):
         self._gripper = 0.0
         self._stopped = True
         self._acted: tuple[tuple[int, int] | None, np.ndarray | None] = (None, None)
+        self._floor: tuple[int, int] = (0, 0)  # observations older than the episode's first are late copies
         self.dropped = 0
         self.twist_pub = self.create_publisher(TwistStamped, "robot/cmd_twist", RELIABLE_QOS)
         self.gripper_pub = self.create_publisher(JointState, "robot/cmd_gripper", RELIABLE_QOS)
@@ -90,6 +91,13 @@ class PolicyNode(Node):
             self.backend.reset()
             self._pending.clear()
             self._acted = (None, None)
+            if isinstance(event.get("stamp"), list) and len(event["stamp"]) == 2:
+                self._floor = (int(event["stamp"][0]), int(event["stamp"][1]))
+            if event.get("instruction"):  # the instruction topic may lag behind this event
+                self.instruction = event["instruction"]
+            # The acknowledgement a lock-step sim (``handshake``) waits for before the first images.
+            self.status_pub.publish(String(data=json.dumps({"state": "reset", "episode": event.get("episode"),
+                                                            "t": time.time()})))
 
     def _on_stop(self, msg: Bool) -> None:
         self.halted = bool(msg.data)
@@ -106,7 +114,7 @@ class PolicyNode(Node):
         return len(frames) == len(self.cameras) + int(self.use_state)
 
     def _add(self, key: tuple[int, int], part: str, value: np.ndarray, stamp) -> None:
-        if key == self._acted[0]:
+        if key == self._acted[0] or key < self._floor:
             return
         frames = self._pending.setdefault(key, {})
         frames[part] = value

@@ -15,6 +15,8 @@ from typing import Callable
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from ros_nodes.launch import READY_FILE_ENV
+
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 # Fast DDS sends a 640x480 image (921 kB) as many UDP fragments by default, and best-effort sensor
@@ -46,6 +48,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     try:
         node = factory()
         executor.add_node(node)
+        ready = os.environ.get(READY_FILE_ENV)
+        if ready:
+            with open(ready, "w") as fh:
+                fh.write(str(os.getpid()))
         while rclpy.ok() and not stop.is_set() and not getattr(node, "done", False):
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -10,11 +10,18 @@ with the current observation, so a run through ROS equals an in-process run with
 Until that command comes, the current observation is re-sent every ``resend_s`` (late subscribers
 miss volatile messages). Otherwise the world runs at ``rate_hz`` and, like a real driver, holds
 still when no fresh command arrived within ``deadline_ms``.
+
+``handshake`` (lock-step only): DDS gives no ordering across topics, and an executor serves ready
+subscriptions in its own order, so a policy could see a new episode's images before its ``reset``
+event (and act with the last episode's leftover action chunk or instruction). With a handshake the
+first observation of an episode waits until ``policy/status`` acknowledges that episode's reset
+(``{"state": "reset", "episode": N}``), or ``handshake_timeout_s`` passes (then with a warning).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
@@ -46,6 +53,9 @@ class SimRobotNode(Node):
         self.exit_when_done = bool(declare(self, "exit_when_done", True))
         instruction_split = declare(self, "instruction_split", "train")
         max_steps = int(declare(self, "max_steps", 0))  # 0 = the task's own limit
+        self.handshake = bool(declare(self, "handshake", False)) and self.lockstep
+        self.handshake_timeout_s = float(declare(self, "handshake_timeout_s", 30.0))
+        self._awaiting: tuple[int, float] | None = None  # (episode, since) until the policy acks
         self.env = sim.make(self.task, cameras=tuple(self.cameras), image_size=(size, size),
                             instruction_split=instruction_split, max_steps=max_steps or None)
         self.size = size
@@ -58,6 +68,8 @@ class SimRobotNode(Node):
         self.episode_pub = self.create_publisher(String, "sim/episode", LATCHED_QOS)
         self.create_subscription(TwistStamped, "robot/cmd_twist", self._on_twist, RELIABLE_QOS)
         self.create_subscription(JointState, "robot/cmd_gripper", self._on_gripper, RELIABLE_QOS)
+        if self.handshake:
+            self.create_subscription(String, "policy/status", self._on_policy_status, RELIABLE_QOS)
         self._twists: dict[tuple[int, int], TwistStamped] = {}
         self._grips: dict[tuple[int, int], float] = {}
         self._last_cmd: tuple[float, np.ndarray] | None = None  # (receipt time, action) in real time
@@ -78,14 +90,25 @@ class SimRobotNode(Node):
         self.steps = 0
         self.instruction = info["instruction"]
         self._new_stamp()
+        if self.handshake:
+            self._awaiting = (self.episode, time.monotonic())
         self.instruction_pub.publish(String(data=self.instruction))
         self.episode_pub.publish(String(data=json.dumps({
             "event": "reset", "episode": self.episode, "seed": seed, "instruction": self.instruction,
             "stamp": list(_key(self.stamp))})))
         if not self.lockstep:
             self._publish_obs()
-        # In lock-step the first observation waits for the resend timer, so the reset event (another
-        # topic, no cross-topic ordering in DDS) reaches the policy before the images do.
+        # In lock-step the first observation goes out with the resend timer (or on the handshake).
+
+    def _on_policy_status(self, msg: String) -> None:
+        try:
+            status = json.loads(msg.data)
+        except json.JSONDecodeError:
+            return
+        if (self._awaiting is not None and status.get("state") == "reset"
+                and status.get("episode") == self._awaiting[0]):
+            self._awaiting = None
+            self._publish_obs()
 
     def _new_stamp(self) -> None:
         self.stamp = self.get_clock().now().to_msg()
@@ -93,6 +116,13 @@ class SimRobotNode(Node):
     def _publish_obs(self) -> None:
         if self.done:
             return
+        if self._awaiting is not None:
+            episode, since = self._awaiting
+            if time.monotonic() - since < self.handshake_timeout_s:
+                return
+            self.get_logger().warning(f"no reset acknowledgement for episode {episode} from the "
+                                      f"policy within {self.handshake_timeout_s:.0f} s; going on")
+            self._awaiting = None
         for cam in self.cameras:
             self.image_pubs[cam].publish(image_to_msg(self.obs[cam], self.stamp, frame_id=cam))
             K = self.env.unwrapped.camera_intrinsics(cam)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ros_nodes.launch import Graph, LaunchError, load_graph, ros_args
+from ros_nodes.launch import READY_FILE_ENV, Graph, LaunchError, load_graph, ros_args
 
 
 def test_graph_config_parses_and_errors(tmp_path):
@@ -27,11 +27,16 @@ def test_graph_config_parses_and_errors(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_node_process_stops_cleanly(sig):
-    env = {**os.environ, "ROS_DOMAIN_ID": str(60 + os.getpid() % 30)}
+def test_node_process_stops_cleanly(sig, tmp_path):
+    ready = tmp_path / "ready"
+    env = {**os.environ, "ROS_DOMAIN_ID": str(60 + os.getpid() % 30), READY_FILE_ENV: str(ready)}
     proc = subprocess.Popen([sys.executable, "-m", "ros_nodes.camera_node", "--ros-args", "-p", "width:=32",
                              "-p", "height:=24"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.read_text() == str(proc.pid)
+    time.sleep(0.5)  # spinning now
     assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=20)
@@ -44,8 +49,9 @@ def test_graph_starts_and_stops_all(tmp_path):
     cfg.write_text('{"node": [{"node": "camera", "params": {"width": 32, "height": 24}},'
                    ' {"node": "camera", "name": "cam2", "params": {"width": 32, "height": 24, "camera": "b"}}]}')
     graph = Graph(load_graph(cfg), env={"ROS_DOMAIN_ID": str(90 + os.getpid() % 30)}, log_dir=tmp_path / "logs")
-    with graph:
-        time.sleep(3.0)
+    with graph:  # start() returns once every node is ready, however slow the machine
+        assert graph.not_ready() == []
+        time.sleep(1.0)
         assert graph.poll() == []
     codes = {name: code for name, code in ((s.name or s.node, p.returncode) for s, p in graph.procs)}
     assert codes == {"camera": 0, "cam2": 0}

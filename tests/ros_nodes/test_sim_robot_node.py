@@ -70,3 +70,40 @@ def test_lockstep_equals_in_process(ros):
         obs, _, terminated, truncated, info = env.step(scripted(k))
     assert truncated and end["success"] == info["success"]
     env.close()
+
+
+def test_handshake_holds_first_images_until_the_policy_acks_the_reset(ros):
+    """With ``handshake`` the first observation of an episode waits for the policy's reset ack, so a
+    policy can never see a new episode's images before it has reset (no cross-topic ordering in DDS)."""
+    import time
+
+    node = SimRobotNode(parameter_overrides=[
+        Parameter("task", value="Reach"), Parameter("seed", value=SEED), Parameter("episodes", value=1),
+        Parameter("cameras", value=["agentview"]), Parameter("image_size", value=SIZE),
+        Parameter("resend_s", value=0.05), Parameter("handshake", value=True)])
+    test = ros.create_node("test_handshake")
+    images, resets = [], []
+    test.create_subscription(Image, "camera/agentview/image_raw", images.append, SENSOR_QOS)
+    test.create_subscription(String, "sim/episode",
+                             lambda m: resets.append(json.loads(m.data)), LATCHED_QOS)
+    status = test.create_publisher(String, "policy/status", RELIABLE_QOS)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(test)
+    assert spin_until(ex, lambda: resets)
+    end = time.monotonic() + 1.0  # 20 resend periods
+    while time.monotonic() < end:
+        ex.spin_once(timeout_sec=0.02)
+    assert images == []
+    status.publish(String(data=json.dumps({"state": "reset", "episode": 1})))  # the wrong episode
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        ex.spin_once(timeout_sec=0.02)
+    assert images == []
+    status.publish(String(data=json.dumps({"state": "reset", "episode": resets[0]["episode"]})))
+    assert spin_until(ex, lambda: images)
+    assert (images[0].header.stamp.sec, images[0].header.stamp.nanosec) == tuple(resets[0]["stamp"])
+    ex.shutdown()
+    node.close()
+    node.destroy_node()
+    test.destroy_node()
