@@ -1,7 +1,11 @@
 """The policy's configuration: one flat dataclass, every default with the reason beside it.
 
-Defaults target the issue's CPU budget: a 64 px image cut into 16 px patches (16 tokens a camera),
-a 3-layer 192-wide LM, and parallel decoding of a chunk of actions in one forward pass.
+Defaults target the issue's CPU budget: a 64 px image through a tiny BiT (ResNet-v2 with group
+norm) whose stride-16 feature map gives 16 tokens a camera, a 3-layer 192-wide LM, and parallel
+decoding of a chunk of actions in one forward pass. A convolutional tower because a tiny ViT trained
+from scratch on a CPU did not learn to find the named object (see perception/encoders.py); group norm
+rather than batch norm so a sample's features never depend on the rest of its batch (DDP ranks and
+gradient accumulation then compute exactly what one process would).
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ LM_FAMILIES = ("llama", "qwen2")
 @dataclass
 class VLAConfig:
     # --- vision --------------------------------------------------------------------------------
-    vision_family: str = field(default="siglip", metadata={"help": "siglip | dinov2 | vit | siglip+dinov2 (fused, as OpenVLA)"})
+    vision_family: str = field(default="bit", metadata={"help": "bit | resnet (convolutional) | siglip | dinov2 | vit; '+' fuses, e.g. siglip+dinov2 as OpenVLA"})
     vision_path: str = field(default="", metadata={"help": "local pretrained vision dir(s), '+'-joined to fuse; empty = tiny from scratch"})
     image_size: int = field(default=64, metadata={"help": "model input side; small so a CPU trains in minutes"})
-    patch_size: int = field(default=16, metadata={"help": "16 px patches on 64 px -> 16 tokens per camera: a CPU trains this in minutes"})
-    vision_hidden: int = field(default=128, metadata={"help": "width of the tiny vision transformer"})
-    vision_layers: int = field(default=2, metadata={"help": "depth of the tiny vision transformer"})
+    patch_size: int = field(default=16, metadata={"help": "patch side (ViTs) or stride (conv): 16 on 64 px -> 16 tokens per camera, a CPU trains this"})
+    vision_hidden: int = field(default=256, metadata={"help": "width of the tiny vision tower (conv: last stage; BiT's bottlenecks are a quarter of it)"})
+    vision_layers: int = field(default=1, metadata={"help": "depth of the tiny vision tower (conv: blocks per stage)"})
     cameras: str = field(default="agentview,wrist", metadata={"help": "comma-separated obs image keys; the wrist view helps grasping"})
     obs_image_size: int = field(default=64, metadata={"help": "side of the images the env/dataset delivers (validated at predict)"})
     # --- language model ------------------------------------------------------------------------

@@ -9,7 +9,11 @@ Seeds and tasks. Attempt ``k`` uses seed ``cfg.seed + k``; with an expert that a
 dataset round-robin: saved episode i is of family ``tasks[i % len(tasks)]``, and a failed attempt is
 retried on the same family with the next seed.
 
-Frames. Every kept step stores the observation and the action the expert took from it. Idle steps
+Frames. Every kept step stores the observation and the action the expert took from it. With
+``perturb`` > 0 the env executes that action plus Gaussian noise on the translation (DART, Laskey et
+al. 2017) while the dataset keeps the expert's own action: the demonstrations then visit states a
+slightly wrong policy reaches and show how the expert gets back on course, which plain expert
+rollouts never do. Idle steps
 (no translation, no rotation, gripper unchanged) teach a policy to stand still and are dropped by
 default (``skip_idle``). Ground truth (``env.unwrapped.ground_truth()``) is logged at every step:
 numeric leaves become per-frame arrays in ``gt/episode_XXXXXX.npz``; the first and last full
@@ -50,6 +54,7 @@ class CollectConfig:
     fps: int = 0  # dataset fps; 0 = the env's control rate (env.metadata["render_fps"], else 10)
     skip_idle: bool = True  # drop no-op frames: a policy should not learn to stand still
     keep_failures: bool = False  # save failed attempts too (flagged success=False)
+    perturb: float = 0.0  # m, std of noise added to the executed (not the recorded) translation
     max_steps: int = 400  # hard cap per episode on top of the env's own time limit
     max_attempts: int = 0  # give up after this many attempts; 0 = 2 x episodes + 10
     crf: int = 18  # x264 quality of the stored videos (lower = sharper, larger)
@@ -158,6 +163,8 @@ def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
     gt_first = unwrapped.ground_truth()
     gt_now = gt_first
     prev_gripper: float | None = None
+    perturb_rng = np.random.default_rng([seed, 0xDA27])  # its own stream: the expert's stays as it was
+    space = env.action_space
     kept = steps = 0
     success = False
     events: list[dict[str, Any]] = []
@@ -176,7 +183,12 @@ def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
             kind = "gripper_close" if action[6] > 0.5 else "gripper_open"
             events.append({"type": kind, "step": steps - 1, "t": round((steps - 1) / hz, 4), "frame": frame})
         prev_gripper = float(action[6])
-        obs, _, terminated, truncated, info = env.step(action)
+        executed = action
+        if cfg.perturb > 0:
+            executed = action.copy()
+            executed[:3] += perturb_rng.normal(0.0, cfg.perturb, 3).astype(np.float32)
+            executed = np.clip(executed, space.low, space.high).astype(np.float32)
+        obs, _, terminated, truncated, info = env.step(executed)
         if recorder is not None or cfg.depth:  # per-step ground truth only when it is kept
             gt_now = unwrapped.ground_truth()
         success = bool(info.get("success", False))

@@ -7,7 +7,8 @@ from perception.errors import PerceptionError
 
 
 @pytest.mark.parametrize("family,dim", [("siglip", 32), ("dinov2", 32), ("vit", 32),
-                                        ("siglip+dinov2", 64)])
+                                        ("siglip+dinov2", 64), ("resnet", 32), ("bit", 32),
+                                        ("resnet+siglip", 64)])
 def test_patch_features_shape(family, dim):
     enc = build_vision_encoder(family, image_size=32, patch_size=8, hidden_size=32, num_layers=1,
                                num_heads=2)
@@ -47,9 +48,44 @@ def test_fused_from_two_dirs(tmp_path):
 
 def test_errors_are_clear(tmp_path):
     with pytest.raises(PerceptionError, match="unknown vision family"):
-        build_vision_encoder("resnet")
+        build_vision_encoder("vgg")
+    with pytest.raises(PerceptionError, match="stride"):
+        build_vision_encoder("resnet", 32, 6, 32, 1)
     with pytest.raises(PerceptionError, match="no config.json"):
         load_vision_encoder(tmp_path)
     enc = build_vision_encoder("siglip", 32, 8, 32, 1, 2)
     with pytest.raises(PerceptionError, match="expects 32x32"):
         enc(torch.rand(1, 3, 64, 64))
+
+
+def test_conv_tokens_follow_the_feature_map_in_row_major_order():
+    """A conv backbone's token i is cell (i // w, i % w) of its last feature map: moving a bright
+    square from the top-left to the bottom-right changes the first token most, then the last."""
+    torch.manual_seed(0)
+    enc = build_vision_encoder("resnet", 32, 8, 32, 1).eval()
+    a = torch.zeros(1, 3, 32, 32)
+    b = a.clone()
+    a[..., 1:6, 1:6] = 1.0
+    b[..., 26:31, 26:31] = 1.0
+    base = enc(torch.zeros(1, 3, 32, 32))
+    da = (enc(a) - base).norm(dim=-1)[0]
+    db = (enc(b) - base).norm(dim=-1)[0]
+    assert int(da.argmax()) == 0 and int(db.argmax()) == 15
+
+
+@pytest.mark.parametrize("family", ["resnet", "bit"])
+def test_load_pretrained_conv_backbone_from_local_dir(tmp_path, family):
+    """A pretrained ResNet/BiT directory loads; its config names no input size, so ImageNet's
+    224 px gives a 7x7 grid at stride 32 (four stages)."""
+    import transformers
+
+    cls = {"resnet": (transformers.ResNetConfig, transformers.ResNetModel),
+           "bit": (transformers.BitConfig, transformers.BitModel)}[family]
+    config = cls[0](embedding_size=16, hidden_sizes=[16, 16, 32, 32], depths=[1, 1, 1, 1],
+                    **({"num_groups": 4} if family == "bit" else {"layer_type": "basic"}))
+    torch.manual_seed(0)
+    cls[1](config).save_pretrained(tmp_path / family)
+    enc = load_vision_encoder(tmp_path / family).eval()
+    assert (enc.image_size, enc.patch_size, enc.num_patches, enc.out_dim) == (224, 32, 49, 32)
+    out = enc(torch.rand(1, 3, 224, 224))
+    assert out.shape == (1, 49, 32) and torch.isfinite(out).all()

@@ -237,3 +237,39 @@ def test_disk_full_mid_episode_keeps_finished_episodes(tmp_path, monkeypatch):
     assert ds.num_episodes == 2 and len(ds.episode(1)["observation.images.agentview"]) == ds.episode_meta(1)["length"]
     assert not list((tmp_path / "ds").rglob("*.tmp"))
     assert _run(_cfg(tmp_path, episodes=3))["episodes"] == 3  # space is back: it resumes
+
+
+def test_perturbed_collection_records_the_expert_action_not_the_executed_one():
+    """DART: with ``perturb`` the env executes noisy moves, the dataset keeps the expert's own action
+    for the state it was in, and the visited states differ from an unperturbed rollout."""
+    import sim
+    from sim.collect import run_episode
+    from sim.tabletop.experts import make_expert
+
+    class Rec:
+        def __init__(self):
+            self.frames = []
+
+        def add_frame(self, images, state, action, gt):
+            self.frames.append((np.array(state), np.array(action)))
+
+    runs = {}
+    for perturb in (0.0, 0.01):
+        env = sim.make("Reach", cameras=())
+        expert = make_expert(env, seed=3)
+        rec = Rec()
+        out = run_episode(env, expert, 3, CollectConfig(perturb=perturb, cameras=()), lambda _: rec)
+        env.close()
+        assert out["success"]
+        runs[perturb] = rec.frames
+    # Same seed, same expert noise stream: the first label is identical; later states diverge.
+    np.testing.assert_array_equal(runs[0.0][0][1], runs[0.01][0][1])
+    assert not np.allclose(runs[0.0][2][0][:3], runs[0.01][2][0][:3], atol=1e-3)
+    # The recorded labels are not what moved the arm: the step from state k to k+1 departs from
+    # the label by the injected noise, far more than the arm's own tracking lag does.
+    def departure(frames):
+        s, a = zip(*frames)
+        moved = np.array([s[k + 1][:3] - s[k][:3] for k in range(len(s) - 1)])
+        return float(np.abs(moved - np.array(a[:-1])[:, :3]).mean())
+
+    assert departure(runs[0.01]) > 2 * departure(runs[0.0])
