@@ -13,7 +13,10 @@ Frames. Every kept step stores the observation and the action the expert took fr
 ``perturb`` > 0 the env executes that action plus Gaussian noise on the translation (DART, Laskey et
 al. 2017) while the dataset keeps the expert's own action: the demonstrations then visit states a
 slightly wrong policy reaches and show how the expert gets back on course, which plain expert
-rollouts never do. Idle steps
+rollouts never do. ``burst_prob`` goes further: at each step, with that probability, the next 1-3
+executed moves are replaced by full-speed moves in a random direction (the gripper command kept),
+so the data also holds the far-off states a policy that missed ends up in (on the table beside the
+object, above a distractor) with the expert's way back from each. Idle steps
 (no translation, no rotation, gripper unchanged) teach a policy to stand still and are dropped by
 default (``skip_idle``). Ground truth (``env.unwrapped.ground_truth()``) is logged at every step:
 numeric leaves become per-frame arrays in ``gt/episode_XXXXXX.npz``; the first and last full
@@ -55,6 +58,7 @@ class CollectConfig:
     skip_idle: bool = True  # drop no-op frames: a policy should not learn to stand still
     keep_failures: bool = False  # save failed attempts too (flagged success=False)
     perturb: float = 0.0  # m, std of noise added to the executed (not the recorded) translation
+    burst_prob: float = 0.0  # per-step chance of 1-3 executed random full-speed moves (recorded: the expert's)
     max_steps: int = 400  # hard cap per episode on top of the env's own time limit
     max_attempts: int = 0  # give up after this many attempts; 0 = 2 x episodes + 10
     crf: int = 18  # x264 quality of the stored videos (lower = sharper, larger)
@@ -165,6 +169,8 @@ def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
     prev_gripper: float | None = None
     perturb_rng = np.random.default_rng([seed, 0xDA27])  # its own stream: the expert's stays as it was
     space = env.action_space
+    burst = 0  # executed moves left in the current random burst
+    burst_dir = np.zeros(3, np.float32)
     kept = steps = 0
     success = False
     events: list[dict[str, Any]] = []
@@ -188,6 +194,16 @@ def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
             executed = action.copy()
             executed[:3] += perturb_rng.normal(0.0, cfg.perturb, 3).astype(np.float32)
             executed = np.clip(executed, space.low, space.high).astype(np.float32)
+        if cfg.burst_prob > 0:
+            if burst == 0 and perturb_rng.random() < cfg.burst_prob:
+                burst = int(perturb_rng.integers(1, 4))
+                v = perturb_rng.normal(size=3)
+                burst_dir = (v / np.linalg.norm(v) * space.high[:3]).astype(np.float32)
+            if burst > 0:
+                burst -= 1
+                executed = executed.copy()
+                executed[:3] = burst_dir
+                executed[3:6] = 0.0
         obs, _, terminated, truncated, info = env.step(executed)
         if recorder is not None or cfg.depth:  # per-step ground truth only when it is kept
             gt_now = unwrapped.ground_truth()
