@@ -17,6 +17,7 @@ from perception.pose.init import front_depth, init_cue_pnp, init_cue_rgb, init_c
 from perception.pose.model import RigidObjectModel, cue_model
 from perception.pose.refine import RefineConfig, refine_cue
 from perception.pose.segment import coverage, cue_segmenter
+from perception.pose.threads import single_blas_thread
 
 
 class PoseEstimator(Protocol):
@@ -85,6 +86,7 @@ class CuePoseEstimator:
             return init_cue_pnp(mask, K, self.model, image)
         return init_cue_rgb(mask, K, self.model, image)
 
+    @single_blas_thread
     def estimate(self, image: np.ndarray, depth: np.ndarray | None, K: np.ndarray,
                  seed: np.ndarray | None = None, cfg: RefineConfig | None = None) -> np.ndarray:
         """Pose of the cue. ``seed`` (the previous frame's pose, when tracking) narrows the search

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception.pose.threads import single_blas_thread
 from perception.errors import PerceptionError
 from perception.pose.estimator import check_intrinsics
 from perception.pose.init import backproject
@@ -66,6 +67,7 @@ class ObjectPoseEstimator:
             self.segmenter = ColorSegmenter(tuple(self.model.rgb), tol=0.05, min_pixels=20)
         self._pts = self.model.sample_surface(self.n_model_points, seed=0)
 
+    @single_blas_thread
     def estimate(self, image: np.ndarray, depth: np.ndarray | None, K: np.ndarray) -> np.ndarray:
         if depth is None:
             raise PerceptionError("object pose needs depth (RGB-D); RGB-only is cue-only for now")

@@ -32,17 +32,23 @@ def render_frustum(rays: torch.Tensor, tip: torch.Tensor, axis: torch.Tensor, z0
                    length: float, r_tip: float, r_butt: float, focal: float,
                    sigma_px: float = 0.7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft silhouette ``[N]``, front depth ``[N]`` and axis coordinate ``s`` ``[N]`` of the part
-    ``z0..z1`` of a tapered cylinder with its tip at ``tip`` and unit ``axis`` (camera frame)."""
-    d = axis / axis.norm()
-    a = (rays * rays).sum(1)  # v.v
-    b = rays @ d  # v.d
-    vA = rays @ tip  # v.A
-    dA = tip @ d  # d.A
+    ``z0..z1`` of a tapered cylinder with its tip at ``tip`` and unit ``axis`` (camera frame).
+
+    ``tip`` and ``axis`` may also be ``[P, 3]``: P poses rendered at once, outputs ``[P, N]``
+    (Gauss-Newton's finite-difference Jacobian is one such call).
+    """
+    single = axis.dim() == 1
+    d = (axis / axis.norm(dim=-1, keepdim=True)).reshape(-1, 1, 3)
+    A = tip.reshape(-1, 1, 3)
+    a = (rays * rays).sum(-1)  # v.v
+    b = (rays * d).sum(-1)  # v.d
+    vA = (rays * A).sum(-1)  # v.A
+    dA = (A * d).sum(-1)  # d.A
     denom = (a - b * b).clamp(min=1e-9)
     lam = (vA - b * dA) / denom  # depth of the ray's point closest to the axis line
     s = lam * b - dA  # position of the axis point closest to the ray
-    closest = lam[:, None] * rays - (tip[None] + s[:, None] * d[None])
-    dist = closest.norm(dim=1)
+    closest = lam[..., None] * rays - (A + s[..., None] * d)
+    dist = closest.norm(dim=-1)
     r = r_tip + (r_butt - r_tip) * (s / length).clamp(0.0, 1.0)
     sigma = sigma_px * lam.clamp(min=1e-3) / focal  # one pixel, in metres, at this depth
     inside = torch.sigmoid((r - dist) / sigma)
@@ -50,6 +56,8 @@ def render_frustum(rays: torch.Tensor, tip: torch.Tensor, axis: torch.Tensor, z0
     sil = inside * ends
     half_chord = torch.sqrt((r * r - dist * dist).clamp(min=0.0) + 1e-12) / denom.sqrt()
     depth = lam - half_chord
+    if single:
+        return sil[0], depth[0], s[0]
     return sil, depth, s
 
 

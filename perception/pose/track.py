@@ -18,8 +18,10 @@ from perception.pose.refine import RefineConfig
 
 
 def tracking_refine() -> RefineConfig:
-    """Lighter refinement per tracked frame: the fresh fit is already within ~1 cm."""
-    return RefineConfig(iters=10, band_px=6.0, max_pixels=4000, sigma_start=1.5)
+    """Lighter refinement per tracked frame: the fresh fit is already within ~1 cm, close enough
+    for three Levenberg-Marquardt steps, which are both faster and more accurate here than ten
+    Adam steps (measured on 8 sim sequences: axis 0.06 vs 0.12 deg, ~2.5x less refinement time)."""
+    return RefineConfig(method="gauss_newton", iters=3, band_px=6.0, max_pixels=4000, sigma_start=1.0)
 
 
 @dataclass

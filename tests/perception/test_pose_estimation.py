@@ -34,14 +34,17 @@ def test_renderer_silhouette_matches_projection():
         2 * 0.0065 * 500 / T[2, 3], abs=1.5)
 
 
-def test_refinement_converges_from_a_perturbed_pose():
+@pytest.mark.parametrize("method,iters", [("adam", 40), ("gauss_newton", 8)])
+def test_refinement_converges_from_a_perturbed_pose(method, iters):
+    from perception.pose.refine import RefineConfig
+
     T = gt_pose()
     img, depth = render_cue_scene(T, K, SIZE, MODEL, table_depth=1.5)
     est = CuePoseEstimator()
     mask = est.segment(img, depth)
     tip0 = T[:3, 3] + np.array([0.01, -0.005, 0.01])
     axis0 = T[:3, 2] + np.array([0.03, -0.02, 0.0])  # ~2 degrees off
-    res = refine_cue(tip0, axis0, mask, K, MODEL, depth)
+    res = refine_cue(tip0, axis0, mask, K, MODEL, depth, RefineConfig(method=method, iters=iters))
     est_T = np.eye(4)
     est_T[:3, 3], est_T[:3, 2] = res.tip, res.axis
     assert cue_tip_error_mm(est_T, T) < 3.0  # from 15 mm
