@@ -27,7 +27,7 @@ class TrainConfig:
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine floor as a fraction of lr"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters on the LM's linear layers only"})
     lora_r: int = field(default=32, metadata={"help": "LoRA rank"})
-    augment: bool = field(default=True, metadata={"help": "random resized crop + colour jitter"})
+    augment: bool = field(default=False, metadata={"help": "random resized crop + colour jitter; off by default because with fixed cameras a pixel's place is a place on the table, and a 0.85-area crop moves it by ~5 cm (what the policy must resolve)"})
     drop_noops: bool = field(default=True, metadata={"help": "drop idle frames (no motion, no gripper change)"})
     max_episodes: int = field(default=0, metadata={"help": "use only the first N episodes (0 = all)"})
     restat: bool = field(default=False, metadata={"help": "with --init: adopt the dataset's stats instead of failing on a mismatch"})
