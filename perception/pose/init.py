@@ -129,8 +129,11 @@ def init_cue_rgbd(mask: np.ndarray, depth: np.ndarray, K: np.ndarray, model,
     if len(P) < 10:
         raise PerceptionError("the cue is not visible (too few depth points)")
     # Robust line: fit, drop points far from it (edge pixels that caught the background's
-    # depth), refit.
-    keep = np.ones(len(P), bool)
+    # depth), refit. A few stray mask pixels on a far surface (cloth-coloured floor metres
+    # behind) would tilt the first fit toward the camera's axis, so points further than a
+    # half cue length from the median depth never enter it.
+    z = P[:, 2]
+    keep = np.abs(z - np.median(z)) < max(0.5 * float(model.dims[0]), 0.3)
     for _ in range(3):
         c = np.median(P[keep], axis=0)
         _, _, vt = np.linalg.svd(P[keep] - c, full_matrices=False)
