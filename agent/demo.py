@@ -61,12 +61,12 @@ def stage_policy(out: Path, quick: bool) -> dict:
     episodes = 2 if quick else 6
     result = evaluate(EvalConfig(checkpoint=str(CHECKPOINT), task="Reach,PickUp", episodes=episodes,
                                  video_dir=str(out / "policy_rollouts"), videos=1, out=str(out / "policy_eval.json")))
-    print(f"rollout videos in {out / 'policy_rollouts'}; the shipped checkpoint is an integration model, "
-          "not yet a capable one (see checkpoints/README.md)")
+    print(f"rollout videos in {out / 'policy_rollouts'}; the shipped checkpoint succeeds in 78% (Reach) "
+          "and 62% (PickUp) of 50 held-out episodes (checkpoints/README.md)")
     return result
 
 
-# The demo's own training run: small enough for a 2-core CPU (about 4 minutes in all), the same
+# The demo's own training run: small enough for a 2-core CPU (about 5 minutes in all), the same
 # recipe as checkpoints/README.md at a fraction of its data and steps.
 DEMO_TRAIN_EPISODES = 200
 DEMO_TRAIN_STEPS = 600
@@ -81,16 +81,17 @@ def stage_train(out: Path, quick: bool, episodes: int = DEMO_TRAIN_EPISODES,
     from sim.collect import CollectConfig, collect
 
     if quick:
-        print("skipped with --quick (collect + train + evaluate take about 4 minutes)")
+        print("skipped with --quick (collect + train + evaluate take about 5 minutes)")
         return {}
     data = out / "train_data"
     summary = collect(CollectConfig(task="Reach,PickUp", episodes=episodes, out=str(data),
-                                    image_size=(64, 64), seed=0))
+                                    image_size=(64, 64), seed=0, perturb=0.006, burst_prob=0.1))
     print(f"collected {episodes} expert episodes in {summary['seconds']:.0f} s -> {data}")
     shutil.rmtree(out / "train", ignore_errors=True)  # a re-run trains afresh (the data is reused)
     ckpt = train(TrainConfig(dataset=str(data), out=str(out / "train"), steps=steps,
                              batch_size=32, lr=1e-3, save_every=steps,
-                             log_every=max(1, min(100, steps // 2)), threads=0), VLAConfig())
+                             log_every=max(1, min(100, steps // 2)), threads=0),
+                 VLAConfig(aux_target_weight=1.0))
     print(f"trained {steps} steps -> {ckpt} (curve: {out / 'train' / 'curve.png'})")
     result = evaluate(EvalConfig(checkpoint=str(ckpt), task="Reach,PickUp", episodes=eval_episodes,
                                  video_dir=str(out / "train_rollouts"), videos=1,
