@@ -19,8 +19,8 @@ so the data also holds the far-off states a policy that missed ends up in (on th
 object, above a distractor) with the expert's way back from each. Idle steps
 (no translation, no rotation, gripper unchanged) teach a policy to stand still and are dropped by
 default (``skip_idle``). Ground truth (``env.unwrapped.ground_truth()``) is logged at every step:
-numeric leaves become per-frame arrays in ``gt/episode_XXXXXX.npz``; the first and last full
-dictionaries and the events go to ``gt/episode_XXXXXX.json``.
+numeric leaves become per-frame arrays in ``gt/episode_{index:06d}.npz``; the first and last
+full dictionaries and the events go to ``gt/episode_{index:06d}.json``.
 """
 
 from __future__ import annotations

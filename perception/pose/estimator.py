@@ -17,7 +17,7 @@ from perception.pose.init import front_depth, init_cue_pnp, init_cue_rgb, init_c
 from perception.pose.model import RigidObjectModel, cue_model
 from perception.pose.refine import RefineConfig, refine_cue
 from perception.pose.segment import coverage, cue_segmenter
-from perception.pose.threads import single_blas_thread
+from perception.pose.threads import single_threaded
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
@@ -95,7 +95,7 @@ class CuePoseEstimator:
             return init_cue_pnp(mask, K, self.model, image)
         return init_cue_rgb(mask, K, self.model, image)
 
-    @single_blas_thread
+    @single_threaded
     def estimate(self, image: np.ndarray, depth: np.ndarray | None, K: np.ndarray,
                  seed: np.ndarray | None = None, cfg: RefineConfig | None = None) -> np.ndarray:
         """Pose of the cue. ``seed`` (the previous frame's pose, when tracking) narrows the search
@@ -109,7 +109,7 @@ class CuePoseEstimator:
         # holds the refinement's band and the tip/butt colour test beyond the shaft's ends.
         y0, y1, x0, x1 = _box(full_mask, self.crop_margin)
         image, mask = image[y0:y1, x0:x1], full_mask[y0:y1, x0:x1]
-        K_full, K = K, K.copy()
+        K = K.copy()
         K[0, 2] -= x0
         K[1, 2] -= y0
         if depth is not None:

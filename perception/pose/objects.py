@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.pose.threads import single_blas_thread
 from perception.errors import PerceptionError
 from perception.pose.estimator import check_intrinsics
 from perception.pose.init import backproject
 from perception.pose.metrics import _nearest  # noqa: F401 - same brute-force NN, kept local
 from perception.pose.model import RigidObjectModel
 from perception.pose.segment import ColorSegmenter
+from perception.pose.threads import single_threaded
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +67,7 @@ class ObjectPoseEstimator:
             self.segmenter = ColorSegmenter(tuple(self.model.rgb), tol=0.05, min_pixels=20)
         self._pts = self.model.sample_surface(self.n_model_points, seed=0)
 
-    @single_blas_thread
+    @single_threaded
     def estimate(self, image: np.ndarray, depth: np.ndarray | None, K: np.ndarray) -> np.ndarray:
         if depth is None:
             raise PerceptionError("object pose needs depth (RGB-D); RGB-only is cue-only for now")

@@ -11,10 +11,11 @@ Edges start soft (``sigma_start`` pixels) and sharpen to ``sigma_end``, so a pos
 still feels a gradient and the final one is pixel-accurate.
 
 Two optimisers over the same renderer and loss: ``adam`` (autograd through the renderer, dozens of
-small steps: robust from a rough start) and ``gauss_newton`` (Levenberg-Marquardt on the residuals,
-the Jacobian from one batched render of the pose and its five perturbations: a handful of
-iterations converge from a nearby pose, several times faster, which is what tracking needs). With depth, pixels where something
-stands in front of the rendered cue (an arm, a hand) are left out of the silhouette term: the
+small steps: robust from a rough start) and ``gauss_newton`` (Levenberg-Marquardt on the
+residuals, the Jacobian from one batched render of the pose and its five perturbations: a handful
+of iterations converge from a nearby pose, several times faster, which is what tracking needs).
+
+With depth, pixels where something stands in front of the rendered cue (an arm, a hand) are left out of the silhouette term: the
 mask is missing there because the cue is hidden, not because it is elsewhere.
 """
 
@@ -107,7 +108,6 @@ class _Problem:
     part: object
     rays: torch.Tensor
     target: torch.Tensor
-    hard: torch.Tensor
     weight: torch.Tensor
     n_mask: torch.Tensor
     d_obs: torch.Tensor | None
@@ -139,7 +139,7 @@ def _setup(tip, axis, mask, K, model, depth, cfg, part_name, alpha) -> _Problem 
     hard = torch.from_numpy(mask[pix[:, 1], pix[:, 0]].astype(np.float32))
     target = hard if alpha is None else torch.from_numpy(alpha[pix[:, 1], pix[:, 0]]
                                                           .astype(np.float32))
-    prob = _Problem(part, rays, target, hard, torch.ones(len(pix), dtype=torch.float32),
+    prob = _Problem(part, rays, target, torch.ones(len(pix), dtype=torch.float32),
                     target.sum().clamp(min=1.0), None, None, float(K[0, 0]), (L, r0, r1))
     if depth is not None:
         d_np = depth[pix[:, 1], pix[:, 0]].astype(np.float32)

@@ -25,7 +25,7 @@ def _blas_limit():
     return _controller.limit(limits=1, user_api="blas")
 
 
-def single_blas_thread(fn: F) -> F:
+def single_threaded(fn: F) -> F:
     """Run ``fn`` with numpy's BLAS and OpenCV each limited to one thread (restored afterwards,
     ~15 us a call). OpenCV's own pool (resize, erode, connected components) has the same problem
     and is not one threadpoolctl knows: 26 against 34 fps when it was left at two threads."""
