@@ -66,9 +66,9 @@ def stage_policy(out: Path, quick: bool) -> dict:
     return result
 
 
-# The demo's own training run: small enough for a 2-core CPU (320 s in all, measured: 59 s
-# collecting, then training and a 20-episode evaluation), the same recipe as
-# checkpoints/README.md at a fraction of its data and steps.
+# The demo's own training run: small enough for a 2-core CPU (measured 320 s with the machine to
+# itself, 353 s beside another job; 59-67 s of it collecting, then training and a 20-episode
+# evaluation), the same recipe as checkpoints/README.md at a fraction of its data and steps.
 DEMO_TRAIN_EPISODES = 200
 DEMO_TRAIN_STEPS = 600
 

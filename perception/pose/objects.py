@@ -15,7 +15,6 @@ import numpy as np
 from perception.errors import PerceptionError
 from perception.pose.estimator import check_intrinsics
 from perception.pose.init import backproject
-from perception.pose.metrics import _nearest  # noqa: F401 - same brute-force NN, kept local
 from perception.pose.model import RigidObjectModel
 from perception.pose.segment import ColorSegmenter
 from perception.pose.threads import single_threaded

@@ -15,8 +15,9 @@ small steps: robust from a rough start) and ``gauss_newton`` (Levenberg-Marquard
 residuals, the Jacobian from one batched render of the pose and its five perturbations: a handful
 of iterations converge from a nearby pose, several times faster, which is what tracking needs).
 
-With depth, pixels where something stands in front of the rendered cue (an arm, a hand) are left out of the silhouette term: the
-mask is missing there because the cue is hidden, not because it is elsewhere.
+With depth, pixels where something stands in front of the rendered cue (an arm, a hand) are left
+out of the silhouette term: the mask is missing there because the cue is hidden, not because it
+is elsewhere.
 """
 
 from __future__ import annotations
