@@ -59,6 +59,7 @@ class PolicyNode(Node):
         self._stopped = True
         self._acted: tuple[tuple[int, int] | None, np.ndarray | None] = (None, None)
         self._floor: tuple[int, int] = (0, 0)  # observations older than the episode's first are late copies
+        self._episode: tuple | None = None  # (episode, seed) of the last reset event handled
         self.dropped = 0
         self.twist_pub = self.create_publisher(TwistStamped, "robot/cmd_twist", RELIABLE_QOS)
         self.gripper_pub = self.create_publisher(JointState, "robot/cmd_gripper", RELIABLE_QOS)
@@ -88,16 +89,22 @@ class PolicyNode(Node):
         except json.JSONDecodeError:
             return
         if event.get("event") == "reset":
-            self.backend.reset()
-            self._pending.clear()
-            self._acted = (None, None)
-            if isinstance(event.get("stamp"), list) and len(event["stamp"]) == 2:
-                self._floor = (int(event["stamp"][0]), int(event["stamp"][1]))
-            if event.get("instruction"):  # the instruction topic may lag behind this event
-                self.instruction = event["instruction"]
+            episode = (event.get("episode"), event.get("seed"))
+            if episode != self._episode:  # a re-sent reset (its ack was lost) must not clear a chunk
+                self._episode = episode
+                self._begin_episode(event)
             # The acknowledgement a lock-step sim (``handshake``) waits for before the first images.
             self.status_pub.publish(String(data=json.dumps({"state": "reset", "episode": event.get("episode"),
                                                             "t": time.time()})))
+
+    def _begin_episode(self, event: dict) -> None:
+        self.backend.reset()
+        self._pending.clear()
+        self._acted = (None, None)
+        if isinstance(event.get("stamp"), list) and len(event["stamp"]) == 2:
+            self._floor = (int(event["stamp"][0]), int(event["stamp"][1]))
+        if event.get("instruction"):  # the instruction topic may lag behind this event
+            self.instruction = event["instruction"]
 
     def _on_stop(self, msg: Bool) -> None:
         self.halted = bool(msg.data)
@@ -122,7 +129,9 @@ class PolicyNode(Node):
             del self._pending[key]
             for old in [k for k in self._pending if k < key]:  # older incomplete sets never finish
                 del self._pending[old]
-            self._acted = (key, self._act(frames, stamp))
+            action = self._act(frames, stamp)
+            if action is not None:  # after a stop (no instruction, model down) the re-sent copy retries
+                self._acted = (key, action)
 
     def _on_image(self, cam: str, msg: Image) -> None:
         image = receive_image(self, msg, where=f"camera/{cam}")

@@ -57,7 +57,10 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # A launcher's SIGINT may land while a node that finished by itself is closing; the clean-up
+        # is short, so let it finish instead of dying mid-way with a KeyboardInterrupt traceback.
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
@@ -66,6 +69,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     return int(getattr(node, "exit_code", 0) or 0)
 
 

@@ -16,6 +16,9 @@ subscriptions in its own order, so a policy could see a new episode's images bef
 event (and act with the last episode's leftover action chunk or instruction). With a handshake the
 first observation of an episode waits until ``policy/status`` acknowledges that episode's reset
 (``{"state": "reset", "episode": N}``), or ``handshake_timeout_s`` passes (then with a warning).
+Until the acknowledgement comes, the reset event is re-sent every ``resend_s``: an acknowledgement
+published before discovery has matched ``policy/status`` is lost (volatile), and waiting out the
+timeout for it would stall a loaded machine for half a minute per episode.
 """
 
 from __future__ import annotations
@@ -93,9 +96,11 @@ class SimRobotNode(Node):
         if self.handshake:
             self._awaiting = (self.episode, time.monotonic())
         self.instruction_pub.publish(String(data=self.instruction))
-        self.episode_pub.publish(String(data=json.dumps({
+        self._reset_event = json.dumps({
             "event": "reset", "episode": self.episode, "seed": seed, "instruction": self.instruction,
-            "stamp": list(_key(self.stamp))})))
+            "stamp": list(_key(self.stamp))})
+        self.episode_pub.publish(String(data=self._reset_event))
+        self.get_logger().info(f"episode {self.episode} (seed {seed}) reset: {self.instruction!r}")
         if not self.lockstep:
             self._publish_obs()
         # In lock-step the first observation goes out with the resend timer (or on the handshake).
@@ -107,6 +112,8 @@ class SimRobotNode(Node):
             return
         if (self._awaiting is not None and status.get("state") == "reset"
                 and status.get("episode") == self._awaiting[0]):
+            waited = time.monotonic() - self._awaiting[1]
+            self.get_logger().info(f"policy acknowledged episode {self._awaiting[0]} after {waited:.2f} s")
             self._awaiting = None
             self._publish_obs()
 
@@ -119,6 +126,7 @@ class SimRobotNode(Node):
         if self._awaiting is not None:
             episode, since = self._awaiting
             if time.monotonic() - since < self.handshake_timeout_s:
+                self.episode_pub.publish(String(data=self._reset_event))  # its ack may have been lost
                 return
             self.get_logger().warning(f"no reset acknowledgement for episode {episode} from the "
                                       f"policy within {self.handshake_timeout_s:.0f} s; going on")

@@ -93,6 +93,50 @@ def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
     robot.node.destroy_node()
 
 
+def test_reset_is_acked_every_time_but_handled_once(ros):
+    """A lock-step sim re-sends an unacknowledged reset; each copy is acknowledged, but only the
+    first resets the model (a late copy mid-episode would drop the action chunk being played)."""
+    backend = BrightnessBackend()
+    node = make_node(backend, cameras=["agentview"], mode="observation")
+    robot, ex = wire(ros, node, "push")
+    episode = robot.node.create_publisher(String, "sim/episode", LATCHED_QOS)
+    event = json.dumps({"event": "reset", "episode": 3, "seed": 103, "instruction": "pick it", "stamp": [0, 0]})
+
+    def acks():
+        return [s for s in robot.status if s.get("state") == "reset" and s.get("episode") == 3]
+
+    assert spin_until(ex, lambda: node.instruction == "push")
+    assert spin_until(ex, lambda: (episode.publish(String(data=event)), len(acks()) >= 1)[1])
+    resets = backend.resets
+    assert resets >= 1 and node.instruction == "pick it"
+    assert spin_until(ex, lambda: (episode.publish(String(data=event)), len(acks()) >= 4)[1])
+    assert backend.resets == resets
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
+def test_a_stopped_observation_is_retried_when_resent(ros):
+    """Lock-step: an observation answered with a stop (here: no instruction yet) is not marked done,
+    so the sim's re-sent copy gets a real action once the instruction arrives (no deadlock)."""
+    backend = BrightnessBackend()
+    node = make_node(backend, cameras=["agentview"], mode="observation")
+    robot = Robot(ros)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(robot.node)
+    stamp = robot.node.get_clock().now().to_msg()
+    assert spin_until(ex, lambda: (robot.publish(51, stamp), any(s["state"] == "stopped" for s in robot.status))[1])
+    assert backend.calls == 0
+    robot.instr_pub.publish(String(data="pick up the cube"))
+    assert spin_until(ex, lambda: (robot.publish(51, stamp), backend.calls >= 1)[1])
+    assert spin_until(ex, lambda: any(t.header.stamp.sec == stamp.sec and t.header.stamp.nanosec == stamp.nanosec
+                                      and t.twist.linear.x > 0.1 for t in robot.twists))
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
 def test_malformed_images_are_dropped_and_node_keeps_running(ros):
     backend = BrightnessBackend()
     node = make_node(backend, cameras=["agentview"], mode="observation")

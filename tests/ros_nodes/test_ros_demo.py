@@ -18,7 +18,8 @@ def test_ros_loop_matches_in_process_eval(tmp_path):
     ros = run_ros_demo(RosDemoConfig(checkpoint=str(CKPT), task="Reach", episodes=2, seed=100000,
                                      domain_id=170 + os.getpid() % 50, log_dir=str(tmp_path / "logs"),
                                      timeout_s=300), progress=False)
-    assert ros["complete"] and ros["episodes"] == 2 and ros["seeds"] == [100000, 100001]
+    assert ros["complete"], _node_logs(tmp_path / "logs")
+    assert ros["episodes"] == 2 and ros["seeds"] == [100000, 100001]
     local = evaluate(EvalConfig(checkpoint=str(CKPT), task="Reach", episodes=2, seed=100000, num_envs=1,
                                 videos=0))
     task = local["tasks"]["Reach"] if "tasks" in local else local
@@ -28,6 +29,12 @@ def test_ros_loop_matches_in_process_eval(tmp_path):
     # rollout of the same checkpoint and seed leaves it (lockstep, lossless images, same chunks).
     for ep in ros["per_episode"]:
         np.testing.assert_allclose(ep["final_tcp"], _in_process_final_tcp(ep["seed"]), atol=1e-4)
+
+
+def _node_logs(log_dir: Path) -> str:
+    """The nodes' last log lines, so a stalled loop in CI says where it stalled."""
+    return "\n".join(f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-30:])
+                     for f in sorted(log_dir.glob("*.log")))
 
 
 def _in_process_final_tcp(seed: int) -> list[float]:

@@ -95,6 +95,8 @@ def test_handshake_holds_first_images_until_the_policy_acks_the_reset(ros):
     while time.monotonic() < end:
         ex.spin_once(timeout_sec=0.02)
     assert images == []
+    # Unacknowledged, the reset is re-sent (an ack sent before discovery matched is lost).
+    assert len(resets) >= 5 and all(r == resets[0] for r in resets)
     status.publish(String(data=json.dumps({"state": "reset", "episode": 1})))  # the wrong episode
     end = time.monotonic() + 0.5
     while time.monotonic() < end:
