@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from perception.encoders import VisionEncoder, build_vision_encoder, load_vision_encoder
+from perception.lm_cache import cache_kwarg, cache_of
 from policy.action_tokenizer import ActionTokenizer
 from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
@@ -140,8 +141,8 @@ class VLAModel(nn.Module):
         # logits_to_keep=1: we read hidden states and apply our own action-only head, so the LM
         # need not project every position onto its whole vocabulary.
         return self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
-                       past_key_values=past, use_cache=use_cache, output_hidden_states=True,
-                       logits_to_keep=1)
+                       use_cache=use_cache, output_hidden_states=True, logits_to_keep=1,
+                       **{cache_kwarg(): past})
 
     def _action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the ``n_bins`` action tokens only, from final hidden states."""
@@ -219,7 +220,7 @@ class VLAModel(nn.Module):
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         out = self._run_lm(prefix, mask, position_ids=positions, use_cache=use_cache)
         bins = [self._action_logits(out.hidden_states[-1][:, -1]).argmax(-1)]
-        past, embeds, cur_mask, cur_pos = out.past_key_values, prefix, mask, positions
+        past, embeds, cur_mask, cur_pos = cache_of(out), prefix, mask, positions
         for _ in range(n_tokens - 1):
             tok = embed(bins[-1] + self.action_offset).unsqueeze(1)
             cur_mask = torch.cat([cur_mask, cur_mask.new_ones(cur_mask.shape[0], 1)], dim=1)
@@ -227,7 +228,7 @@ class VLAModel(nn.Module):
             if use_cache:
                 out = self._run_lm(tok, cur_mask, past=past, position_ids=cur_pos[:, -1:],
                                    use_cache=True)
-                past = out.past_key_values
+                past = cache_of(out)
             else:  # recompute the whole sequence: the baseline a KV cache removes
                 embeds = torch.cat([embeds, tok], dim=1)
                 out = self._run_lm(embeds, cur_mask, position_ids=cur_pos)

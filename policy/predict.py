@@ -3,8 +3,8 @@
 A call predicts a chunk of K actions (one forward pass in parallel mode, a KV-cached greedy loop in
 autoregressive mode). How the chunk is executed is the policy's choice:
 
-- ``open_loop``: play the K actions one per step, predict again when they run out (K times fewer
-  model calls);
+- ``open_loop``: play the K actions (or the first ``replan`` of them) one per step, predict again
+  when they run out (K times fewer model calls);
 - ``ensemble``: predict every step and average all chunks that cover the current step, newer ones
   weighted less (ACT's temporal ensembling, ``w_i = exp(-m * i)``), which smooths the motion.
 
@@ -33,15 +33,21 @@ class Policy:
     """A VLA checkpoint ready to act: validation, preprocessing, chunk queues."""
 
     def __init__(self, model: VLAModel, execution: str = "open_loop", ensemble_decay: float = 0.1,
-                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> None:
+                 device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 replan: int = 0) -> None:
         if execution not in EXECUTIONS:
             raise PolicyError(f"unknown execution {execution!r}; choose from {EXECUTIONS}")
+        if not 0 <= replan <= model.cfg.chunk:
+            raise PolicyError(f"replan must be 0 (the whole chunk) to {model.cfg.chunk}, got {replan}")
         self.model = model.eval().to(device=device, dtype=dtype or torch.float32)
         self.cfg = model.cfg
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
         self.execution = execution
         self.decay = ensemble_decay
+        # open_loop plays this many actions of each chunk before predicting again (openpi's
+        # replan_steps): fewer means more model calls but quicker reaction to what happened.
+        self.replan = replan or model.cfg.chunk
         self._queues: dict[int, deque] = {}
         self._history: dict[int, list[tuple[int, np.ndarray]]] = {}
         self._steps: dict[int, int] = {}
@@ -101,7 +107,7 @@ class Policy:
             for j, chunk in zip(need, chunks):
                 i = indices[j]
                 step = self._steps.get(i, 0)
-                self._queues[i] = deque(chunk)
+                self._queues[i] = deque(chunk[:self.replan])
                 self._history.setdefault(i, []).append((step, chunk))
         actions = []
         for i in indices:

@@ -292,28 +292,52 @@ def clip_ids(n_billiards: int, n_tabletop: int) -> list[tuple[str, int]]:
     return ids + [(f"tabletop_{i:04d}", i) for i in range(n_tabletop)]
 
 
+def _simulate_clip(root: Path, clip: str, i: int, seed: int) -> int:
+    """Simulate one clip and write its files atomically; returns its frame count."""
+    npz, meta = root / "clips" / f"{clip}.npz", root / "clips" / f"{clip}.json"
+    if clip.startswith("billiards"):
+        frames, times, summary = simulate_billiards(seed * 100003 + i)
+    else:
+        task = "PutIn" if i % 2 else "PickUp"
+        frames, times, summary = simulate_tabletop(seed * 100003 + i, task)
+    tmp = npz.with_name(npz.stem + ".tmp.npz")
+    np.savez_compressed(tmp, frames=frames, times=times)
+    os.replace(tmp, npz)
+    meta.write_text(json.dumps(summary))  # written last: its presence marks the clip complete
+    return len(times)
+
+
+def _simulate_star(job: tuple[Path, str, int, int]) -> tuple[str, int]:
+    return job[1], _simulate_clip(*job)
+
+
 def generate(root: str | Path, n_billiards: int = 60, n_tabletop: int = 60, seed: int = 0,
-             log: Any = print) -> Path:
+             log: Any = print, workers: int = 1) -> Path:
     """Simulate (or reuse) clips under ``root/clips`` and write ``root/qa.jsonl``. Resumable:
-    a clip whose files exist is not simulated again."""
+    a clip whose files exist is not simulated again. ``workers`` > 1 simulates clips in that many
+    processes (spawned, not forked: a forked MuJoCo/EGL context is not safe); each clip depends
+    only on its seed, so the data are the same whatever the number of workers."""
     root = Path(root)
     (root / "clips").mkdir(parents=True, exist_ok=True)
-    qas: list[QA] = []
-    for clip, i in clip_ids(n_billiards, n_tabletop):
-        npz, meta = root / "clips" / f"{clip}.npz", root / "clips" / f"{clip}.json"
-        if not (npz.is_file() and meta.is_file()):
-            if clip.startswith("billiards"):
-                frames, times, summary = simulate_billiards(seed * 100003 + i)
-            else:
-                task = "PutIn" if i % 2 else "PickUp"
-                frames, times, summary = simulate_tabletop(seed * 100003 + i, task)
-            tmp = npz.with_name(npz.stem + ".tmp.npz")
-            np.savez_compressed(tmp, frames=frames, times=times)
-            os.replace(tmp, npz)
-            meta.write_text(json.dumps(summary))
+    ids = clip_ids(n_billiards, n_tabletop)
+    todo = [(root, clip, i, seed) for clip, i in ids
+            if not ((root / "clips" / f"{clip}.npz").is_file()
+                    and (root / "clips" / f"{clip}.json").is_file())]
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(workers, len(todo))) as pool:
+            for clip, n in pool.imap_unordered(_simulate_star, todo):
+                if log:
+                    log(f"simulated {clip}: {n} frames")
+    else:
+        for job in todo:
+            clip, n = _simulate_star(job)
             if log:
-                log(f"simulated {clip}: {len(times)} frames")
-        summary = json.loads(meta.read_text())
+                log(f"simulated {clip}: {n} frames")
+    qas: list[QA] = []
+    for clip, i in ids:
+        summary = json.loads((root / "clips" / f"{clip}.json").read_text())
         rng = np.random.default_rng([seed, i, 0 if clip.startswith("billiards") else 1])
         make = billiards_questions if summary["source"] == "billiards" else tabletop_questions
         qas += make(summary, clip, split_of(i), rng)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception.lm_cache import cache_kwarg, cache_of
 from video_qa.configuration import VideoLMConfig
 from video_qa.errors import VideoQAError
 from video_qa.tokenizer import ByteTokenizer
@@ -267,7 +268,7 @@ class VideoLM(nn.Module):
         emb = self._embed(ids, vis)
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         out = self.lm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=True)
-        past = out.past_key_values
+        past = cache_of(out)
         nxt = out.logits[:, -1].argmax(-1)
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
         generated: list[list[int]] = [[] for _ in range(b)]
@@ -282,8 +283,8 @@ class VideoLM(nn.Module):
             mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=mask.device)], 1)
             pos = pos[:, -1:] + 1
             out = self.lm(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                          past_key_values=past, use_cache=True)
-            past = out.past_key_values
+                          use_cache=True, **{cache_kwarg(): past})
+            past = cache_of(out)
             nxt = out.logits[:, -1].argmax(-1)
         self.train(was_training)
         return [tok.decode(g).strip() for g in generated]

@@ -31,6 +31,7 @@ class TrainQAConfig:
     data_dir: str = "runs/video_qa/data"  # cached clips + qa.jsonl (generated if missing)
     n_billiards: int = 80  # shots to simulate (~3 s each on one core)
     n_tabletop: int = 80  # expert episodes (~1 s each)
+    workers: int = 1  # processes simulating clips when data are generated
     sampler: str = "motion"  # keyframes per clip: "motion" (MGSampler) or "uniform"
     steps: int = 1500  # tiny model: ~10 min on one CPU core
     batch_size: int = 32
@@ -101,7 +102,7 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    generate(cfg.data_dir, cfg.n_billiards, cfg.n_tabletop, log=log)
+    generate(cfg.data_dir, cfg.n_billiards, cfg.n_tabletop, log=log, workers=cfg.workers)
     dataset = QADataset(cfg.data_dir)
     train_qas = dataset.select("train", heldout=False)
     if not train_qas:

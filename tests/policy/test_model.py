@@ -92,6 +92,18 @@ def test_open_loop_chunk_and_ensemble_execution():
     assert np.allclose(a1[:6], expect[:6], atol=1e-6)
 
 
+def test_replan_plays_only_the_first_actions_of_each_chunk():
+    model = _model()  # chunk of 2
+    replan = Policy(model, replan=1)
+    first = replan.predict(_obs(True), "go")
+    second = replan.predict(_obs(False), "go")  # re-predicted from the new image, not queued
+    assert np.allclose(first, replan.predict_chunk(_obs(True), "go")[0])
+    assert np.allclose(second, replan.predict_chunk(_obs(False), "go")[0])
+    assert not np.allclose(second, replan.predict_chunk(_obs(True), "go")[1])
+    with pytest.raises(PolicyError, match="replan"):
+        Policy(model, replan=3)
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
 def test_pretrained_lm_from_local_dir(tmp_path, family):
     import transformers
