@@ -10,6 +10,9 @@ projector, prompt and decoding):
 - ``parallel``: one forward pass for the 7 tokens of one action (OpenVLA-OFT);
 - ``parallel_chunked``: one forward pass for all 7K tokens of K actions.
 
+On CUDA (or with ``--device-paths cpu``) ``gpu_paths`` adds ``generate`` and ``parallel_chunked`` in
+fp32 and bf16 and the LM under ``torch.compile``, each against fp32 ``generate`` on that device.
+
 ``actions_per_s`` = actions a call yields / seconds per call; ``reaction_latency_ms`` = seconds from
 observation to the first action (one call). Ratios are against ``generate`` measured in the same run.
 A "7B-shaped" LM (Llama-2-7B width: hidden 4096, MLP 11008, 32 heads) with random weights runs at
@@ -30,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--big-layers", type=int, default=2,
                         help="depth of the 7B-width LM (0 = skip it)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device-paths", choices=("auto", "cuda", "cpu", "off"), default="auto",
+                        help="where to time fp32 vs bf16 vs torch.compile (auto: CUDA when present)")
 
 
 def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermediate: int = 0):
@@ -57,8 +62,16 @@ def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermedia
     return model.eval(), obs
 
 
-def _paths(model, obs: dict, instruction: str) -> dict[str, tuple[Any, int]]:
-    """name -> (callable doing one full observation -> actions call, actions per call)."""
+def _describe(cfg) -> str:
+    """The benchmarked configuration in words, read off the config rather than restated."""
+    return (f"VLAConfig() defaults ({cfg.vision_family} vision, {cfg.image_size} px, "
+            f"{len(cfg.camera_list)} cameras; {cfg.lm_layers}x{cfg.lm_hidden} {cfg.lm_family} LM)")
+
+
+def _paths(model, obs: dict, instruction: str, only: tuple[str, ...] = ()
+           ) -> dict[str, tuple[Any, int]]:
+    """name -> (callable doing one full observation -> actions call, actions per call), on the
+    model's own device and dtype; ``only`` keeps a subset of the paths."""
     import numpy as np
     import torch
 
@@ -67,21 +80,28 @@ def _paths(model, obs: dict, instruction: str) -> dict[str, tuple[Any, int]]:
 
     cfg = model.cfg
     k = cfg.chunk
+    weight = next(model.parameters())
+    device, dtype = weight.device, weight.dtype
+    cuda = device.type == "cuda"
 
     def prefix():
         arrays = observations_to_arrays([obs], cfg.camera_list, cfg.obs_image_size, cfg.image_size)
         ids, mask = encode_instructions([instruction], model.text_tokenizer, cfg.max_text_tokens)
         state = normalize_state(np.asarray(obs["state"])[None], model.state_stats)
-        return model.embed_prefix(images_to_tensor(arrays), ids, mask, state)
+        return model.embed_prefix(images_to_tensor(arrays).to(device, dtype), ids.to(device),
+                                  mask.to(device), state.to(device, dtype))
 
     def run(fn):
         def call():
             with torch.no_grad():
                 p, m = prefix()
-                return fn(p, m)
+                out = fn(p, m)
+            if cuda:  # kernels are asynchronous: time until the actions exist
+                torch.cuda.synchronize()
+            return out
         return call
 
-    return {
+    paths = {
         "generate": (run(lambda p, m: model.decode_hf_generate(p, m, 7)), 1),
         "uncached": (run(lambda p, m: model.decode_autoregressive(p, m, 7, use_cache=False)), 1),
         "cached": (run(lambda p, m: model.decode_autoregressive(p, m, 7)), 1),
@@ -89,16 +109,17 @@ def _paths(model, obs: dict, instruction: str) -> dict[str, tuple[Any, int]]:
         "parallel": (run(lambda p, m: model.decode_parallel(p, m, 7)), 1),
         "parallel_chunked": (run(lambda p, m: model.decode_parallel(p, m, 7 * k)), k),
     }
+    return {name: v for name, v in paths.items() if not only or name in only}
 
 
-def _measure(model, obs: dict, repeat: int) -> dict[str, Any]:
+def _measure(model, obs: dict, repeat: int, only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Median seconds per call of each path, the paths interleaved round by round so that load
     from other processes on a shared machine hits every path alike."""
     import statistics
 
     out: dict[str, Any] = {"actions_per_s": {}, "reaction_latency_ms": {}, "chunk": model.cfg.chunk,
                            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
-    paths = _paths(model, obs, "pick up the red cube")
+    paths = _paths(model, obs, "pick up the red cube", only)
     times: dict[str, list[float]] = {name: [] for name in paths}
     for name, (fn, _) in paths.items():  # warm-up
         fn()
@@ -111,8 +132,46 @@ def _measure(model, obs: dict, repeat: int) -> dict[str, Any]:
         sec = statistics.median(times[name])
         out["actions_per_s"][name] = actions / sec
         out["reaction_latency_ms"][name] = sec * 1000
-    base = out["actions_per_s"]["generate"]
-    out["speedup_vs_generate"] = {k: v / base for k, v in out["actions_per_s"].items()}
+    base = out["actions_per_s"].get("generate")
+    if base:
+        out["speedup_vs_generate"] = {k: v / base for k, v in out["actions_per_s"].items()}
+    return out
+
+
+DEVICE_PATHS = ("generate", "parallel_chunked")
+
+
+def _device_paths(device: str, chunk: int, repeat: int, compile_lm: bool = True) -> dict[str, Any]:
+    """``generate`` and ``parallel_chunked`` on ``device`` in fp32, bf16 and bf16 with the LM
+    under ``torch.compile``: what a GPU box serving robots would run. Each variant is a fresh copy
+    of the same weights, so the ratios compare like with like."""
+    import copy
+
+    import torch
+
+    base, obs = _model(192, 3, 3, chunk)
+    out: dict[str, Any] = {"device": device}
+    if device == "cuda":
+        out["name"] = torch.cuda.get_device_name(0)
+    variants = {"fp32": (torch.float32, False), "bf16": (torch.bfloat16, False)}
+    if compile_lm:
+        variants["bf16_compile"] = (torch.bfloat16, True)
+    for name, (dtype, compiled) in variants.items():
+        model = copy.deepcopy(base).to(device=device, dtype=dtype)
+        try:
+            if compiled:
+                # The LM is the part that dominates and keeps fixed shapes in parallel decoding.
+                model.lm = torch.compile(model.lm)
+            out[name] = _measure(model, obs, repeat, DEVICE_PATHS if not compiled
+                                 else ("parallel_chunked",))
+        except Exception as exc:  # a missing compiler or kernel is a result to report, not a crash
+            out[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        del model
+    fp32 = out["fp32"].get("actions_per_s", {}).get("generate")
+    if fp32:
+        out["parallel_chunked_vs_fp32_generate"] = {
+            name: out[name]["actions_per_s"]["parallel_chunked"] / fp32
+            for name in variants if "actions_per_s" in out[name]}
     return out
 
 
@@ -128,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result.update({k: default[k] for k in ("actions_per_s", "reaction_latency_ms",
                                            "speedup_vs_generate")})
     result["default_model"] = {"chunk": default["chunk"], "params_m": default["params_m"],
-                               "config": "VLAConfig() defaults (tiny SigLIP + 3x192 Llama)"}
+                               "config": _describe(model.cfg)}
     if args.big_layers and not args.quick:
         big, obs = _model(4096, args.big_layers, 32, args.chunk, intermediate=11008)
         result["llama7b_width"] = {**_measure(big, obs, 3),
@@ -138,7 +197,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         result["llama7b_width"] = {"skipped": "--quick (or --big-layers 0): the 7B-width LM "
                                               "takes minutes per path on this CPU"}
-    result["gpu_paths"] = {"skipped": "no GPU here: bf16 and torch.compile paths run only on CUDA"} \
-        if not torch.cuda.is_available() else {"skipped": "not implemented in this benchmark yet"}
+    device = getattr(args, "device_paths", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "off"
+    if device == "off":
+        result["gpu_paths"] = {"skipped": "no GPU here: bf16 and torch.compile paths run on CUDA "
+                                          "(--device-paths cpu runs them on the CPU)"}
+    else:
+        result["gpu_paths"] = _device_paths(device, args.chunk, 5 if args.quick else repeat)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result

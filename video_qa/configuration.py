@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from video_qa.errors import VideoQAError
@@ -13,10 +13,10 @@ POOLINGS = ("mining", "mean")
 @dataclass
 class VideoLMConfig:
     # --- frame encoder (perception.encoders) ---
-    vision_family: str = "siglip"  # no CLS token to drop: every output token is a patch
-    vision_path: str | None = None  # local pretrained backbone dir(s); None = tiny, trained here
-    image_size: int = 64  # billiards balls are ~2 px at 64 px wide; smaller loses them
-    patch_size: int = 8  # 8x8 = 64 patches per frame: TokenMining's keys
+    vision_family: str = field(default="siglip", metadata={"help": "no CLS token to drop: every output token is a patch"})
+    vision_path: str | None = field(default=None, metadata={"help": "local pretrained backbone dir(s); None = tiny, trained here"})
+    image_size: int = field(default=64, metadata={"help": "billiards balls are ~2 px at 64 px wide; smaller loses them"})
+    patch_size: int = field(default=8, metadata={"help": "8x8 = 64 patches per frame: TokenMining's keys"})
     # Frozen random default = the patch embedding only, at full patch width (8*8*3 = 192): a random
     # linear map keeps a 1-2 px ball's colour, which random transformer layers blurred (measured:
     # 0.575 vs 0.529 non-descriptive accuracy). With a pretrained or trained encoder use layers.
@@ -28,23 +28,23 @@ class VideoLMConfig:
     # computed once per clip and cached, and TokenMining + projector + LM learn on top of them.
     freeze_vision: bool = True
     # --- frame tokens ---
-    pooling: str = "mining"  # "mining" (TokenMining, learned queries) or "mean" (ablation baseline)
-    tokens_per_frame: int = 4  # HiLight keeps a few tokens per frame; <= 32 by contract
+    pooling: str = field(default="mining", metadata={"help": "\"mining\" (TokenMining, learned queries) or \"mean\" (ablation baseline)"})
+    tokens_per_frame: int = field(default=4, metadata={"help": "HiLight keeps a few tokens per frame; <= 32 by contract"})
     mining_heads: int = 4
-    num_frames: int = 8  # frames per question; the sampler picks them from the clip
+    num_frames: int = field(default=8, metadata={"help": "frames per question; the sampler picks them from the clip"})
     # --- language model ---
-    lm_path: str | None = None  # local pretrained causal LM dir; None = tiny Llama, trained here
-    lm_hidden: int = 128  # tiny default: a 2-core CPU trains it in ~10 minutes
+    lm_path: str | None = field(default=None, metadata={"help": "local pretrained causal LM dir; None = tiny Llama, trained here"})
+    lm_hidden: int = field(default=128, metadata={"help": "tiny default: a 2-core CPU trains it in ~10 minutes"})
     lm_layers: int = 2
     lm_heads: int = 4
     lm_intermediate: int = 256
-    max_positions: int = 1024  # prompt (frames + text + question) + answer, in tokens
-    lora_rank: int = 8  # used when lm_path is set (pretrained LMs are LoRA-tuned, tiny ones fully)
+    max_positions: int = field(default=1024, metadata={"help": "prompt (frames + text + question) + answer, in tokens"})
+    lora_rank: int = field(default=8, metadata={"help": "used when lm_path is set (pretrained LMs are LoRA-tuned, tiny ones fully)"})
     lora_alpha: int = 16
     # --- text limits ---
-    max_question_bytes: int = 256  # longer questions are truncated with a warning
-    max_frame_text_bytes: int = 48  # optional per-frame text (events/subtitles)
-    max_answer_bytes: int = 32  # answers are short: a colour, a count, a time, a short phrase
+    max_question_bytes: int = field(default=256, metadata={"help": "longer questions are truncated with a warning"})
+    max_frame_text_bytes: int = field(default=48, metadata={"help": "optional per-frame text (events/subtitles)"})
+    max_answer_bytes: int = field(default=32, metadata={"help": "answers are short: a colour, a count, a time, a short phrase"})
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,20 @@ TRAIN_META = "qa_train.json"  # beside the checkpoint: which sampler chose its f
 
 @dataclass
 class TrainQAConfig:
-    data_dir: str = "runs/video_qa/data"  # cached clips + qa.jsonl (generated if missing)
-    n_billiards: int = 80  # shots to simulate (~3 s each on one core)
-    n_tabletop: int = 80  # expert episodes (~1 s each)
-    workers: int = 1  # processes simulating clips when data are generated
-    sampler: str = "motion"  # keyframes per clip: "motion" (MGSampler) or "uniform"
-    steps: int = 1500  # tiny model: ~10 min on one CPU core
+    data_dir: str = field(default="runs/video_qa/data", metadata={"help": "cached clips + qa.jsonl (generated if missing)"})
+    n_billiards: int = field(default=80, metadata={"help": "shots to simulate (~3 s each on one core)"})
+    n_tabletop: int = field(default=80, metadata={"help": "expert episodes (~1 s each)"})
+    workers: int = field(default=1, metadata={"help": "processes simulating clips when data are generated"})
+    sampler: str = field(default="motion", metadata={"help": "keyframes per clip: \"motion\" (MGSampler) or \"uniform\""})
+    steps: int = field(default=1500, metadata={"help": "tiny model: ~10 min on one CPU core"})
     batch_size: int = 32
-    lr: float = 2e-3  # tiny models from scratch like a high rate; cosine to 0
+    lr: float = field(default=2e-3, metadata={"help": "tiny models from scratch like a high rate; cosine to 0"})
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
-    threads: int = 1  # torch threads: on a shared 2-core box one thread is fastest
+    threads: int = field(default=1, metadata={"help": "torch threads: on a shared 2-core box one thread is fastest"})
     log_every: int = 25
-    eval_limit: int = 0  # questions per split to evaluate (0 = all)
+    eval_limit: int = field(default=0, metadata={"help": "questions per split to evaluate (0 = all)"})
     runs_root: str = "runs"
 
     def __post_init__(self) -> None:

@@ -12,3 +12,14 @@ def test_bench_reports_every_path_and_ratios():
     # one pass for 2 actions must beat 7 generate steps for 1 action, even on a noisy machine
     assert result["speedup_vs_generate"]["parallel_chunked"] > 2.0
     assert "skipped" in result["llama7b_width"]
+
+
+def test_device_paths_time_fp32_and_bf16_on_the_same_weights():
+    result = policy_bench._device_paths("cpu", chunk=2, repeat=1, compile_lm=False)
+    assert result["device"] == "cpu"
+    for variant in ("fp32", "bf16"):
+        assert set(result[variant]["actions_per_s"]) == {"generate", "parallel_chunked"}
+        assert result[variant]["speedup_vs_generate"]["generate"] == 1.0
+    assert set(result["parallel_chunked_vs_fp32_generate"]) == {"fp32", "bf16"}
+    assert result["parallel_chunked_vs_fp32_generate"]["fp32"] == \
+        result["fp32"]["speedup_vs_generate"]["parallel_chunked"]

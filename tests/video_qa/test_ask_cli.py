@@ -92,6 +92,7 @@ def test_cli_train_and_eval_end_to_end(tmp_path, capsys):
     res = json.loads((run / "eval.json").read_text())
     assert set(res["accuracy"]) <= set(res["types"]) and 0 <= res["overall"] <= 1
     assert "heldout_templates" in res and res["visual_tokens"] == 6
+    assert set(res["by_source"]) == {"billiards", "tabletop"}  # one shot + two episodes, per world
     out = tmp_path / "eval.json"
     assert main(["eval-qa", "--checkpoint", str(run / "checkpoint"), "--out", str(out)]) == 0
     written = json.loads(out.read_text())
