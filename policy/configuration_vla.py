@@ -44,6 +44,7 @@ class VLAConfig:
     n_bins: int = field(default=256, metadata={"help": "uniform bins per action dimension (OpenVLA)"})
     action_dim: int = field(default=7, metadata={"help": "dx,dy,dz,droll,dpitch,dyaw,gripper"})
     chunk: int = field(default=4, metadata={"help": "K future actions predicted per call"})
+    replan: int = field(default=0, metadata={"help": "actions executed from each chunk before predicting again (0 = all K): the checkpoint's execution default, as a generation config is; fewer = more reactive"})
     decoding: str = field(default="parallel", metadata={"help": "parallel (one pass, OpenVLA-OFT) | autoregressive (token by token)"})
     action_head: str = field(default="tokens", metadata={"help": "tokens (256-way CE) | l1 (continuous regression, parallel only)"})
     use_state: bool = field(default=True, metadata={"help": "add one proprioception token (normalised state)"})
@@ -63,6 +64,8 @@ class VLAConfig:
             raise PolicyError(f"unknown lm_family {self.lm_family!r}; choose from {LM_FAMILIES}")
         if self.chunk < 1:
             raise PolicyError("chunk must be >= 1")
+        if not 0 <= self.replan <= self.chunk:
+            raise PolicyError(f"replan must be 0 (the whole chunk) to chunk={self.chunk}, got {self.replan}")
         if not self.camera_list:
             raise PolicyError("at least one camera is needed")
 

@@ -38,7 +38,7 @@ class EvalConfig:
     video_dir: str = field(default="", metadata={"help": "write rollout mp4s here"})
     videos: int = field(default=4, metadata={"help": "rollouts per task saved as video"})
     execution: str = field(default="open_loop", metadata={"help": "open_loop | ensemble (chunk execution)"})
-    replan: int = field(default=0, metadata={"help": "open_loop: actions played per chunk before predicting again (0 = all K)"})
+    replan: int = field(default=-1, metadata={"help": "open_loop: actions played per chunk before predicting again (-1 = the checkpoint's setting, 0 = all K)"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda"})
 
 
@@ -149,7 +149,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.episodes < 1:
         raise PolicyError("--episodes must be at least 1")
     policy = Policy.from_pretrained(cfg.checkpoint, execution=cfg.execution, device=cfg.device,
-                                    replan=cfg.replan)
+                                    replan=None if cfg.replan < 0 else cfg.replan)
     templates = read_instruction_file(cfg.instructions) if cfg.instructions else None
     colors = tuple(c.strip() for c in cfg.colors.split(",") if c.strip()) or None
     t0 = time.perf_counter()

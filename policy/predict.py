@@ -34,9 +34,10 @@ class Policy:
 
     def __init__(self, model: VLAModel, execution: str = "open_loop", ensemble_decay: float = 0.1,
                  device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 replan: int = 0) -> None:
+                 replan: int | None = None) -> None:
         if execution not in EXECUTIONS:
             raise PolicyError(f"unknown execution {execution!r}; choose from {EXECUTIONS}")
+        replan = model.cfg.replan if replan is None else replan
         if not 0 <= replan <= model.cfg.chunk:
             raise PolicyError(f"replan must be 0 (the whole chunk) to {model.cfg.chunk}, got {replan}")
         self.model = model.eval().to(device=device, dtype=dtype or torch.float32)
@@ -46,7 +47,8 @@ class Policy:
         self.execution = execution
         self.decay = ensemble_decay
         # open_loop plays this many actions of each chunk before predicting again (openpi's
-        # replan_steps): fewer means more model calls but quicker reaction to what happened.
+        # replan_steps; the checkpoint's own setting unless given): fewer means more model calls
+        # but a quicker reaction to what happened, which grasping needs.
         self.replan = replan or model.cfg.chunk
         self._queues: dict[int, deque] = {}
         self._history: dict[int, list[tuple[int, np.ndarray]]] = {}

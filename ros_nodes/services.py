@@ -48,6 +48,9 @@ class PolicyService:
             instructions.append(instruction)
         predict = getattr(self.policy, "predict_chunk_batch", None) or self.policy.predict_batch
         actions = np.asarray(predict(observations, instructions), dtype=np.float32)
+        replan = getattr(self.policy, "replan", None)
+        if replan and actions.ndim == 3:  # the client plays what it gets: send what a local run plays
+            actions = actions[:, :replan]
         if len(actions) != len(requests):
             raise RuntimeError(f"policy returned {len(actions)} actions for {len(requests)} requests")
         return [({}, {"action": a}) for a in actions]

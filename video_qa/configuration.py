@@ -32,6 +32,9 @@ class VideoLMConfig:
     tokens_per_frame: int = field(default=4, metadata={"help": "HiLight keeps a few tokens per frame; <= 32 by contract"})
     mining_heads: int = 4
     num_frames: int = field(default=8, metadata={"help": "frames per question; the sampler picks them from the clip"})
+    # Weight of the per-frame auxiliary loss (video_qa.data.frame_labels) on each frame's tokens;
+    # training only, 0 = off. The head is kept in the checkpoint so a saved model reloads as is.
+    aux_frame_weight: float = field(default=0.0, metadata={"help": "weight of the per-frame visual-facts loss (training only; 0 = off)"})
     # --- language model ---
     lm_path: str | None = field(default=None, metadata={"help": "local pretrained causal LM dir; None = tiny Llama, trained here"})
     lm_hidden: int = field(default=128, metadata={"help": "tiny default: a 2-core CPU trains it in ~10 minutes"})

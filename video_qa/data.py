@@ -286,6 +286,49 @@ def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 64, idle_step
     return np.stack(frames), np.asarray(times), summary
 
 
+# ---------------------------------------------------------------------------- frame labels
+# Per-frame visual facts from the ground truth, for an auxiliary training loss on each frame's
+# tokens: trained only on answers, the tiny model learns text priors and ignores what the frames
+# show (attribute accuracy stays at chance); as the policy's grounding loss did, a per-frame target
+# makes the frame tokens carry colours, presence and state. Fixed vocabulary, one bit each.
+AUX_BALLS = ("cue", "yellow", "blue", "red", "purple", "orange", "green", "maroon", "black")
+AUX_COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
+AUX_SHAPES = ("cube", "cylinder")
+AUX_LABELS: tuple[str, ...] = (
+    tuple(f"on_table:{b}" for b in AUX_BALLS)
+    + tuple(f"present:{c} {s}" for c in AUX_COLORS for s in AUX_SHAPES)
+    + ("lifted",) + tuple(f"lifted:{c}" for c in AUX_COLORS))
+
+
+def frame_labels(summary: dict[str, Any], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, mask)`` float32 ``[T, len(AUX_LABELS)]`` for frames at ``times``; the mask is 0
+    where a label does not apply (billiards bits on tabletop frames and the reverse)."""
+    times = np.asarray(times, np.float64)
+    labels = np.zeros((len(times), len(AUX_LABELS)), np.float32)
+    mask = np.zeros_like(labels)
+    index = {name: i for i, name in enumerate(AUX_LABELS)}
+    if summary["source"] == "billiards":
+        pots = summary["pot_times"]
+        for ball in AUX_BALLS:
+            j = index[f"on_table:{ball}"]
+            mask[:, j] = 1.0
+            labels[:, j] = times < pots[ball] if ball in pots else 1.0
+        return labels, mask
+    mask[:, len(AUX_BALLS):] = 1.0
+    for obj in summary["objects"]:
+        key = f"present:{obj['name']}"
+        if key in index:
+            labels[:, index[key]] = 1.0
+    lift = summary.get("lift_time")
+    if lift is not None:
+        target = next(o for o in summary["objects"] if o["is_target"])
+        up = times >= lift
+        labels[:, index["lifted"]] = up
+        if f"lifted:{target['color']}" in index:
+            labels[:, index[f"lifted:{target['color']}"]] = up
+    return labels, mask
+
+
 # ---------------------------------------------------------------------------- cache
 def clip_ids(n_billiards: int, n_tabletop: int) -> list[tuple[str, int]]:
     ids = [(f"billiards_{i:04d}", i) for i in range(n_billiards)]

@@ -138,6 +138,10 @@ class VideoLM(nn.Module):
         else:
             self.pool = MeanPooling(cfg.tokens_per_frame)
         self.projector = nn.Sequential(nn.Linear(dv, dl), nn.GELU(), nn.Linear(dl, dl))
+        if cfg.aux_frame_weight > 0:
+            from video_qa.data import AUX_LABELS
+
+            self.aux_head = nn.Linear(dl, len(AUX_LABELS))
         if cfg.freeze_vision:
             self.vision.requires_grad_(False)
 
@@ -198,18 +202,25 @@ class VideoLM(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
-                images: torch.Tensor | None = None, patches: torch.Tensor | None = None
+                images: torch.Tensor | None = None, patches: torch.Tensor | None = None,
+                frame_labels: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """``images`` ``[B, T, 3, S, S]`` or cached ``patches`` ``[B, T, N, D]``; ids/labels/mask
-        ``[B, L]`` (labels are -100 off the answer)."""
+        ``[B, L]`` (labels are -100 off the answer); ``frame_labels``/``frame_mask`` ``[B, T, A]``
+        add the per-frame auxiliary loss when the model has its head."""
         x = images if patches is None else patches
         b, t = x.shape[:2]
         vis = (self.frame_tokens(images=images.flatten(0, 1)) if patches is None else
                self.frame_tokens(patches=patches.flatten(0, 1)))
+        aux = None
+        if frame_labels is not None and getattr(self, "aux_head", None) is not None:
+            logits = self.aux_head(vis.reshape(b, t, self.cfg.tokens_per_frame, -1).mean(2))
+            bce = F.binary_cross_entropy_with_logits(logits, frame_labels, reduction="none")
+            aux = (bce * frame_mask).sum() / frame_mask.sum().clamp(min=1.0)
         vis = vis.reshape(b, t * self.cfg.tokens_per_frame, -1)
         emb = self._embed(input_ids, vis)
         out = self.lm(inputs_embeds=emb, attention_mask=attention_mask, labels=labels)
-        return out.loss
+        return out.loss if aux is None else out.loss + self.cfg.aux_frame_weight * aux
 
     def collate(self, examples: Sequence[dict[str, Any]], device: torch.device | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -233,6 +244,9 @@ class VideoLM(nn.Module):
             mask[i, :len(r)] = 1
         dev = device or self.device
         out = {"input_ids": ids.to(dev), "labels": lab.to(dev), "attention_mask": mask.to(dev)}
+        if all("frame_labels" in ex for ex in examples):
+            out["frame_labels"] = torch.stack([torch.as_tensor(ex["frame_labels"]) for ex in examples]).to(dev)
+            out["frame_mask"] = torch.stack([torch.as_tensor(ex["frame_mask"]) for ex in examples]).to(dev)
         if all("patches" in ex for ex in examples):
             out["patches"] = torch.stack([torch.as_tensor(ex["patches"]) for ex in examples]).to(dev)
         else:

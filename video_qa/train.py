@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from video_qa.configuration import VideoLMConfig
-from video_qa.data import QA, QADataset, generate
+from video_qa.data import QA, QADataset, frame_labels, generate
 from video_qa.errors import VideoQAError
 
 SAMPLERS = ("uniform", "motion")
@@ -73,6 +73,7 @@ def example_for(dataset: QADataset, q: QA, sampler: str, budget: int,
     idx = _INDEX_CACHE[key]
     ex = {"frames": frames[idx], "times": [float(times[i]) for i in idx],
           "question": q.question, "answer": q.answer}
+    ex["frame_labels"], ex["frame_mask"] = frame_labels(dataset.clip(q.clip)[2], times[idx])
     if features is not None:
         ex["patches"] = features[q.clip][idx]
     return ex

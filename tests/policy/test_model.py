@@ -92,7 +92,7 @@ def test_open_loop_chunk_and_ensemble_execution():
     assert np.allclose(a1[:6], expect[:6], atol=1e-6)
 
 
-def test_replan_plays_only_the_first_actions_of_each_chunk():
+def test_replan_plays_only_the_first_actions_of_each_chunk(tmp_path):
     model = _model()  # chunk of 2
     replan = Policy(model, replan=1)
     first = replan.predict(_obs(True), "go")
@@ -102,6 +102,11 @@ def test_replan_plays_only_the_first_actions_of_each_chunk():
     assert not np.allclose(second, replan.predict_chunk(_obs(True), "go")[1])
     with pytest.raises(PolicyError, match="replan"):
         Policy(model, replan=3)
+    # the checkpoint's own setting is the default, and survives save/load
+    saved = _model(replan=1)
+    assert Policy(saved).replan == 1 and Policy(saved, replan=0).replan == 2
+    saved.save_pretrained(tmp_path / "ckpt")
+    assert Policy.from_pretrained(tmp_path / "ckpt").replan == 1
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])

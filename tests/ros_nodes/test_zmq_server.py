@@ -50,6 +50,22 @@ def test_predict_round_trip_matches_in_process_call():
         assert health["status"] == "serving" and health["served"] == 1 and "predict" in health["ops"]
 
 
+class ChunkPolicy:
+    """Chunks of 4 actions numbered 0..3, executed 2 at a time (a checkpoint with replan=2)."""
+
+    replan = 2
+
+    def predict_chunk_batch(self, observations, instructions):
+        return np.stack([np.arange(4 * 7, dtype=np.float32).reshape(4, 7)] * len(observations))
+
+
+def test_server_sends_only_the_actions_a_local_policy_would_play():
+    with _server(ChunkPolicy()) as server, InferenceClient(server.endpoint, timeout_ms=2000) as client:
+        chunk = client.predict({"agentview": np.zeros((8, 8, 3), np.uint8)}, "go")
+    assert chunk.shape == (2, 7)
+    np.testing.assert_array_equal(chunk, np.arange(14, dtype=np.float32).reshape(2, 7))
+
+
 def test_protocol_round_trip_and_refuses_object_dtype():
     arrays = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.zeros((0, 2), np.uint8)}
     head, out = decode(encode({"op": "x"}, arrays), max_bytes=1 << 20)

@@ -91,3 +91,22 @@ def test_generated_clips_match_the_simulator(tmp_path):
     # splits are by clip: every question of a clip shares its split
     assert len({(q.clip, q.split) for q in ds.qas}) == 2
     assert qa_file.read_text().count("\n") == len(ds.qas)
+
+
+def test_frame_labels_follow_the_ground_truth():
+    from video_qa.data import AUX_LABELS, frame_labels
+
+    col = {name: i for i, name in enumerate(AUX_LABELS)}
+    shot = {"source": "billiards", "pot_times": {"green": 2.5}}
+    labels, mask = frame_labels(shot, np.array([1.0, 3.0]))
+    assert labels[0, col["on_table:green"]] == 1 and labels[1, col["on_table:green"]] == 0
+    assert labels[1, col["on_table:red"]] == 1 and mask[:, col["lifted"]].sum() == 0
+    episode = {"source": "tabletop", "lift_time": 2.0,
+               "objects": [{"name": "green cylinder", "color": "green", "is_target": True},
+                           {"name": "blue cube", "color": "blue", "is_target": False}]}
+    labels, mask = frame_labels(episode, np.array([1.0, 2.5]))
+    assert labels[:, col["present:blue cube"]].tolist() == [1, 1]
+    assert labels[:, col["present:blue cylinder"]].tolist() == [0, 0]
+    assert labels[:, col["lifted"]].tolist() == [0, 1]
+    assert labels[:, col["lifted:green"]].tolist() == [0, 1] and labels[1, col["lifted:blue"]] == 0
+    assert mask[:, col["on_table:cue"]].sum() == 0 and mask[:, col["lifted"]].sum() == 2

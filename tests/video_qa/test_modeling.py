@@ -99,3 +99,23 @@ def test_mean_pooling_model_trains_with_same_token_budget():
 def test_unknown_pooling_lists_valid_ones():
     with pytest.raises(VideoQAError, match="mining, mean"):
         tiny_config(pooling="max")
+
+
+def test_per_frame_auxiliary_loss_adds_to_the_answer_loss_and_round_trips(tmp_path):
+    from video_qa.data import AUX_LABELS
+
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config(aux_frame_weight=1.0))
+    batch = model.collate(_examples(2))
+    frames = 3
+    labels = torch.ones(2, frames, len(AUX_LABELS))
+    plain = model(**batch)
+    with_aux = model(**batch, frame_labels=labels, frame_mask=torch.ones_like(labels))
+    masked = model(**batch, frame_labels=labels, frame_mask=torch.zeros_like(labels))
+    assert with_aux > plain + 0.1 and torch.allclose(masked, plain)
+    with_aux.backward()
+    assert model.aux_head.weight.grad.abs().sum() > 0
+    assert model.pool.queries.grad.abs().sum() > 0  # the loss reaches the frame tokens
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = VideoLM.from_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.aux_head.weight, model.aux_head.weight)
