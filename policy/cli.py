@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     e = sub.add_parser("eval", help="evaluate a policy checkpoint closed-loop in the sim",
-                       description="Success rate per task with a 95%% Wilson interval over fixed "
+                       description="Success rate per task with a 95 % Wilson interval over fixed "
                        "held-out seeds, mean episode length, rollout videos and a JSON.")
     from sim.config import add_dataclass_args
 
