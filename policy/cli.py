@@ -1,4 +1,4 @@
-"""`embodied train` and `embodied eval`: the policy's subcommands (heavy imports happen inside)."""
+"""`embodied train`, `embodied eval` and `embodied dagger`: the policy's subcommands (heavy imports inside)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataclass_args(e, EvalConfig)
     e.set_defaults(func=_eval)
 
+    from policy.dagger import DaggerConfig
+
+    d = sub.add_parser("dagger", help="policy-driven, expert-labelled episodes (DAgger) into a dataset",
+                       description="The checkpoint drives the sim while the scripted expert labels every "
+                       "frame with what it would do there; failed rollouts are kept. Point --out at a "
+                       "directory of expert demonstrations to aggregate both, then fine-tune with "
+                       "`embodied train --dataset DIR --init CKPT`. Re-running resumes.")
+    add_dataclass_args(d, DaggerConfig)
+    d.set_defaults(func=_dagger)
+
 
 def _train(args: argparse.Namespace) -> int:
     from policy.train import run_from_args
@@ -42,3 +52,15 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(from_args(EvalConfig, args))
     print(json.dumps(to_jsonable({k: v for k, v in result.items() if k != "config"}), indent=2))
     return 0
+
+
+def _dagger(args: argparse.Namespace) -> int:
+    import json
+
+    from sim.config import from_args
+
+    from policy.dagger import DaggerConfig, run_dagger
+
+    summary = run_dagger(from_args(DaggerConfig, args))
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["complete"] else 1

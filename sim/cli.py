@@ -26,6 +26,7 @@ COLLECT_HELP = {
     "burst_prob": "per-step chance of 1-3 random full-speed executed moves, the expert's labels recorded",
     "perturb": "std (m) of noise on the executed moves only: off-course states with the expert's corrections (DART)",
     "progress": "progress bar",
+    "drive_prob": "used by `embodied dagger` only: share of steps a policy drives while the expert labels;",
     "fsync": "fsync every file (power-cut safe; --no-fsync is faster, still crash safe)",
 }
 

@@ -16,7 +16,10 @@ slightly wrong policy reaches and show how the expert gets back on course, which
 rollouts never do. ``burst_prob`` goes further: at each step, with that probability, the next 1-3
 executed moves are replaced by full-speed moves in a random direction (the gripper command kept),
 so the data also holds the far-off states a policy that missed ends up in (on the table beside the
-object, above a distractor) with the expert's way back from each. Idle steps
+object, above a distractor) with the expert's way back from each. A ``driver`` (DAgger, Ross et
+al. 2011) goes furthest: a learned policy chooses the executed action (on a ``drive_prob`` share of
+the steps) and the expert only labels, so the data hold exactly the states that policy reaches,
+its mistakes included; ``sim`` knows nothing of policies, the caller passes ``make_driver``. Idle steps
 (no translation, no rotation, gripper unchanged) teach a policy to stand still and are dropped by
 default (``skip_idle``). Ground truth (``env.unwrapped.ground_truth()``) is logged at every step:
 numeric leaves become per-frame arrays in ``gt/episode_{index:06d}.npz``; the first and last
@@ -45,6 +48,14 @@ class Expert(Protocol):
     def act(self, obs: dict[str, Any]) -> np.ndarray: ...
 
 
+class Driver(Protocol):
+    """Whatever moves the robot while the expert labels (a policy under DAgger)."""
+
+    def reset(self, instruction: str) -> None: ...
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray: ...
+
+
 @dataclass
 class CollectConfig:
     task: str = "PickUp"  # a task, a comma list ("PickUp,Push") or "all" (every tabletop task)
@@ -59,6 +70,7 @@ class CollectConfig:
     keep_failures: bool = False  # save failed attempts too (flagged success=False)
     perturb: float = 0.0  # m, std of noise added to the executed (not the recorded) translation
     burst_prob: float = 0.0  # per-step chance of 1-3 executed random full-speed moves (recorded: the expert's)
+    drive_prob: float = 1.0  # with a driver: share of steps whose executed action is the driver's
     max_steps: int = 400  # hard cap per episode on top of the env's own time limit
     max_attempts: int = 0  # give up after this many attempts; 0 = 2 x episodes + 10
     crf: int = 18  # x264 quality of the stored videos (lower = sharper, larger)
@@ -148,11 +160,15 @@ def default_make_expert(env, seed: int) -> Expert:
 
 
 def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
-                start_recording: Callable[[str], Any] | None = None) -> dict[str, Any]:
+                start_recording: Callable[[str], Any] | None = None,
+                driver: Driver | None = None) -> dict[str, Any]:
     """Roll the expert out once and return success, steps, kept frames and the ground truth.
 
     ``start_recording(instruction)`` is called after reset (when the instruction is known) and
     returns an EpisodeRecorder that receives the kept frames; without it nothing is recorded.
+    With a ``driver`` the recorded action is still the expert's; the executed one is the driver's
+    on a ``cfg.drive_prob`` share of steps (the driver is asked every step, so a chunking policy's
+    queue stays in step with the episode).
 
     Events (for video QA: ordering, timestamps) are the env's own, if its ground truth has an
     "events" list, plus gripper closes/opens and the first success, each with the env ``step``,
@@ -162,6 +178,9 @@ def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
     expert.reset()
     instruction = str(info.get("instruction", ""))
     recorder = start_recording(instruction) if start_recording else None
+    if driver is not None:
+        driver.reset(instruction)
+    drive_rng = np.random.default_rng([seed, 0xDA66E2])
     unwrapped = env.unwrapped
     hz = float(env.metadata.get("render_fps") or 10)
     gt_first = unwrapped.ground_truth()
@@ -190,8 +209,14 @@ def run_episode(env, expert: Expert, seed: int, cfg: CollectConfig,
             events.append({"type": kind, "step": steps - 1, "t": round((steps - 1) / hz, 4), "frame": frame})
         prev_gripper = float(action[6])
         executed = action
+        if driver is not None:
+            driven = np.asarray(driver.act(obs), dtype=np.float32)
+            if drive_rng.random() < cfg.drive_prob:
+                if driven.shape != action.shape or not np.all(np.isfinite(driven)):
+                    raise SimError(f"driver produced a bad action {driven!r} at step {steps}")
+                executed = np.clip(driven, space.low, space.high).astype(np.float32)
         if cfg.perturb > 0:
-            executed = action.copy()
+            executed = executed.copy()
             executed[:3] += perturb_rng.normal(0.0, cfg.perturb, 3).astype(np.float32)
             executed = np.clip(executed, space.low, space.high).astype(np.float32)
         if cfg.burst_prob > 0:
@@ -228,8 +253,12 @@ def _check_output(out: Path) -> None:
 
 
 def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | None = None,
-            make_expert: Callable[[Any, int], Expert] | None = None) -> dict[str, Any]:
-    """Fill ``cfg.out`` up to ``cfg.episodes`` saved episodes; returns a summary dict."""
+            make_expert: Callable[[Any, int], Expert] | None = None,
+            make_driver: Callable[[Any], Driver] | None = None) -> dict[str, Any]:
+    """Fill ``cfg.out`` up to ``cfg.episodes`` saved episodes; returns a summary dict.
+
+    ``make_driver(env)``, when given, builds the driver for each task's env (once per env).
+    """
     from tqdm import tqdm
 
     from sim.dataset import LeRobotWriter
@@ -240,9 +269,12 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
     tasks = parse_tasks(cfg.task) if make_env is default_make_env else [t.strip() for t in cfg.task.split(",")]
     if cfg.episodes < 0:
         raise SimError("--episodes must be >= 0")
+    if not 0.0 <= cfg.drive_prob <= 1.0:
+        raise SimError(f"--drive-prob must be in [0, 1], got {cfg.drive_prob}")
     out = Path(cfg.out)
     _check_output(out)
     envs: dict[str, Any] = {}
+    drivers: dict[str, Driver] = {}
     t0 = time.perf_counter()
     try:
         envs[tasks[0]] = make_env(tasks[0], cfg)
@@ -271,6 +303,8 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
             task = tasks[writer.num_episodes % len(tasks)]
             if task not in envs:
                 envs[task] = make_env(task, cfg)
+            if make_driver is not None and task not in drivers:
+                drivers[task] = make_driver(envs[task])
             env, seed = envs[task], cfg.seed + attempt
             expert = make_expert(env, seed)
             started: list[Any] = []  # the recorder, kept here so a crash mid-episode can discard it
@@ -280,7 +314,8 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
                 return started[-1]
 
             try:
-                result = run_episode(env, expert, seed, cfg, start_recording=start)
+                result = run_episode(env, expert, seed, cfg, start_recording=start,
+                                     driver=drivers.get(task))
             except BaseException:
                 for rec in started:
                     rec.discard()

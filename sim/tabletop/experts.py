@@ -23,6 +23,8 @@ from sim.tabletop.ik import orientation_error
 SPEED = 0.04  # m per step, under MAX_DPOS so noise rarely clips
 TURN = 0.2  # rad per step
 HOVER = 0.1  # m above an object's top before descending
+LOST = 0.04  # m from the TCP: a target this far away during a carrying phase is not in the hand
+CARRYING = ("lift", "hold", "carry", "lower")  # phases that assume the target is held
 DOWN = np.diag([1.0, -1.0, -1.0])  # home orientation: TCP z pointing at the table
 
 
@@ -159,10 +161,23 @@ class Expert:
         return phases
 
     # --- acting
+    def _lost_target(self, phase: Phase, tcp: np.ndarray) -> bool:
+        """A closed hand in a carrying phase but the target is elsewhere: the grasp missed.
+
+        Scripted rollouts rarely get here; rollouts driven by a learner (DAgger relabelling) or
+        bursts of random moves do, and "keep lifting an empty hand" would be a wrong label.
+        """
+        if phase.name not in CARRYING or self.env.task not in ("pick_up", "put_in"):
+            return False
+        return bool(np.linalg.norm(tcp - self._obj()) > LOST)
+
     def act(self, obs=None) -> np.ndarray:
+        tcp, _ = self.env.tcp_pose()
+        if self._lost_target(self.phases[self.index], tcp):  # start over: open, hover, descend
+            self.phases = getattr(self, "_" + self.env.task)()
+            self.index, self.steps_in_phase = 0, 0
         plan = self.phases
         phase = plan[self.index]
-        tcp, _ = self.env.tcp_pose()
         waypoint = phase.waypoint()
         reached = phase.done() if phase.done else np.linalg.norm(tcp - waypoint) < phase.tol
         if reached and self.steps_in_phase >= phase.min_steps and self.index < len(plan) - 1:

@@ -278,3 +278,58 @@ def test_perturbed_collection_records_the_expert_action_not_the_executed_one():
     # and the expert's labels bring it back: the episode still succeeds, only later.
     assert departure(runs[0.3], np.max) > 0.02 > departure(runs[0.01], np.max)
     assert len(runs[0.3]) > len(runs[0.0])
+
+
+def test_a_driver_moves_the_arm_while_the_expert_labels():
+    """DAgger: the driver's action is executed (here: stand still), the expert's is recorded (move
+    towards the target), the driver is asked at every step and told the instruction; with
+    drive_prob=0 the episode is exactly the expert's own."""
+    import sim
+    from sim.collect import run_episode
+    from sim.tabletop.experts import make_expert
+
+    class Rec:
+        def __init__(self):
+            self.frames = []
+
+        def add_frame(self, images, state, action, gt):
+            self.frames.append((np.array(state), np.array(action)))
+
+    class StandStill:
+        def __init__(self):
+            self.instructions, self.calls = [], 0
+
+        def reset(self, instruction):
+            self.instructions.append(instruction)
+
+        def act(self, obs):
+            self.calls += 1
+            return np.zeros(7, np.float32)
+
+    runs = {}
+    for prob in (0.0, 1.0):
+        env = sim.make("Reach", cameras=(), max_steps=12)
+        driver, rec = StandStill(), Rec()
+        out = run_episode(env, make_expert(env, seed=3), 3, CollectConfig(drive_prob=prob, cameras=()),
+                          lambda _: rec, driver=driver)
+        env.close()
+        assert driver.instructions == [out["instruction"]] and driver.calls == out["steps"]
+        runs[prob] = (out, rec.frames)
+    env = sim.make("Reach", cameras=(), max_steps=12)
+    plain_rec = Rec()
+    plain = run_episode(env, make_expert(env, seed=3), 3, CollectConfig(cameras=()), lambda _: plain_rec)
+    env.close()
+    assert runs[0.0][0]["steps"] == plain["steps"]
+    np.testing.assert_array_equal(np.array([a for _, a in runs[0.0][1]]), np.array([a for _, a in plain_rec.frames]))
+    driven, frames = runs[1.0]
+    assert not driven["success"] and driven["steps"] == 12  # the arm never moved
+    states = np.array([s for s, _ in frames])
+    labels = np.array([a for _, a in frames])
+    assert np.allclose(states[:, :3], states[0, :3], atol=2e-3)  # it stood still...
+    assert np.all(np.linalg.norm(labels[:, :3], axis=1) > 0.01)  # ...while the expert said "go"
+    np.testing.assert_allclose(labels[0], plain_rec.frames[0][1])  # the same first label
+
+
+def test_drive_prob_out_of_range_is_a_user_error(tmp_path):
+    with pytest.raises(SimError, match="drive-prob"):
+        collect(CollectConfig(out=str(tmp_path / "d"), drive_prob=1.5, cameras=(), progress=False))

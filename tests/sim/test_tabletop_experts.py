@@ -50,3 +50,27 @@ def test_grasp_holds_while_shaking():
         assert np.linalg.norm(offset) < 0.01, (seed, offset)
         assert all(env.finger_contacts(slot))
     assert shapes == {"cube", "cylinder"}
+
+
+def test_expert_starts_over_when_the_grasp_missed():
+    """Labels for a learner's states (DAgger): in a carrying phase with the target nowhere near the
+    hand, the expert opens, goes back above the target and grasps again instead of lifting an
+    empty hand; with the target in the hand it carries on."""
+    env = TabletopEnv(task="pick_up", cameras=())
+    obs, _ = env.reset(seed=4)
+    expert = make_expert(env, seed=0)
+    expert.reset()
+    lift = [p.name for p in expert.phases].index("lift")
+    expert.index = lift  # as if the hand had closed: but it is still at home, far from the target
+    action = expert.act(obs)
+    assert expert.phases[expert.index].name == "above" and action[6] == 0.0
+    # Drive the expert to its real lift phase: there the target is held and the phase is kept.
+    done = False
+    while not done and expert.phases[expert.index].name != "lift":
+        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        done = terminated or truncated
+    assert expert.phases[expert.index].name == "lift"
+    for _ in range(3):
+        action = expert.act(obs)
+        obs, *_ = env.step(action)
+        assert expert.phases[expert.index].name in ("lift", "hold") and action[6] == 1.0
