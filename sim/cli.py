@@ -26,7 +26,6 @@ COLLECT_HELP = {
     "burst_prob": "per-step chance of 1-3 random full-speed executed moves, the expert's labels recorded",
     "perturb": "std (m) of noise on the executed moves only: off-course states with the expert's corrections (DART)",
     "progress": "progress bar",
-    "drive_prob": "used by `embodied dagger` only: share of steps a policy drives while the expert labels;",
     "fsync": "fsync every file (power-cut safe; --no-fsync is faster, still crash safe)",
 }
 
@@ -44,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "same command resumes; asking for N episodes when N exist does nothing.")
     add_dataclass_args(c, CollectConfig)
     for action in c._actions:
-        if action.dest in COLLECT_HELP:
+        if action.dest == "drive_prob":  # only meaningful with a driver: `embodied dagger` sets it
+            action.help = argparse.SUPPRESS
+        elif action.dest in COLLECT_HELP:
             action.help = f"{COLLECT_HELP[action.dest]} {action.help}"
     c.add_argument("--size", default=None, metavar="WxH", help="image size (default: 128x128)")
     c.add_argument("--cameras", default=None, metavar="A,B", help="cameras (default: agentview,wrist)")

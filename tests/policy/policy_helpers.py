@@ -19,6 +19,23 @@ def tiny_config(**overrides) -> VLAConfig:
     return VLAConfig(**base)
 
 
+def save_sim_checkpoint(directory) -> str:
+    """An untrained checkpoint that runs in the tabletop sim (15-d state, 32 px images); returns its path.
+
+    Seeded, so the tests that roll it out (closed-loop eval, DAgger) see the same policy every run.
+    """
+    import torch
+
+    from policy.modeling_vla import VLAModel
+
+    torch.manual_seed(0)
+    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
+    model = VLAModel.build(tiny_config(state_dim=15, obs_image_size=32), stats,
+                           ["touch the red cube"], {"mean": [0.0] * 15, "std": [1.0] * 15})
+    model.save_pretrained(directory)
+    return str(directory)
+
+
 def image_with_square(left: bool, rng: np.random.Generator) -> np.ndarray:
     img = rng.integers(0, 40, size=(SIZE, SIZE, 3), dtype=np.uint8)
     x0 = 2 if left else SIZE - 12

@@ -3,27 +3,20 @@ is a dataset the trainer reads (aggregated with expert episodes already in the d
 
 import numpy as np
 import pytest
-import torch
-
 from policy.dagger import DaggerConfig, run_dagger
 from policy.errors import PolicyError
-from policy.modeling_vla import VLAModel
-from policy_helpers import tiny_config
+from policy_helpers import save_sim_checkpoint
 from sim.collect import CollectConfig, collect
 from sim.dataset import LeRobotDataset
 
 
 def test_dagger_aggregates_policy_rollouts_with_expert_labels(tmp_path):
-    torch.manual_seed(0)
-    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
-    model = VLAModel.build(tiny_config(state_dim=15, obs_image_size=32), stats,
-                           ["touch the red cube"], {"mean": [0.0] * 15, "std": [1.0] * 15})
-    model.save_pretrained(tmp_path / "ckpt")
+    ckpt = save_sim_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "agg"
     # Two expert episodes first, then two driven by the (untrained) policy in the same directory.
     collect(CollectConfig(task="Reach", episodes=2, out=str(out), image_size=(32, 32), progress=False,
                           fsync=False))
-    summary = run_dagger(DaggerConfig(checkpoint=str(tmp_path / "ckpt"), task="Reach", episodes=4,
+    summary = run_dagger(DaggerConfig(checkpoint=ckpt, task="Reach", episodes=4,
                                       out=str(out), fsync=False))
     assert summary["complete"] and summary["episodes"] == 4 and summary["resumed_from"] == 2
     # An untrained policy fails Reach, and its failed rollouts are kept: they are the point.

@@ -2,12 +2,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from policy.errors import PolicyError
 from policy.evaluate import EvalConfig, evaluate, fill_template, wilson_interval
-from policy.modeling_vla import VLAModel
-from policy_helpers import tiny_config
+from policy_helpers import save_sim_checkpoint
 
 
 def test_wilson_interval_values():
@@ -18,11 +16,7 @@ def test_wilson_interval_values():
 
 
 def test_closed_loop_eval_writes_json_and_video(tmp_path):
-    torch.manual_seed(0)
-    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
-    model = VLAModel.build(tiny_config(state_dim=15, obs_image_size=32), stats,
-                           ["touch the red cube"], {"mean": [0.0] * 15, "std": [1.0] * 15})
-    model.save_pretrained(tmp_path / "ckpt")
+    save_sim_checkpoint(tmp_path / "ckpt")
     (tmp_path / "mine.txt").write_text("# my phrasing\nplease poke the {obj}\n")
     cfg = EvalConfig(checkpoint=str(tmp_path / "ckpt"), task="Reach", episodes=2, num_envs=2,
                      out=str(tmp_path / "eval.json"), video_dir=str(tmp_path / "videos"), videos=1,

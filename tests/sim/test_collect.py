@@ -239,19 +239,22 @@ def test_disk_full_mid_episode_keeps_finished_episodes(tmp_path, monkeypatch):
     assert _run(_cfg(tmp_path, episodes=3))["episodes"] == 3  # space is back: it resumes
 
 
+class Rec:
+    """Stands in for an EpisodeRecorder in ``run_episode``: keeps (state, recorded action) pairs."""
+
+    def __init__(self):
+        self.frames = []
+
+    def add_frame(self, images, state, action, gt):
+        self.frames.append((np.array(state), np.array(action)))
+
+
 def test_perturbed_collection_records_the_expert_action_not_the_executed_one():
     """DART: with ``perturb`` the env executes noisy moves, the dataset keeps the expert's own action
     for the state it was in, and the visited states differ from an unperturbed rollout."""
     import sim
     from sim.collect import run_episode
     from sim.tabletop.experts import make_expert
-
-    class Rec:
-        def __init__(self):
-            self.frames = []
-
-        def add_frame(self, images, state, action, gt):
-            self.frames.append((np.array(state), np.array(action)))
 
     runs = {}
     for perturb, burst in ((0.0, 0.0), (0.01, 0.0), (0.0, 0.3)):
@@ -287,13 +290,6 @@ def test_a_driver_moves_the_arm_while_the_expert_labels():
     import sim
     from sim.collect import run_episode
     from sim.tabletop.experts import make_expert
-
-    class Rec:
-        def __init__(self):
-            self.frames = []
-
-        def add_frame(self, images, state, action, gt):
-            self.frames.append((np.array(state), np.array(action)))
 
     class StandStill:
         def __init__(self):
