@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device-paths", choices=("auto", "cuda", "cpu", "off"), default="auto",
                         help="where to time fp32 vs bf16 vs torch.compile (auto: CUDA when present)")
+    parser.add_argument("--device-big-layers", type=int, default=32,
+                        help="depth of the 7B-shaped LM timed in bf16 on CUDA (32 = the whole 7B "
+                             "shape; 0 = skip it)")
 
 
 def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermediate: int = 0):
@@ -141,7 +144,35 @@ def _measure(model, obs: dict, repeat: int, only: tuple[str, ...] = ()) -> dict[
 DEVICE_PATHS = ("generate", "parallel_chunked")
 
 
-def _device_paths(device: str, chunk: int, repeat: int, compile_lm: bool = True) -> dict[str, Any]:
+def _big_on_device(device: str, layers: int, chunk: int, repeat: int) -> dict[str, Any]:
+    """The 7B-shaped LM at ``layers`` depth (32 = Llama-2-7B's whole shape, random weights), built
+    straight on ``device`` in bf16: what 'where memory allows' means on a GPU box, and a CPU build
+    in fp32 (26 GB, minutes of initialisation) would not be."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    try:
+        with torch.device(device):
+            torch.set_default_dtype(torch.bfloat16)
+            model, obs = _model(4096, layers, 32, chunk, intermediate=11008)
+    finally:
+        torch.set_default_dtype(previous)
+    model = model.to(device=device, dtype=torch.bfloat16)
+    try:
+        out = _measure(model, obs, repeat, ("generate", "cached_chunked", "parallel_chunked"))
+        out["note"] = (f"Llama-2-7B shape, {layers} of 32 layers, random weights, bf16 on "
+                       f"{device}")
+        if device == "cuda":
+            out["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        return out
+    finally:
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _device_paths(device: str, chunk: int, repeat: int, compile_lm: bool = True,
+                  big_layers: int = 0) -> dict[str, Any]:
     """``generate`` and ``parallel_chunked`` on ``device`` in fp32, bf16 and bf16 with the LM
     under ``torch.compile``: what a GPU box serving robots would run. Each variant is a fresh copy
     of the same weights, so the ratios compare like with like."""
@@ -172,6 +203,12 @@ def _device_paths(device: str, chunk: int, repeat: int, compile_lm: bool = True)
         out["parallel_chunked_vs_fp32_generate"] = {
             name: out[name]["actions_per_s"]["parallel_chunked"] / fp32
             for name in variants if "actions_per_s" in out[name]}
+    if big_layers:
+        try:
+            out["llama7b_bf16"] = _big_on_device(device, big_layers, chunk, max(3, repeat // 3))
+        except Exception as exc:  # out of memory or a missing kernel: a result, not a crash
+            out["llama7b_bf16"] = {"error": f"{type(exc).__name__}: "
+                                            f"{str(exc).splitlines()[0][:200]}"}
     return out
 
 
@@ -204,6 +241,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["gpu_paths"] = {"skipped": "no GPU here: bf16 and torch.compile paths run on CUDA "
                                           "(--device-paths cpu runs them on the CPU)"}
     else:
-        result["gpu_paths"] = _device_paths(device, args.chunk, 5 if args.quick else repeat)
+        big = 0 if args.quick else getattr(args, "device_big_layers", 32)
+        result["gpu_paths"] = _device_paths(device, args.chunk, 5 if args.quick else repeat,
+                                            big_layers=big if device == "cuda" else 0)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result

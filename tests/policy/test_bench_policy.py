@@ -23,3 +23,12 @@ def test_device_paths_time_fp32_and_bf16_on_the_same_weights():
     assert set(result["parallel_chunked_vs_fp32_generate"]) == {"fp32", "bf16"}
     assert result["parallel_chunked_vs_fp32_generate"]["fp32"] == \
         result["fp32"]["speedup_vs_generate"]["parallel_chunked"]
+
+
+def test_the_7b_shape_is_built_in_bf16_on_the_device_and_timed():
+    # one layer at the 7B width on the CPU: the same code the GPU box runs at 32 layers
+    result = policy_bench._big_on_device("cpu", layers=1, chunk=2, repeat=1)
+    assert set(result["actions_per_s"]) == {"generate", "cached_chunked", "parallel_chunked"}
+    assert result["speedup_vs_generate"]["generate"] == 1.0
+    assert result["params_m"] > 200  # 4096-wide attention + 11008-wide MLP, not the tiny default
+    assert "bf16" in result["note"]
