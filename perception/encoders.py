@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -57,6 +57,9 @@ FAMILIES: dict[str, _Family] = {
 # vision tower under "vision_config").
 _MODEL_TYPES = {"siglip_vision_model": "siglip", "siglip": "siglip", "dinov2": "dinov2", "vit": "vit",
                 "resnet": "resnet", "bit": "bit"}
+# (stage index, that stage's output [B, C, h, w]) -> the features the next stage sees
+StageHook = Callable[[int, torch.Tensor], torch.Tensor]
+
 _CONV_DEFAULT_SIZE = 224  # a pretrained ResNet/BiT config names no input size; ImageNet's
 
 
@@ -116,9 +119,32 @@ class Backbone(nn.Module):
     def config(self) -> Any:
         return self.model.config
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def stage_widths(self) -> list[int]:
+        """Channels after each conv stage: what a per-stage modulation (FiLM) must match."""
+        return [int(w) for w in self.config.hidden_sizes] if self.conv else []
+
+    def forward(self, images: torch.Tensor, modulate: StageHook | None = None) -> torch.Tensor:
+        """``modulate(i, features) -> features`` rewrites conv stage ``i``'s output in flight.
+
+        It goes in through forward hooks that live for this call only, so the transformers
+        model's own forward (which differs between versions) stays in charge, and copies of the
+        module (``copy.deepcopy``) carry no hook that points back at another model.
+        """
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
-        hidden = self.model(pixel_values=x).last_hidden_state
+        handles = []
+        if modulate is not None:
+            if not self.conv:
+                raise PerceptionError(f"per-stage modulation needs a convolutional backbone, "
+                                      f"not {self.family}")
+            for i, stage in enumerate(self.model.encoder.stages):
+                handles.append(stage.register_forward_hook(
+                    lambda _m, _in, out, i=i: modulate(i, out)))
+        try:
+            hidden = self.model(pixel_values=x).last_hidden_state
+        finally:
+            for h in handles:
+                h.remove()
         if self.conv:  # [B, C, h, w] -> [B, h*w, C], cells in row-major order
             return hidden.flatten(2).transpose(1, 2) + self.pos_embed.to(hidden.dtype)
         return hidden[:, self.n_prefix:]
@@ -142,12 +168,21 @@ class VisionEncoder(nn.Module):
         self.num_patches = counts.pop()
         self.out_dim = sum(b.out_dim for b in backbones)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``images``: float ``[B, 3, S, S]`` in [0, 1] -> patch features ``[B, N, out_dim]``."""
+    @property
+    def stage_widths(self) -> list[int]:
+        """Conv stage widths of the single backbone a modulation can address ([] otherwise)."""
+        return self.backbones[0].stage_widths if len(self.backbones) == 1 else []
+
+    def forward(self, images: torch.Tensor, modulate: StageHook | None = None) -> torch.Tensor:
+        """``images``: float ``[B, 3, S, S]`` in [0, 1] -> patch features ``[B, N, out_dim]``.
+
+        ``modulate`` (see :meth:`Backbone.forward`) needs exactly one convolutional backbone."""
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             raise PerceptionError(f"vision encoder expects {self.image_size}x{self.image_size} "
                                   f"images, got {tuple(images.shape[-2:])}")
-        feats = [b(images) for b in self.backbones]
+        if modulate is not None and not self.stage_widths:
+            raise PerceptionError("per-stage modulation needs exactly one convolutional backbone")
+        feats = [b(images, modulate) for b in self.backbones]
         return feats[0] if len(feats) == 1 else torch.cat(feats, dim=-1)
 
     def config_dict(self) -> dict[str, Any]:
@@ -228,8 +263,47 @@ def load_backbone(path: str | Path) -> Backbone:
     return Backbone(family, model)
 
 
+def _embedded_encoder(path: Path) -> VisionEncoder | None:
+    """The vision tower inside one of our checkpoints (a policy's ``save_pretrained`` directory,
+    whose config.json carries a ``"vision"`` entry and whose weights hold ``vision.*``), so
+    another model can start from the encoder a policy trained here; None for other directories.
+
+    Read from the files rather than through ``policy``, which ``perception`` must not import.
+    """
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        spec = json.loads(config_file.read_text()).get("vision")
+    except json.JSONDecodeError as exc:
+        raise PerceptionError(f"{config_file} is not valid JSON: {exc}") from exc
+    if not isinstance(spec, dict) or "backbones" not in spec:
+        return None
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    encoder = VisionEncoder.from_config_dict(spec)
+    try:
+        weights = load_file(str(path / "model.safetensors"))
+    except (OSError, SafetensorError) as exc:
+        raise PerceptionError(f"cannot read the vision weights in {path}: {exc}") from exc
+    state = {k[len("vision."):]: v for k, v in weights.items() if k.startswith("vision.")}
+    result = encoder.load_state_dict(state, strict=False)
+    if result.missing_keys or not state:
+        raise PerceptionError(f"{path} holds no complete vision tower (missing "
+                              f"{result.missing_keys[:3] or 'every vision.* weight'})")
+    return encoder
+
+
 def load_vision_encoder(paths: str | Path | Sequence[str | Path]) -> VisionEncoder:
-    """Pretrained encoder from one directory, or several fused ('a+b' or a list of paths)."""
+    """Pretrained encoder from one directory, or several fused ('a+b' or a list of paths).
+
+    A single directory may also be one of our own checkpoints (a trained policy): its tower,
+    learned cell positions included, is taken as it is."""
     if isinstance(paths, (str, Path)):
         paths = [p for p in str(paths).split("+") if p]
+    if len(paths) == 1:
+        embedded = _embedded_encoder(Path(paths[0]))
+        if embedded is not None:
+            return embedded
     return VisionEncoder([load_backbone(p) for p in paths])

@@ -50,6 +50,7 @@ class VLAConfig:
     use_state: bool = field(default=True, metadata={"help": "add one proprioception token (normalised state)"})
     state_dim: int = field(default=0, metadata={"help": "filled from the dataset"})
     aux_target_weight: float = field(default=0.0, metadata={"help": "weight of an auxiliary loss: predict the target object's position (world, and relative to the gripper) from the LM state at the last prefix token, supervised by the recorded ground truth; trains the grounding the action loss alone learns slowly (training only; 0 = off)"})
+    film: bool = field(default=False, metadata={"help": "instruction FiLM in the vision tower (RT-1): each conv stage's channels are scaled and shifted by a projection of the mean instruction embedding, so the tower itself can pick out the named object; starts as the identity, so it can be added to a trained checkpoint (convolutional towers only)"})
     lora_rank: int = field(default=0, metadata={"help": "0 = no adapters; set by training with --lora"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
 

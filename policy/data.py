@@ -55,6 +55,21 @@ class FrameTable:
     instructions: list[str]
     chunks: np.ndarray  # float32 [N, K, 7]: the action now and the K-1 after it
     targets: np.ndarray | None = None  # float32 [N, 6]: target_features, when asked for
+    steps: np.ndarray | None = None  # int64 [N]: each kept frame's index in its episode
+
+    def sampling_order(self, early_frames: int = 0, early_repeat: int = 1) -> np.ndarray:
+        """Frame indices one epoch draws from: each frame once, and the first ``early_frames`` of
+        every episode ``early_repeat`` times in all.
+
+        Why: where to go is decided in an episode's first few frames (which object the
+        instruction names), and a uniform draw gives those frames a few percent of the updates;
+        the failures of the shipped policy are all made there.
+        """
+        order = np.arange(len(self), dtype=np.int64)
+        if early_frames <= 0 or early_repeat <= 1 or self.steps is None:
+            return order
+        early = order[self.steps < early_frames]
+        return np.concatenate([order, np.tile(early, early_repeat - 1)])
 
     def __len__(self) -> int:
         return len(self.states)
@@ -102,7 +117,7 @@ def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
     ``with_targets`` also reads each frame's target position from the ground truth (for the
     auxiliary grounding loss).
     """
-    images, states, task_ids, chunks, targets = [], [], [], [], []
+    images, states, task_ids, chunks, targets, steps = [], [], [], [], [], []
     instructions: list[str] = []
     n = ds.num_episodes if not max_episodes else min(max_episodes, ds.num_episodes)
     for i in range(n):
@@ -133,11 +148,12 @@ def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
         task_ids.append(np.full(len(actions), instructions.index(task), dtype=np.int64))
         t = np.arange(len(actions))[:, None] + np.arange(chunk)[None, :]
         chunks.append(actions[np.minimum(t, len(actions) - 1)])
+        steps.append(np.arange(len(actions), dtype=np.int64))
     if not images:
         raise PolicyError("the dataset has no usable frames (all episodes empty or idle)")
     return FrameTable(np.concatenate(images), np.concatenate(states), np.concatenate(task_ids),
                       instructions, np.concatenate(chunks),
-                      np.concatenate(targets) if with_targets else None)
+                      np.concatenate(targets) if with_targets else None, np.concatenate(steps))
 
 
 class StreamSampler:

@@ -96,6 +96,8 @@ def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: 
             check_stats_match(model.action_tokenizer.to_dict(), ds.stats["action"])
     else:
         model = VLAModel.build(model_cfg, ds.stats["action"], table_instr, _state_stats(ds))
+    if model_cfg.film and model.film is None:
+        model.add_film()  # starts as the identity: the checkpoint's predictions are unchanged
     if cfg.lora:
         model.add_lora(cfg.lora_r)
     return model
@@ -140,7 +142,9 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     check_dataset_stats(dataset)
     torch.manual_seed(cfg.seed)
     if cfg.init:  # cameras and sizes come from the checkpoint being fine-tuned
+        add_film = model_cfg.film  # the one model flag that applies on top of a checkpoint
         model_cfg = VLAModel.from_pretrained(cfg.init).cfg
+        model_cfg.film = model_cfg.film or add_film
     model_cfg.state_dim = int(np.asarray(dataset.stats["observation.state"]["mean"]).shape[0]) \
         if "observation.state" in dataset.stats else 0
     first = dataset.episode(0)
@@ -190,7 +194,8 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
 
     # Some backbone parameters (e.g. DINOv2's mask token) never get a gradient; DDP must know.
     net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
-    sampler = StreamSampler(len(table), cfg.seed, position=start_step * cfg.batch_size)
+    order = table.sampling_order(cfg.early_frames, cfg.early_repeat)
+    sampler = StreamSampler(len(order), cfg.seed, position=start_step * cfg.batch_size)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     log = RunLog(run_dir) if rank == 0 else None
     t0 = time.perf_counter()
@@ -212,7 +217,7 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
 
     last = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
     for step in range(start_step, last):
-        global_idx = sampler.next(cfg.batch_size)
+        global_idx = order[sampler.next(cfg.batch_size)]
         # Augmentation is drawn for the whole global batch from a (seed, step) generator, then
         # sliced: the same sample gets the same crop however the batch is split over ranks/micro.
         aug = augment_global(table, global_idx, cfg.seed * 7919 + step) if cfg.augment else None

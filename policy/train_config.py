@@ -29,6 +29,8 @@ class TrainConfig:
     lora_r: int = field(default=32, metadata={"help": "LoRA rank"})
     augment: bool = field(default=False, metadata={"help": "random resized crop + colour jitter; off by default because with fixed cameras a pixel's place is a place on the table, and a 0.85-area crop moves it by ~5 cm (what the policy must resolve)"})
     drop_noops: bool = field(default=True, metadata={"help": "drop idle frames (no motion, no gripper change)"})
+    early_frames: int = field(default=0, metadata={"help": "with --early-repeat: the first N kept frames of each episode are drawn more often (where the policy decides which object to go for)"})
+    early_repeat: int = field(default=1, metadata={"help": "times each early frame appears per epoch (1 = uniform)"})
     max_episodes: int = field(default=0, metadata={"help": "use only the first N episodes (0 = all)"})
     restat: bool = field(default=False, metadata={"help": "with --init: adopt the dataset's stats instead of failing on a mismatch"})
     stop_after: int = field(default=0, metadata={"help": "stop at this step although the schedule spans --steps (time-boxed runs; resume later)"})
@@ -44,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sim.config import add_dataclass_args
 
     add_dataclass_args(parser, TrainConfig)
-    group = parser.add_argument_group("model (ignored with --init/--resume)")
+    group = parser.add_argument_group("model (ignored with --init/--resume, except --film, which "
+                                       "adds FiLM to the checkpoint being fine-tuned)")
     for f in dataclasses.fields(VLAConfig):
         if f.name in _DERIVED:
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, prefix: str =
     for field in dataclasses.fields(cls):
         typ = _field_type(cls, field)
         origin = typing.get_origin(typ)
-        if origin is typing.Union or str(origin) == "types.UnionType":
+        if origin is typing.Union or origin is types.UnionType:  # Optional[X] and X | None
             args = [a for a in typing.get_args(typ) if a is not type(None)]
             typ = args[0] if len(args) == 1 else str
         flag = "--" + prefix + field.name.replace("_", "-")

@@ -89,3 +89,34 @@ def test_load_pretrained_conv_backbone_from_local_dir(tmp_path, family):
     assert (enc.image_size, enc.patch_size, enc.num_patches, enc.out_dim) == (224, 32, 49, 32)
     out = enc(torch.rand(1, 3, 224, 224))
     assert out.shape == (1, 49, 32) and torch.isfinite(out).all()
+
+
+def test_a_policy_checkpoint_lends_its_vision_tower(tmp_path):
+    """The video-QA model can start from the encoder a policy trained (cell positions included)."""
+    from policy.modeling_vla import VLAModel
+    from policy_helpers import tiny_config as tiny_policy_config
+
+    torch.manual_seed(0)
+    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
+    model = VLAModel.build(tiny_policy_config(state_dim=0, use_state=False), stats, ["go"]).eval()
+    with torch.no_grad():  # distinctive learned cell positions: they must travel too
+        model.vision.backbones[0].pos_embed.normal_()
+    model.save_pretrained(tmp_path / "policy")
+    encoder = load_vision_encoder(tmp_path / "policy").eval()
+    x = torch.rand(2, 3, encoder.image_size, encoder.image_size)
+    with torch.no_grad():
+        assert torch.equal(encoder(x), model.vision(x))
+
+
+def test_a_checkpoint_without_vision_weights_is_a_one_line_error(tmp_path):
+    from policy_helpers import save_sim_checkpoint
+
+    ckpt = tmp_path / "policy"
+    save_sim_checkpoint(ckpt)
+    from safetensors.torch import load_file, save_file
+
+    weights = {k: v for k, v in load_file(str(ckpt / "model.safetensors")).items()
+               if not k.startswith("vision.")}
+    save_file(weights, str(ckpt / "model.safetensors"))
+    with pytest.raises(PerceptionError, match="no complete vision tower"):
+        load_vision_encoder(ckpt)

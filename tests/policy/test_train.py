@@ -117,3 +117,26 @@ def test_sampler_and_augment_are_deterministic():
     b = augment(x, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and not torch.allclose(a, x)
     assert a.min() >= 0 and a.max() <= 1
+
+
+def test_early_frames_are_drawn_more_often_and_every_frame_still_once():
+    from policy.data import load_frames
+
+    ds = SyntheticDataset(num_episodes=3, length=5)
+    table = load_frames(ds, ["agentview", "wrist"], 32, 2, drop_noops=False)
+    assert table.steps.tolist() == list(range(5)) * 3
+    assert np.array_equal(table.sampling_order(), np.arange(15))
+    order = table.sampling_order(early_frames=2, early_repeat=3)
+    counts = np.bincount(order, minlength=15)
+    assert counts.tolist() == [3, 3, 1, 1, 1] * 3  # frames 0 and 1 of each episode, 3 times
+
+
+def test_training_with_early_frame_oversampling_resumes_bit_for_bit(tmp_path):
+    ds = SyntheticDataset(num_episodes=2, length=4)
+    kw = dict(early_frames=2, early_repeat=4)
+    straight = train(_cfg(tmp_path, "straight", steps=6, save_every=3, **kw), tiny_config(), ds)
+    train(_cfg(tmp_path, "split", steps=6, stop_after=3, save_every=100, **kw), tiny_config(), ds)
+    resumed = train(_cfg(tmp_path, "ignored", steps=99, save_every=3,
+                         resume=str(tmp_path / "split")), None, ds)
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

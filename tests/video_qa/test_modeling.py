@@ -119,3 +119,28 @@ def test_per_frame_auxiliary_loss_adds_to_the_answer_loss_and_round_trips(tmp_pa
     model.save_pretrained(tmp_path / "ckpt")
     loaded = VideoLM.from_pretrained(tmp_path / "ckpt")
     torch.testing.assert_close(loaded.aux_head.weight, model.aux_head.weight)
+
+
+def test_frame_encoder_shared_with_a_policy_checkpoint_round_trips(tmp_path):
+    """`--vision-path` may name a trained policy: its tower encodes the frames (frozen)."""
+    from policy.configuration_vla import VLAConfig
+    from policy.modeling_vla import VLAModel
+
+    torch.manual_seed(0)
+    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
+    policy_cfg = VLAConfig(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1,
+                           lm_hidden=64, lm_layers=1, lm_heads=1, text_vocab_size=64,
+                           use_state=False)
+    policy = VLAModel.build(policy_cfg, stats, ["go"]).eval()
+    policy.save_pretrained(tmp_path / "policy")
+    model = VideoLM(tiny_config(vision_path=str(tmp_path / "policy"))).eval()
+    frames = np.random.default_rng(0).integers(0, 255, (1, 3, 20, 20, 3), dtype=np.uint8)
+    images = model.preprocess(frames[0])
+    with torch.no_grad():
+        assert torch.equal(model.patches(images), policy.vision(images))
+    assert not any(p.requires_grad for p in model.vision.parameters())
+    before = model.generate(frames, [[0.0, 0.5, 1.0]], ["what colour?"])
+    model.save_pretrained(tmp_path / "qa")
+    (tmp_path / "policy" / "model.safetensors").unlink()  # the QA checkpoint stands on its own
+    loaded = VideoLM.from_pretrained(tmp_path / "qa")
+    assert loaded.generate(frames, [[0.0, 0.5, 1.0]], ["what colour?"]) == before
