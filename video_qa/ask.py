@@ -99,14 +99,20 @@ def load_qa(directory: str | Path) -> VideoQA:
     return VideoQA.from_pretrained(directory)
 
 
-def default_checkpoint(root: str | Path = "runs") -> Path:
-    """The newest trained checkpoint under ``root`` (motion + TokenMining arm preferred)."""
+SHIPPED_CHECKPOINT = Path("checkpoints/videoqa-default")
+
+
+def default_checkpoint(root: str | Path = "runs", shipped: str | Path = SHIPPED_CHECKPOINT) -> Path:
+    """The newest checkpoint trained under ``root`` (motion + TokenMining arm preferred), else
+    the one that ships in the repository, so `embodied ask` answers on a fresh clone."""
     found = sorted(Path(root).glob("**/checkpoint/qa_train.json"), key=lambda p: p.stat().st_mtime)
     mining = [p for p in found if "uniform_mean" not in str(p)]
-    if not (mining or found):
-        raise VideoQAError(f"no video-QA checkpoint under {root}/; train one with "
-                           "`embodied train-qa` or pass --checkpoint DIR")
-    return (mining or found)[-1].parent
+    if mining or found:
+        return (mining or found)[-1].parent
+    if (Path(shipped) / "model.safetensors").is_file():
+        return Path(shipped)
+    raise VideoQAError(f"no video-QA checkpoint under {root}/ nor at {shipped}; train one with "
+                       "`embodied train-qa` or pass --checkpoint DIR")
 
 
 def read_video(path: str | Path) -> tuple[np.ndarray, list[float]]:

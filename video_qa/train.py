@@ -41,6 +41,7 @@ class TrainQAConfig:
     seed: int = 0
     threads: int = field(default=1, metadata={"help": "torch threads: on a shared 2-core box one thread is fastest"})
     log_every: int = 25
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present) | cpu | cuda"})
     eval_limit: int = field(default=0, metadata={"help": "questions per split to evaluate (0 = all)"})
     runs_root: str = "runs"
 
@@ -109,7 +110,8 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
     if not train_qas:
         raise VideoQAError(f"no training questions in {cfg.data_dir}")
     run_dir = Path(run_dir) if run_dir else new_run_dir("train_qa", cfg.runs_root)
-    model = VideoLM(model_cfg)
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model = VideoLM(model_cfg).to(device)  # batches, features and generation follow the model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 

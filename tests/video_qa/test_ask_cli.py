@@ -97,3 +97,25 @@ def test_cli_train_and_eval_end_to_end(tmp_path, capsys):
     assert main(["eval-qa", "--checkpoint", str(run / "checkpoint"), "--out", str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["overall"] == res["overall"] and "accuracy" in written
+
+
+def test_default_checkpoint_prefers_a_trained_one_then_the_shipped_one(tmp_path, ckpt):
+    from video_qa.ask import SHIPPED_CHECKPOINT, default_checkpoint
+
+    with pytest.raises(VideoQAError, match="no video-QA checkpoint"):
+        default_checkpoint(tmp_path / "runs", shipped=tmp_path / "none")
+    assert default_checkpoint(tmp_path / "runs") == SHIPPED_CHECKPOINT
+    assert default_checkpoint(ckpt.parent) == ckpt
+
+
+def test_the_shipped_checkpoint_answers_with_the_frames_it_used():
+    from video_qa.ask import SHIPPED_CHECKPOINT
+
+    qa = VideoQA.from_pretrained(SHIPPED_CHECKPOINT)
+    times = [i * 0.1 for i in range(40)]
+    ans = qa.answer(np.zeros((40, 64, 64, 3), np.uint8), "What colour was the object the robot picked up?",
+                    times=times)
+    assert ans.text and len(ans.frame_times) == qa.model.cfg.num_frames
+    assert all(min(abs(t - u) for u in times) < 1e-6 for t in ans.frame_times)
+    report = json.loads((SHIPPED_CHECKPOINT / "eval.json").read_text())
+    assert report["overall_non_descriptive"] > 0.6  # the measured quality the README quotes
