@@ -88,11 +88,13 @@ def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] 
     n_envs = max(1, min(cfg.num_envs, cfg.episodes))
     envs = [sim.make(task, cameras=tuple(dict.fromkeys(cams + ["agentview"])), image_size=(size, size),
                      colors=colors, instruction_split=cfg.split) for _ in range(n_envs)]
-    successes, lengths, videos, instructions = [], [], [], []
+    from policy.failures import EpisodeWatcher, tally
+
+    successes, lengths, videos, instructions, verdicts = [], [], [], [], []
     try:
         for wave in range(0, cfg.episodes, n_envs):
             ids = list(range(wave, min(wave + n_envs, cfg.episodes)))
-            obs, instr, done, frames = {}, {}, {}, {}
+            obs, instr, done, frames, watchers = {}, {}, {}, {}, {}
             for k, i in enumerate(ids):
                 o, info = envs[k].reset(seed=cfg.seed + i)
                 obs[k] = o
@@ -102,6 +104,7 @@ def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] 
                 instr[k] = text
                 instructions.append(text)
                 policy.reset(k)
+                watchers[k] = EpisodeWatcher(envs[k])
                 if cfg.video_dir and i < cfg.videos:
                     frames[k] = [_frame(o, cams)]
             steps = {k: 0 for k in obs}
@@ -113,6 +116,7 @@ def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] 
                 for k, a in zip(live, actions):
                     o, _, terminated, truncated, info = envs[k].step(a)
                     obs[k] = o
+                    watchers[k].step()
                     steps[k] += 1
                     if k in frames:
                         frames[k].append(_frame(o, cams))
@@ -121,6 +125,7 @@ def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] 
                         success[k] = bool(info.get("success", False))
             for k, i in enumerate(ids):
                 successes.append(success[k])
+                verdicts.append(watchers[k].verdict(success[k]))
                 lengths.append(steps[k])
                 if k in frames:
                     from sim.video import write_mp4
@@ -135,7 +140,7 @@ def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] 
     n, s = len(successes), int(sum(successes))
     lo, hi = wilson_interval(s, n)
     return {"success_rate": s / n, "ci95": [lo, hi], "episodes": n, "successes": s,
-            "mean_episode_length": float(np.mean(lengths)),
+            "mean_episode_length": float(np.mean(lengths)), "failures": tally(verdicts),
             "seeds": [cfg.seed, cfg.seed + n - 1], "videos": videos,
             "example_instructions": sorted(set(instructions))[:5]}
 
@@ -162,6 +167,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         print(f"{task:8s} success {r['success_rate']:.0%} "
               f"(95% CI {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}, n={r['episodes']}), "
               f"mean length {r['mean_episode_length']:.1f}", flush=True)
+        misses = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r["failures"].items() if v)
+        if misses:
+            print(f"{'':8s} failures: {misses}", flush=True)
     total = sum(r["successes"] for r in result["tasks"].values())
     n = sum(r["episodes"] for r in result["tasks"].values())
     result["success_rate"] = total / n

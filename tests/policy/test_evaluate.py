@@ -29,6 +29,9 @@ def test_closed_loop_eval_writes_json_and_video(tmp_path):
     assert reach["seeds"] == [100000, 100001]
     assert all(i.startswith("please poke the red ") for i in reach["example_instructions"])
     assert 1 <= reach["mean_episode_length"] <= 60
+    from policy.failures import FAILURE_CLASSES
+    assert set(reach["failures"]) == set(FAILURE_CLASSES)  # every failed episode gets a class
+    assert sum(reach["failures"].values()) == reach["episodes"] - reach["successes"]
     assert len(reach["videos"]) == 1 and (tmp_path / "videos").exists()
     assert result["success_rate"] == reach["success_rate"]
 
