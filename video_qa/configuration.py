@@ -35,6 +35,7 @@ class VideoLMConfig:
     # Weight of the per-frame auxiliary loss (video_qa.data.frame_labels) on each frame's tokens;
     # training only, 0 = off. The head is kept in the checkpoint so a saved model reloads as is.
     aux_frame_weight: float = field(default=0.0, metadata={"help": "weight of the per-frame visual-facts loss (training only; 0 = off)"})
+    aux_spatial_weight: float = field(default=0.0, metadata={"help": "weight of a per-frame where-things-are loss (each tabletop object's image column, coarse; training only; 0 = off)"})
     # --- language model ---
     lm_path: str | None = field(default=None, metadata={"help": "local pretrained causal LM dir; None = tiny Llama, trained here"})
     lm_hidden: int = field(default=128, metadata={"help": "tiny default: a 2-core CPU trains it in ~10 minutes"})

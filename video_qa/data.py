@@ -300,9 +300,48 @@ AUX_LABELS: tuple[str, ...] = (
     + ("lifted",) + tuple(f"lifted:{c}" for c in AUX_COLORS))
 
 
+# Where things are, for the spatial questions ("was the red cube left of the bowl?"): each object's
+# image column at the start as a thermometer code over fixed fractions of the width, so one frame
+# token can carry "left of a quarter / half / three quarters". A separate head (aux_spatial_weight)
+# reads them: checkpoints trained before it existed keep loading.
+SPATIAL_CUTS = (0.25, 0.5, 0.75)
+SPATIAL_THINGS = tuple(f"{c} {s}" for c in AUX_COLORS for s in AUX_SHAPES) + ("bowl", "plate")
+SPATIAL_LABELS: tuple[str, ...] = tuple(f"left_of:{name}@{cut}" for name in SPATIAL_THINGS
+                                        for cut in SPATIAL_CUTS)
+TABLETOP_WIDTH = 64  # px: the agent-view width the clips are rendered at (summaries predate a field)
+
+
+def spatial_labels(summary: dict[str, Any], n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, mask)`` float32 ``[T, len(SPATIAL_LABELS)]``: tabletop objects and receptacle
+    (billiards balls move, and their spatial question is about the first frame only: masked)."""
+    labels = np.zeros((n_frames, len(SPATIAL_LABELS)), np.float32)
+    mask = np.zeros_like(labels)
+    if summary["source"] != "tabletop":
+        return labels, mask
+    width = float(summary.get("width", TABLETOP_WIDTH))
+    things = [(o["name"], o["u"]) for o in summary["objects"]]
+    if summary.get("receptacle"):
+        things.append((summary["receptacle"]["kind"], summary["receptacle"]["u"]))
+    index = {name: i for i, name in enumerate(SPATIAL_LABELS)}
+    for name, u in things:
+        for cut in SPATIAL_CUTS:
+            j = index.get(f"left_of:{name}@{cut}")
+            if j is not None:
+                mask[:, j] = 1.0
+                labels[:, j] = float(u < cut * width)
+    return labels, mask
+
+
 def frame_labels(summary: dict[str, Any], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, mask)`` float32 ``[T, len(AUX_LABELS)]`` for frames at ``times``; the mask is 0
-    where a label does not apply (billiards bits on tabletop frames and the reverse)."""
+    """``(labels, mask)`` float32 ``[T, len(AUX_LABELS) + len(SPATIAL_LABELS)]`` for frames at
+    ``times``; the mask is 0 where a label does not apply (billiards bits on tabletop frames and
+    the reverse)."""
+    labels, mask = _fact_labels(summary, times)
+    spatial, spatial_mask = spatial_labels(summary, len(labels))
+    return np.concatenate([labels, spatial], 1), np.concatenate([mask, spatial_mask], 1)
+
+
+def _fact_labels(summary: dict[str, Any], times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     times = np.asarray(times, np.float64)
     labels = np.zeros((len(times), len(AUX_LABELS)), np.float32)
     mask = np.zeros_like(labels)

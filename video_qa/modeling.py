@@ -142,6 +142,10 @@ class VideoLM(nn.Module):
             from video_qa.data import AUX_LABELS
 
             self.aux_head = nn.Linear(dl, len(AUX_LABELS))
+        if cfg.aux_spatial_weight > 0:
+            from video_qa.data import SPATIAL_LABELS
+
+            self.spatial_head = nn.Linear(dl, len(SPATIAL_LABELS))
         if cfg.freeze_vision:
             self.vision.requires_grad_(False)
 
@@ -212,15 +216,26 @@ class VideoLM(nn.Module):
         b, t = x.shape[:2]
         vis = (self.frame_tokens(images=images.flatten(0, 1)) if patches is None else
                self.frame_tokens(patches=patches.flatten(0, 1)))
-        aux = None
-        if frame_labels is not None and getattr(self, "aux_head", None) is not None:
-            logits = self.aux_head(vis.reshape(b, t, self.cfg.tokens_per_frame, -1).mean(2))
-            bce = F.binary_cross_entropy_with_logits(logits, frame_labels, reduction="none")
-            aux = (bce * frame_mask).sum() / frame_mask.sum().clamp(min=1.0)
+        loss = torch.zeros((), device=vis.device)
+        if frame_labels is not None:
+            from video_qa.data import AUX_LABELS
+
+            per_frame = vis.reshape(b, t, self.cfg.tokens_per_frame, -1).mean(2)
+            n = len(AUX_LABELS)  # facts first, then where things are (video_qa.data.frame_labels)
+            for head, weight, cols in ((getattr(self, "aux_head", None), self.cfg.aux_frame_weight,
+                                        slice(0, n)),
+                                       (getattr(self, "spatial_head", None),
+                                        self.cfg.aux_spatial_weight, slice(n, None))):
+                if head is None:
+                    continue
+                bce = F.binary_cross_entropy_with_logits(head(per_frame), frame_labels[..., cols],
+                                                         reduction="none")
+                m = frame_mask[..., cols]
+                loss = loss + weight * (bce * m).sum() / m.sum().clamp(min=1.0)
         vis = vis.reshape(b, t * self.cfg.tokens_per_frame, -1)
         emb = self._embed(input_ids, vis)
         out = self.lm(inputs_embeds=emb, attention_mask=attention_mask, labels=labels)
-        return out.loss if aux is None else out.loss + self.cfg.aux_frame_weight * aux
+        return out.loss + loss
 
     def collate(self, examples: Sequence[dict[str, Any]], device: torch.device | None = None
                 ) -> dict[str, torch.Tensor]:

@@ -101,12 +101,32 @@ def test_frame_labels_follow_the_ground_truth():
     labels, mask = frame_labels(shot, np.array([1.0, 3.0]))
     assert labels[0, col["on_table:green"]] == 1 and labels[1, col["on_table:green"]] == 0
     assert labels[1, col["on_table:red"]] == 1 and mask[:, col["lifted"]].sum() == 0
-    episode = {"source": "tabletop", "lift_time": 2.0,
-               "objects": [{"name": "green cylinder", "color": "green", "is_target": True},
-                           {"name": "blue cube", "color": "blue", "is_target": False}]}
+    episode = {"source": "tabletop", "lift_time": 2.0, "receptacle": {"kind": "bowl", "u": 60.0},
+               "objects": [{"name": "green cylinder", "color": "green", "is_target": True, "u": 10.0},
+                           {"name": "blue cube", "color": "blue", "is_target": False, "u": 40.0}]}
     labels, mask = frame_labels(episode, np.array([1.0, 2.5]))
     assert labels[:, col["present:blue cube"]].tolist() == [1, 1]
     assert labels[:, col["present:blue cylinder"]].tolist() == [0, 0]
     assert labels[:, col["lifted"]].tolist() == [0, 1]
     assert labels[:, col["lifted:green"]].tolist() == [0, 1] and labels[1, col["lifted:blue"]] == 0
     assert mask[:, col["on_table:cue"]].sum() == 0 and mask[:, col["lifted"]].sum() == 2
+
+
+def test_spatial_labels_say_where_each_object_is_and_mask_the_rest():
+    from video_qa.data import AUX_LABELS, SPATIAL_LABELS, frame_labels
+
+    n = len(AUX_LABELS)
+    col = {name: n + i for i, name in enumerate(SPATIAL_LABELS)}
+    episode = {"source": "tabletop", "lift_time": None, "receptacle": {"kind": "bowl", "u": 60.0},
+               "objects": [{"name": "green cylinder", "color": "green", "is_target": True, "u": 10.0},
+                           {"name": "blue cube", "color": "blue", "is_target": False, "u": 40.0}]}
+    labels, mask = frame_labels(episode, np.array([0.0, 1.0, 2.0]))
+    assert labels.shape == (3, n + len(SPATIAL_LABELS)) and mask.shape == labels.shape
+    # 64 px wide: cuts at 16, 32 and 48 px
+    assert [labels[0, col[f"left_of:green cylinder@{c}"]] for c in (0.25, 0.5, 0.75)] == [1, 1, 1]
+    assert [labels[0, col[f"left_of:blue cube@{c}"]] for c in (0.25, 0.5, 0.75)] == [0, 0, 1]
+    assert [labels[0, col[f"left_of:bowl@{c}"]] for c in (0.25, 0.5, 0.75)] == [0, 0, 0]
+    assert mask[:, n:].sum() == 3 * 9  # three things x three cuts, on every frame
+    assert mask[:, col["left_of:red cube@0.5"]].sum() == 0  # absent: no label
+    shot = {"source": "billiards", "pot_times": {}}
+    assert frame_labels(shot, np.array([0.0]))[1][:, n:].sum() == 0  # balls move: masked

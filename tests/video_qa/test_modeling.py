@@ -144,3 +144,24 @@ def test_frame_encoder_shared_with_a_policy_checkpoint_round_trips(tmp_path):
     (tmp_path / "policy" / "model.safetensors").unlink()  # the QA checkpoint stands on its own
     loaded = VideoLM.from_pretrained(tmp_path / "qa")
     assert loaded.generate(frames, [[0.0, 0.5, 1.0]], ["what colour?"]) == before
+
+
+def test_spatial_head_reads_its_own_columns_and_round_trips(tmp_path):
+    from video_qa.data import AUX_LABELS, SPATIAL_LABELS
+
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config(aux_spatial_weight=1.0))  # spatial head only, no facts head
+    assert not hasattr(model, "aux_head")
+    batch = model.collate(_examples(2))
+    n, s = len(AUX_LABELS), len(SPATIAL_LABELS)
+    labels = torch.ones(2, 3, n + s)
+    facts_only = torch.cat([torch.ones(2, 3, n), torch.zeros(2, 3, s)], -1)
+    plain = model(**batch)
+    spatial = model(**batch, frame_labels=labels, frame_mask=torch.ones_like(labels))
+    ignored = model(**batch, frame_labels=labels, frame_mask=facts_only)  # only fact columns live
+    assert spatial > plain + 0.1 and torch.allclose(ignored, plain)
+    spatial.backward()
+    assert model.spatial_head.weight.grad.abs().sum() > 0
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = VideoLM.from_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.spatial_head.weight, model.spatial_head.weight)
