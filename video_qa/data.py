@@ -282,7 +282,8 @@ def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 64, idle_step
                "times": [round(t, 3) for t in times], "objects": objects, "receptacle": rec,
                "lift_time": round(times[lift_idx], 2) if lift_idx is not None else None,
                "lifted": lifted, "success": gt1["success"],
-               "all_colors": list(tasks.COLORS), "all_shapes": list(scene.SHAPES)}
+               "all_colors": list(tasks.COLORS), "all_shapes": list(scene.SHAPES),
+               "width": size}  # the frame width the objects' "u" columns are measured in
     return np.stack(frames), np.asarray(times), summary
 
 
@@ -308,7 +309,9 @@ SPATIAL_CUTS = (0.25, 0.5, 0.75)
 SPATIAL_THINGS = tuple(f"{c} {s}" for c in AUX_COLORS for s in AUX_SHAPES) + ("bowl", "plate")
 SPATIAL_LABELS: tuple[str, ...] = tuple(f"left_of:{name}@{cut}" for name in SPATIAL_THINGS
                                         for cut in SPATIAL_CUTS)
-TABLETOP_WIDTH = 64  # px: the agent-view width the clips are rendered at (summaries predate a field)
+TABLETOP_WIDTH = 64  # px: simulate_tabletop's default size, for clips cached before "width"
+_AUX_INDEX = {name: i for i, name in enumerate(AUX_LABELS)}
+_SPATIAL_INDEX = {name: i for i, name in enumerate(SPATIAL_LABELS)}
 
 
 def spatial_labels(summary: dict[str, Any], n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -322,10 +325,9 @@ def spatial_labels(summary: dict[str, Any], n_frames: int) -> tuple[np.ndarray, 
     things = [(o["name"], o["u"]) for o in summary["objects"]]
     if summary.get("receptacle"):
         things.append((summary["receptacle"]["kind"], summary["receptacle"]["u"]))
-    index = {name: i for i, name in enumerate(SPATIAL_LABELS)}
     for name, u in things:
         for cut in SPATIAL_CUTS:
-            j = index.get(f"left_of:{name}@{cut}")
+            j = _SPATIAL_INDEX.get(f"left_of:{name}@{cut}")
             if j is not None:
                 mask[:, j] = 1.0
                 labels[:, j] = float(u < cut * width)
@@ -345,7 +347,7 @@ def _fact_labels(summary: dict[str, Any], times: np.ndarray) -> tuple[np.ndarray
     times = np.asarray(times, np.float64)
     labels = np.zeros((len(times), len(AUX_LABELS)), np.float32)
     mask = np.zeros_like(labels)
-    index = {name: i for i, name in enumerate(AUX_LABELS)}
+    index = _AUX_INDEX
     if summary["source"] == "billiards":
         pots = summary["pot_times"]
         for ball in AUX_BALLS:

@@ -85,6 +85,7 @@ def test_generated_clips_match_the_simulator(tmp_path):
     assert counting[0].answer == str(len(pot_events))
     frames, times, summary = ds.clip("tabletop_0000")
     assert summary["success"] and summary["lift_time"] is not None
+    assert summary["width"] == frames.shape[2]  # the columns "u" is measured in
     lifted = np.array(summary["lifted"])
     assert not lifted[0] and lifted[-1]
     assert abs(times[np.argmax(lifted)] - summary["lift_time"]) < 0.01
@@ -128,5 +129,7 @@ def test_spatial_labels_say_where_each_object_is_and_mask_the_rest():
     assert [labels[0, col[f"left_of:bowl@{c}"]] for c in (0.25, 0.5, 0.75)] == [0, 0, 0]
     assert mask[:, n:].sum() == 3 * 9  # three things x three cuts, on every frame
     assert mask[:, col["left_of:red cube@0.5"]].sum() == 0  # absent: no label
+    wide, _ = frame_labels({**episode, "width": 128}, np.array([0.0]))  # cuts at 32, 64, 96 px
+    assert [wide[0, col[f"left_of:blue cube@{c}"]] for c in (0.25, 0.5, 0.75)] == [0, 1, 1]
     shot = {"source": "billiards", "pot_times": {}}
     assert frame_labels(shot, np.array([0.0]))[1][:, n:].sum() == 0  # balls move: masked
