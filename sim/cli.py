@@ -23,6 +23,7 @@ COLLECT_HELP = {
     "max_steps": "step cap per episode",
     "max_attempts": "give up after this many attempts; 0 = 2*episodes+10",
     "crf": "x264 quality (lower = sharper)",
+    "pix_fmt": "yuv444p (full-resolution colour: small objects keep theirs) or yuv420p",
     "burst_prob": "per-step chance of 1-3 random full-speed executed moves, the expert's labels recorded",
     "perturb": "std (m) of noise on the executed moves only: off-course states with the expert's corrections (DART)",
     "progress": "progress bar",

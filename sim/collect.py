@@ -73,7 +73,8 @@ class CollectConfig:
     drive_prob: float = 1.0  # with a driver: share of steps whose executed action is the driver's
     max_steps: int = 400  # hard cap per episode on top of the env's own time limit
     max_attempts: int = 0  # give up after this many attempts; 0 = 2 x episodes + 10
-    crf: int = 18  # x264 quality of the stored videos (lower = sharper, larger)
+    crf: int = 10  # x264 quality of the stored videos (lower = sharper, larger)
+    pix_fmt: str = "yuv444p"  # yuv444p keeps small objects' colours; yuv420p for old players
     fsync: bool = True  # make each episode durable across power cuts too (~10 ms per file)
     progress: bool = True  # tqdm progress bar on stderr
 
@@ -283,7 +284,8 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
         state_dim = int(first.observation_space["state"].shape[0])
         robot_type = getattr(first.unwrapped, "robot_type", "embodied_arm")
         writer = LeRobotWriter(out, fps=fps, cameras=cfg.cameras, image_size=cfg.image_size,
-                               state_dim=state_dim, robot_type=robot_type, crf=cfg.crf, sync=cfg.fsync)
+                               state_dim=state_dim, robot_type=robot_type, crf=cfg.crf, sync=cfg.fsync,
+                               pix_fmt=cfg.pix_fmt)
     except BaseException:
         for env in envs.values():
             env.close()

@@ -211,7 +211,8 @@ class LeRobotWriter:
 
     def __init__(self, root: str | Path, *, fps: int, cameras: Sequence[str],
                  image_size: tuple[int, int], state_dim: int, robot_type: str = "embodied_arm",
-                 state_names: Sequence[str] | None = None, crf: int = 18, sync: bool = True) -> None:
+                 state_names: Sequence[str] | None = None, crf: int = 10, sync: bool = True,
+                 pix_fmt: str = "yuv444p") -> None:
         self.root = Path(root)
         self.fps = int(fps)
         self.cameras = list(cameras)
@@ -220,6 +221,8 @@ class LeRobotWriter:
         self.robot_type = robot_type
         self.state_names = list(state_names) if state_names else [f"s{i}" for i in range(state_dim)]
         self.crf = crf
+        # Full-resolution chroma and a low crf: small objects keep their colour (see sim.video).
+        self.pix_fmt = pix_fmt if pick_codec() == "libx264" else "yuv420p"
         self.sync = sync  # fsync files and directories: survive power cuts, not only process crashes
         self._episodes: list[_Committed] = []
         self._tasks: dict[str, int] = {}
@@ -277,6 +280,10 @@ class LeRobotWriter:
             problems.append(f"cameras {have_cams} != {want_cams}")
         elif feats[want_cams[0]]["shape"] != [self.height, self.width, 3]:
             problems.append(f"image shape {feats[want_cams[0]]['shape']} != {[self.height, self.width, 3]}")
+        if have_cams == want_cams:
+            # A dataset keeps the pixel format it was started with (older ones are yuv420p), so
+            # one dataset never mixes formats whatever the defaults of the resuming run.
+            self.pix_fmt = feats[want_cams[0]].get("info", {}).get("video.pix_fmt", self.pix_fmt)
         if feats.get("observation.state", {}).get("shape") != [self.state_dim]:
             problems.append(f"state shape {feats.get('observation.state', {}).get('shape')} != {[self.state_dim]}")
         if problems:
@@ -417,7 +424,7 @@ class LeRobotWriter:
                 "names": ["height", "width", "channels"],
                 "info": {"video.height": self.height, "video.width": self.width,
                          "video.codec": "h264" if pick_codec() == "libx264" else "mpeg4",
-                         "video.pix_fmt": "yuv420p", "video.is_depth_map": False,
+                         "video.pix_fmt": self.pix_fmt, "video.is_depth_map": False,
                          "video.fps": self.fps, "video.channels": 3, "has_audio": False},
             }
         feats["observation.state"] = {"dtype": "float32", "shape": [self.state_dim], "names": self.state_names}
@@ -463,7 +470,8 @@ class EpisodeRecorder:
         self.writer, self.index, self.task, self.seed, self.task_family = writer, index, task, seed, task_family
         loc = _chunk_file(index)
         self.videos = {cam: VideoWriter(writer.root / VIDEO_PATH.format(video_key=IMAGE_PREFIX + cam, **loc),
-                                        fps=writer.fps, crf=writer.crf) for cam in writer.cameras}
+                                        fps=writer.fps, crf=writer.crf, pix_fmt=writer.pix_fmt)
+                       for cam in writer.cameras}
         self.hists = {cam: np.zeros((3, 256), np.int64) for cam in writer.cameras}
         self.states: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []

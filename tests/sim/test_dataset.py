@@ -221,3 +221,20 @@ def test_one_episode_at_a_time(tmp_path):
             writer.start_episode(task="b")
         first.discard()
         assert writer.start_episode(task="b").index == 0
+
+
+def test_datasets_store_full_resolution_colour_and_keep_their_format_on_resume(tmp_path):
+    import av
+
+    root = tmp_path / "ds"
+    _write(root, 1)
+    feat = LeRobotDataset(root).info["features"]["observation.images.wrist"]["info"]
+    assert feat["video.pix_fmt"] == "yuv444p"
+    for mp4 in root.rglob("*.mp4"):  # what the metadata says is what the files hold
+        with av.open(str(mp4)) as container:
+            assert container.streams.video[0].codec_context.pix_fmt == "yuv444p"
+    old = tmp_path / "old"
+    _write(old, 1, pix_fmt="yuv420p")
+    with LeRobotWriter(old, fps=10, cameras=CAMS, image_size=(W, H), state_dim=4) as writer:
+        assert writer.pix_fmt == "yuv420p"  # a dataset started in 4:2:0 stays 4:2:0
+    assert LeRobotDataset(old).info["features"]["observation.images.wrist"]["info"]["video.pix_fmt"] == "yuv420p"

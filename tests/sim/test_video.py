@@ -64,3 +64,30 @@ def test_bad_frames_and_missing_file_are_user_errors(tmp_path):
     (tmp_path / "junk.mp4").write_bytes(b"not a video")
     with pytest.raises(SimError):
         read_mp4(tmp_path / "junk.mp4")
+
+
+def _dots(h: int = 32, w: int = 32) -> np.ndarray:
+    """Saturated 3-pixel squares on a beige table: how 64 px cameras see the tabletop objects."""
+    img = np.full((h, w, 3), (215, 200, 180), np.uint8)
+    for k, colour in enumerate([(220, 25, 25), (25, 60, 230), (25, 200, 210), (140, 40, 190)]):
+        y, x = 5 + 7 * k, 4 + 6 * k
+        img[y:y + 3, x:x + 3] = colour
+    return img
+
+
+def test_yuv444p_keeps_small_objects_colours(tmp_path):
+    frames = np.stack([_dots()] * 4)
+    objects = (frames[0].max(-1).astype(int) - frames[0].min(-1)) > 100
+    errors = {}
+    for pix_fmt in ("yuv420p", "yuv444p"):
+        write_mp4(tmp_path / f"{pix_fmt}.mp4", frames, fps=10, pix_fmt=pix_fmt, crf=10)
+        back = read_mp4(tmp_path / f"{pix_fmt}.mp4")
+        errors[pix_fmt] = np.abs(back[0].astype(int) - frames[0])[objects].mean()
+    # 4:2:0 smears each dot's colour into the table; full-resolution chroma keeps it.
+    assert errors["yuv444p"] < 6.0 < errors["yuv420p"], errors
+    assert errors["yuv444p"] * 3 < errors["yuv420p"], errors
+
+
+def test_unknown_pixel_format_is_a_user_error(tmp_path):
+    with pytest.raises(SimError, match="pixel format"):
+        VideoWriter(tmp_path / "x.mp4", fps=10, pix_fmt="rgb48")
