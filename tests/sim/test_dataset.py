@@ -238,3 +238,9 @@ def test_datasets_store_full_resolution_colour_and_keep_their_format_on_resume(t
     with LeRobotWriter(old, fps=10, cameras=CAMS, image_size=(W, H), state_dim=4) as writer:
         assert writer.pix_fmt == "yuv420p"  # a dataset started in 4:2:0 stays 4:2:0
     assert LeRobotDataset(old).info["features"]["observation.images.wrist"]["info"]["video.pix_fmt"] == "yuv420p"
+
+
+def test_unknown_pixel_format_creates_nothing(tmp_path):
+    with pytest.raises(SimError, match="pixel format"):
+        LeRobotWriter(tmp_path / "ds", fps=10, cameras=CAMS, image_size=(W, H), state_dim=4, pix_fmt="rgb48")
+    assert not (tmp_path / "ds").exists()
