@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 
 from sim.config import to_jsonable
 from sim.errors import SimError
-from sim.video import PIX_FMTS, VideoWriter, pick_codec, read_mp4
+from sim.video import VideoWriter, effective_pix_fmt, pick_codec, read_mp4
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000  # files per chunk directory, as in LeRobot: keeps directory listings short
@@ -221,10 +221,9 @@ class LeRobotWriter:
         self.robot_type = robot_type
         self.state_names = list(state_names) if state_names else [f"s{i}" for i in range(state_dim)]
         self.crf = crf
-        if pix_fmt not in PIX_FMTS:  # before anything is created on disk
-            raise SimError(f"unknown pixel format {pix_fmt!r}; known: {', '.join(PIX_FMTS)}")
         # Full-resolution chroma and a low crf: small objects keep their colour (see sim.video).
-        self.pix_fmt = pix_fmt if pick_codec() == "libx264" else "yuv420p"
+        # Checked here, before anything is created on disk.
+        self.pix_fmt = effective_pix_fmt(pix_fmt)
         self.sync = sync  # fsync files and directories: survive power cuts, not only process crashes
         self._episodes: list[_Committed] = []
         self._tasks: dict[str, int] = {}

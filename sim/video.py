@@ -45,6 +45,16 @@ def pick_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
+def effective_pix_fmt(pix_fmt: str, codec: str | None = None) -> str:
+    """The pixel format ``codec`` (default: :func:`pick_codec`) will really write for ``pix_fmt``.
+
+    MPEG-4 part 2, the fallback codec, has no 4:4:4 profile, so it always writes yuv420p.
+    """
+    if pix_fmt not in PIX_FMTS:
+        raise SimError(f"unknown pixel format {pix_fmt!r}; known: {', '.join(PIX_FMTS)}")
+    return pix_fmt if (codec or pick_codec()) == "libx264" else "yuv420p"
+
+
 class VideoWriter:
     """Write RGB frames to an mp4, atomically (temporary file renamed on close).
 
@@ -60,10 +70,7 @@ class VideoWriter:
         self.fps = fps
         self.crf = crf
         self.codec = codec or pick_codec()
-        if pix_fmt not in PIX_FMTS:
-            raise SimError(f"unknown pixel format {pix_fmt!r}; known: {', '.join(PIX_FMTS)}")
-        # MPEG-4 part 2 (the fallback codec) has no 4:4:4 profile.
-        self.pix_fmt = pix_fmt if self.codec == "libx264" else "yuv420p"
+        self.pix_fmt = effective_pix_fmt(pix_fmt, self.codec)
         self.tmp_path = self.path.with_name(self.path.name + ".tmp")
         self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
