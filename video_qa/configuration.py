@@ -8,29 +8,32 @@ from typing import Any
 from video_qa.errors import VideoQAError
 
 POOLINGS = ("mining", "mean")
+TOKENIZERS = ("bpe", "byte")
+# What a checkpoint saved before a field existed meant by it: such configs load as they were.
+LEGACY_DEFAULTS: dict[str, Any] = {"tokenizer": "byte", "mining_iters": 0}
 
 
 @dataclass
 class VideoLMConfig:
     # --- frame encoder (perception.encoders) ---
-    vision_family: str = field(default="siglip", metadata={"help": "no CLS token to drop: every output token is a patch"})
-    vision_path: str | None = field(default=None, metadata={"help": "local pretrained backbone dir(s); None = tiny, trained here"})
-    image_size: int = field(default=64, metadata={"help": "billiards balls are ~2 px at 64 px wide; smaller loses them"})
-    patch_size: int = field(default=8, metadata={"help": "8x8 = 64 patches per frame: TokenMining's keys"})
-    # Frozen random default = the patch embedding only, at full patch width (8*8*3 = 192): a random
-    # linear map keeps a 1-2 px ball's colour, which random transformer layers blurred (measured:
-    # 0.575 vs 0.529 non-descriptive accuracy). With a pretrained or trained encoder use layers.
-    vision_hidden: int = 192
-    vision_layers: int = 0
+    # A tiny convolutional encoder, pretrained by `embodied train-qa` with dense per-cell labels
+    # from the simulator (video_qa.frame_encoder), then frozen. 128 px: a billiards ball is ~2 px
+    # wide, a tabletop object ~7 px; stride 16 gives an 8x8 grid of cells.
+    vision_family: str = field(default="resnet", metadata={"help": "perception.encoders family: resnet / bit (conv), siglip / vit / dinov2"})
+    vision_path: str | None = field(default=None, metadata={"help": "local pretrained backbone dir(s), or a frame encoder/policy checkpoint of ours"})
+    image_size: int = field(default=128, metadata={"help": "frames are resized to this square"})
+    patch_size: int = field(default=16, metadata={"help": "patch size (ViT) or stride (conv): 16 -> 8x8 cells at 128 px"})
+    vision_hidden: int = field(default=128, metadata={"help": "features per cell (conv: the last stage's width)"})
+    vision_layers: int = field(default=1, metadata={"help": "blocks per stage (conv) or transformer layers (ViT)"})
     vision_heads: int = 4
-    # Frozen by default: with no pretrained weights to download and a shared 2-core CPU, training
-    # the ViT is the slowest part; a frozen (random or pretrained) encoder's patch tokens can be
-    # computed once per clip and cached, and TokenMining + projector + LM learn on top of them.
+    # Frozen by default: the encoder is pretrained on its own (far cheaper per frame than through
+    # the LM), and a frozen encoder's features are computed once per clip and cached.
     freeze_vision: bool = True
     # --- frame tokens ---
     pooling: str = field(default="mining", metadata={"help": "\"mining\" (TokenMining, learned queries) or \"mean\" (ablation baseline)"})
     tokens_per_frame: int = field(default=4, metadata={"help": "HiLight keeps a few tokens per frame; <= 32 by contract"})
-    mining_heads: int = 4
+    mining_heads: int = field(default=4, metadata={"help": "heads of the non-competitive TokenMining attention (mining_iters 0)"})
+    mining_iters: int = field(default=2, metadata={"help": "0 = independent queries; >= 1 = queries compete for patches (Slot Attention), refined this many times"})
     num_frames: int = field(default=8, metadata={"help": "frames per question; the sampler picks them from the clip"})
     # Weight of the per-frame auxiliary loss (video_qa.data.frame_labels) on each frame's tokens;
     # training only, 0 = off. The head is kept in the checkpoint so a saved model reloads as is.
@@ -45,7 +48,9 @@ class VideoLMConfig:
     max_positions: int = field(default=1024, metadata={"help": "prompt (frames + text + question) + answer, in tokens"})
     lora_rank: int = field(default=8, metadata={"help": "used when lm_path is set (pretrained LMs are LoRA-tuned, tiny ones fully)"})
     lora_alpha: int = 16
-    # --- text limits ---
+    # --- text ---
+    tokenizer: str = field(default="bpe", metadata={"help": "\"bpe\" (byte-level BPE learned from the question templates) or \"byte\"; both round-trip any language"})
+    bpe_vocab: int = field(default=512, metadata={"help": "BPE vocabulary: 256 bytes + merges (the template words need ~250)"})
     max_question_bytes: int = field(default=256, metadata={"help": "longer questions are truncated with a warning"})
     max_frame_text_bytes: int = field(default=48, metadata={"help": "optional per-frame text (events/subtitles)"})
     max_answer_bytes: int = field(default=32, metadata={"help": "answers are short: a colour, a count, a time, a short phrase"})
@@ -55,6 +60,8 @@ class VideoLMConfig:
             raise VideoQAError(f"unknown pooling {self.pooling!r}; valid: {', '.join(POOLINGS)}")
         if not 1 <= self.tokens_per_frame <= 32:
             raise VideoQAError(f"tokens_per_frame must be in 1..32, got {self.tokens_per_frame}")
+        if self.tokenizer not in TOKENIZERS:
+            raise VideoQAError(f"unknown tokenizer {self.tokenizer!r}; valid: {', '.join(TOKENIZERS)}")
         if self.num_frames < 1:
             raise VideoQAError(f"num_frames must be >= 1, got {self.num_frames}")
 
@@ -64,4 +71,6 @@ class VideoLMConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VideoLMConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        values = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in d}
+        values.update({k: v for k, v in d.items() if k in known})
+        return cls(**values)

@@ -33,6 +33,10 @@ TYPES: tuple[str, ...] = ("counting", "ordering", "attribute", "timestamp", "spa
                           "state", "description")
 NOT_SEEN = "not seen"  # the honest answer when the asked-about event never happened
 TEST_EVERY = 5  # clip k is a test clip when k % TEST_EVERY == 0: 20 % of episodes held out
+# Version 2: frames at 128 px wide (at 64 px a billiards ball was one pixel and several colours
+# vanished into the felt) and per-frame image positions of every object and ball (dense labels
+# for the frame encoder). A cached clip of an older version is simulated again, never mixed in.
+DATA_VERSION = 2
 BALL_COLOUR = {"cue": "white"}  # ball names are colours except the cue ball
 
 # type -> templates; the last one is held out of training (generalisation to new phrasings).
@@ -188,15 +192,62 @@ def tabletop_questions(summary: dict[str, Any], clip: str, split: str,
     return out
 
 
+def questions_for(summary: dict[str, Any], clip: str, split: str,
+                  rng: np.random.Generator) -> list[QA]:
+    """One round of questions about a clip, whichever world it comes from; a new ``rng`` asks
+    about other balls, objects, pairs and times of the same clip."""
+    make = billiards_questions if summary["source"] == "billiards" else tabletop_questions
+    return make(summary, clip, split, rng)
+
+
+def template_corpus() -> list[str]:
+    """Every training-template question with every filler, and every kind of answer: the text a
+    BPE tokenizer learns its merges from. Held-out templates are left out, so their wording stays
+    new to the model. Deterministic (same list, same order), so the tokenizer is too."""
+    from sim.tabletop import scene, tasks
+
+    balls = [BALL_COLOUR.get(b, b) for b in AUX_BALLS]
+    things = [f"{c} {s}" for c in tasks.COLORS for s in scene.SHAPES]
+    times = [f"{t / 10:.1f}" for t in range(100)]
+    fill = {"ball": balls, "a": balls, "b": balls, "name": things, "t": times}
+    out: list[str] = []
+    for world, templates in (("billiards", BILLIARDS_TEMPLATES), ("tabletop", TABLETOP_TEMPLATES)):
+        pair = things + list(scene.RECEPTACLES) if world == "tabletop" else balls
+        for tpl in (t for ts in templates.values() for t in ts[:-1]):
+            if "{a}" in tpl:
+                out += [tpl.format(a=a, b=b) for a in pair for b in pair if a != b]
+            else:
+                key = next((k for k in fill if "{" + k + "}" in tpl), None)
+                out += [tpl.format(**{key: v}) for v in fill[key]] if key else [tpl]
+    out += [f"{t}s" for t in times] + [str(n) for n in range(10)] + ["yes", "no", NOT_SEEN, "none"]
+    out += list(tasks.COLORS) + balls
+    out += [f"cue hit {a}; potted {b}" for a in balls for b in balls + ["none"]]
+    for family in ("pick_up", "put_in"):
+        for tpl in tasks.TEMPLATES[family]["train"]:
+            for obj in things:
+                for rec, prep, prep2 in (("bowl", "in", "into"), ("plate", "on", "onto")):
+                    out.append(tpl.format(obj=obj, rec=rec, prep=prep, prep2=prep2))
+    return list(dict.fromkeys(out))
+
+
 # ---------------------------------------------------------------------------- simulation
-def _project_u(K: np.ndarray, cam_to_world: np.ndarray, p: np.ndarray) -> float:
-    """Image column of world point ``p``: what "left of" means is what the camera shows."""
+def _project_uv(K: np.ndarray, cam_to_world: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """Pixel (column, row) of world point ``p`` (OpenCV camera: x right, y down, z forward)."""
     R, t = cam_to_world[:3, :3], cam_to_world[:3, 3]
     x = R.T @ (np.asarray(p, float) - t)
-    return float(K[0, 0] * x[0] / x[2] + K[0, 2])
+    return float(K[0, 0] * x[0] / x[2] + K[0, 2]), float(K[1, 1] * x[1] / x[2] + K[1, 2])
 
 
-def simulate_billiards(seed: int, width: int = 64, height: int = 40, fps: float = 10.0
+def _project_u(K: np.ndarray, cam_to_world: np.ndarray, p: np.ndarray) -> float:
+    """Image column of world point ``p``: what "left of" means is what the camera shows."""
+    return _project_uv(K, cam_to_world, p)[0]
+
+
+def _px(uv: tuple[float, float]) -> list[float]:
+    return [round(uv[0], 1), round(uv[1], 1)]
+
+
+def simulate_billiards(seed: int, width: int = 128, height: int = 80, fps: float = 10.0
                        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """One scripted shot from the overhead camera: (frames, times, summary)."""
     from sim.billiards.player import ScriptedPlayer
@@ -211,7 +262,9 @@ def simulate_billiards(seed: int, width: int = 64, height: int = 40, fps: float 
         rec = simulate_shot(world, aim, power, fps=fps, target=target)
     finally:
         world.close()
-    return rec.frames["overhead"], np.asarray(rec.times), billiards_summary(rec)
+    summary = billiards_summary(rec)
+    summary.update(width=width, height=height)
+    return rec.frames["overhead"], np.asarray(rec.times), summary
 
 
 def billiards_summary(rec: Any) -> dict[str, Any]:
@@ -225,14 +278,18 @@ def billiards_summary(rec: Any) -> dict[str, Any]:
             first_hit = e.b if e.a == "cue" else e.a
     K, pose = rec.K["overhead"], rec.camera_pose["overhead"]
     uv = {n: [_project_u(K, pose, rec.ball_pos[0, i])] for i, n in enumerate(rec.ball_names)}
-    return {"source": "billiards", "times": [round(float(t), 3) for t in rec.times],
+    # Every ball's pixel in every frame (None once potted): where the dense frame labels put it.
+    track = {n: [None if rec.potted[f, i] else _px(_project_uv(K, pose, rec.ball_pos[f, i]))
+                 for f in range(len(rec.times))] for i, n in enumerate(rec.ball_names)}
+    return {"source": "billiards", "version": DATA_VERSION,
+            "times": [round(float(t), 3) for t in rec.times],
             "ball_names": list(rec.ball_names), "pot_times": pots, "first_hit": first_hit,
-            "start_uv": uv,
+            "start_uv": uv, "track": track,
             "events": [{"t": round(float(e.t), 3), "kind": e.kind, "a": e.a, "b": e.b}
                        for e in rec.events]}
 
 
-def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 64, idle_steps: int = 3
+def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 128, idle_steps: int = 3
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """One expert episode from the agent-view camera: (frames, times, summary).
 
@@ -253,7 +310,12 @@ def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 64, idle_step
         expert.reset()
         target = gt0["target"]
         z0 = float(u.object_pos(target)[2])
-        frames, times, lifted = [obs["agentview"]], [0.0], [False]
+        slots = [(o["name"], o["id"]) for o in gt0["objects"]]
+
+        def where() -> dict[str, list[float]]:
+            return {name: _px(_project_uv(K, pose, u.object_pos(slot))) for name, slot in slots}
+
+        frames, times, lifted, track = [obs["agentview"]], [0.0], [False], [where()]
         t0 = float(u.data.time)
         rng = np.random.default_rng(seed)
         idle = int(rng.integers(0, idle_steps + 1)) * 3
@@ -265,6 +327,7 @@ def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 64, idle_step
             frames.append(obs["agentview"])
             times.append(float(u.data.time) - t0)
             lifted.append(bool(float(u.object_pos(target)[2]) > z0 + 0.02))
+            track.append(where())
             if term or trunc:
                 break
         gt1 = u.ground_truth()
@@ -276,14 +339,16 @@ def simulate_tabletop(seed: int, task: str = "PickUp", size: int = 64, idle_step
                for o in gt0["objects"]]
     rec = None
     if gt0["receptacle"]:
-        rec = {"kind": gt0["receptacle"]["kind"],
-               "u": _project_u(K, pose, gt0["receptacle"]["position"])}
-    summary = {"source": "tabletop", "task": gt0["task"], "instruction": gt0["instruction"],
+        ruv = _project_uv(K, pose, gt0["receptacle"]["position"])
+        rec = {"kind": gt0["receptacle"]["kind"], "u": ruv[0], "uv": _px(ruv)}
+    summary = {"source": "tabletop", "version": DATA_VERSION, "task": gt0["task"], "instruction": gt0["instruction"],
                "times": [round(t, 3) for t in times], "objects": objects, "receptacle": rec,
                "lift_time": round(times[lift_idx], 2) if lift_idx is not None else None,
                "lifted": lifted, "success": gt1["success"],
+               # each object's pixel per frame (the receptacle does not move: "uv" above)
+               "track": {name: [f[name] for f in track] for name, _ in slots},
                "all_colors": list(tasks.COLORS), "all_shapes": list(scene.SHAPES),
-               "width": size}  # the frame width the objects' "u" columns are measured in
+               "width": size, "height": size}  # the frame size the "u" columns are measured in
     return np.stack(frames), np.asarray(times), summary
 
 
@@ -391,6 +456,17 @@ def _simulate_clip(root: Path, clip: str, i: int, seed: int) -> int:
     return len(times)
 
 
+def _cached(root: Path, clip: str) -> bool:
+    """Both files there and the summary of the current version (older ones are simulated anew)."""
+    npz, meta = root / "clips" / f"{clip}.npz", root / "clips" / f"{clip}.json"
+    if not (npz.is_file() and meta.is_file()):
+        return False
+    try:
+        return json.loads(meta.read_text()).get("version") == DATA_VERSION
+    except json.JSONDecodeError:
+        return False
+
+
 def _simulate_star(job: tuple[Path, str, int, int]) -> tuple[str, int]:
     return job[1], _simulate_clip(*job)
 
@@ -404,9 +480,7 @@ def generate(root: str | Path, n_billiards: int = 60, n_tabletop: int = 60, seed
     root = Path(root)
     (root / "clips").mkdir(parents=True, exist_ok=True)
     ids = clip_ids(n_billiards, n_tabletop)
-    todo = [(root, clip, i, seed) for clip, i in ids
-            if not ((root / "clips" / f"{clip}.npz").is_file()
-                    and (root / "clips" / f"{clip}.json").is_file())]
+    todo = [(root, clip, i, seed) for clip, i in ids if not _cached(root, clip)]
     if workers > 1 and len(todo) > 1:
         import multiprocessing as mp
 
@@ -423,8 +497,7 @@ def generate(root: str | Path, n_billiards: int = 60, n_tabletop: int = 60, seed
     for clip, i in ids:
         summary = json.loads((root / "clips" / f"{clip}.json").read_text())
         rng = np.random.default_rng([seed, i, 0 if clip.startswith("billiards") else 1])
-        make = billiards_questions if summary["source"] == "billiards" else tabletop_questions
-        qas += make(summary, clip, split_of(i), rng)
+        qas += questions_for(summary, clip, split_of(i), rng)
     tmp = root / "qa.jsonl.tmp"
     tmp.write_text("".join(json.dumps(q.to_dict(), ensure_ascii=False) + "\n" for q in qas))
     os.replace(tmp, root / "qa.jsonl")
@@ -441,6 +514,7 @@ class QADataset:
             raise VideoQAError(f"no qa.jsonl in {root}; generate data first (embodied train-qa does)")
         self.qas = [QA(**json.loads(line)) for line in qa_file.read_text().splitlines() if line]
         self._clips: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+        self._summaries: dict[str, dict[str, Any]] = {}
 
     def clip(self, clip: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         if clip not in self._clips:
@@ -449,6 +523,20 @@ class QADataset:
             summary = json.loads((self.root / "clips" / f"{clip}.json").read_text())
             self._clips[clip] = (frames, times, summary)
         return self._clips[clip]
+
+    def summary(self, clip: str) -> dict[str, Any]:
+        """A clip's ground truth without loading its frames."""
+        if clip in self._clips:
+            return self._clips[clip][2]
+        if clip not in self._summaries:
+            self._summaries[clip] = json.loads((self.root / "clips" / f"{clip}.json").read_text())
+        return self._summaries[clip]
+
+    def forget(self, clip: str) -> None:
+        """Drop a clip's frames from memory (its summary stays): 128 px clips add up to gigabytes."""
+        entry = self._clips.pop(clip, None)
+        if entry is not None:
+            self._summaries[clip] = entry[2]
 
     def select(self, split: str | None = None, heldout: bool | None = None) -> list[QA]:
         return [q for q in self.qas if (split is None or q.split == split)

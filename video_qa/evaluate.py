@@ -60,19 +60,30 @@ def score(qas: Sequence[QA], preds: Sequence[str]) -> dict[str, Any]:
 
 
 def predict(model: Any, dataset: QADataset, qas: Sequence[QA], sampler: str,
-            batch_size: int = 64) -> list[str]:
-    from video_qa.train import example_for
+            batch_size: int = 64, views: dict[str, Any] | None = None) -> list[str]:
+    """Greedy answers; ``views`` (``video_qa.train.clip_views``) reuses sampled frames or cached
+    features, else every clip is sampled (and, with a frozen encoder, encoded) once here."""
+    import torch
 
+    from video_qa.train import clip_views, example_for
+
+    missing = {q.clip for q in qas} - set(views or {})
+    if missing:
+        views = {**(views or {}), **clip_views(dataset, missing, sampler, model.cfg.num_frames, model)}
     preds: list[str] = []
     for i in range(0, len(qas), batch_size):
-        exs = [example_for(dataset, q, sampler, model.cfg.num_frames) for q in qas[i:i + batch_size]]
-        preds += model.generate([e["frames"] for e in exs], [e["times"] for e in exs],
-                                [e["question"] for e in exs])
+        exs = [example_for(dataset, q, sampler, model.cfg.num_frames, views) for q in qas[i:i + batch_size]]
+        if all("patches" in e for e in exs):
+            preds += model.generate(None, [e["times"] for e in exs], [e["question"] for e in exs],
+                                    patches=torch.stack([e["patches"] for e in exs]))
+        else:
+            preds += model.generate([e["frames"] for e in exs], [e["times"] for e in exs],
+                                    [e["question"] for e in exs])
     return preds
 
 
 def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
-             limit: int | None = None) -> dict[str, Any]:
+             limit: int | None = None, views: dict[str, Any] | None = None) -> dict[str, Any]:
     """Scores on ``split`` for training templates, and separately for held-out templates."""
     result: dict[str, Any] = {"split": split, "sampler": sampler, "pooling": model.cfg.pooling,
                               "tokens_per_frame": model.cfg.tokens_per_frame,
@@ -80,7 +91,7 @@ def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
                               "visual_tokens": model.cfg.tokens_per_frame * model.cfg.num_frames}
     seen = dataset.select(split, heldout=False)[:limit]
     held = dataset.select(split, heldout=True)[:limit]
-    seen_preds = predict(model, dataset, seen, sampler)
+    seen_preds = predict(model, dataset, seen, sampler, views=views)
     result.update(score(seen, seen_preds))
     # Billiards and tabletop questions differ in difficulty (1-2 px balls vs ~6 px objects): one
     # overall number hides which world the model fails on.
@@ -89,7 +100,7 @@ def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
         pairs = [(q, p) for q, p in zip(seen, seen_preds) if q.clip.startswith(source + "_")]
         sub = score([q for q, _ in pairs], [p for _, p in pairs])
         result["by_source"][source] = {k: sub[k] for k in ("accuracy", "overall_non_descriptive")}
-    result["heldout_templates"] = score(held, predict(model, dataset, held, sampler))
+    result["heldout_templates"] = score(held, predict(model, dataset, held, sampler, views=views))
     result["examples"] = [{"clip": q.clip, "type": q.type, "q": q.question, "gold": q.answer,
                            "pred": p} for q, p in list(zip(seen, seen_preds))[:: max(1, len(seen) // 24)]]
     result["types"] = list(TYPES)

@@ -10,6 +10,12 @@ Prompt layout (ids from :class:`~video_qa.tokenizer.ByteTokenizer`)::
 
     <bos> { <time> "1.3s" <frame>*K [<text> "event"] <sep> }*T  question <sep>  answer <eos>
 
+Training packs several questions about the same frames into one sequence (as LLaVA trains on
+multi-turn conversations per image): ``<bos> {frames} q1 <sep> a1 <eos> q2 <sep> a2 <eos> ...``,
+where a block attention mask lets each turn see the frames and itself only, and every turn's
+positions start right after the frames, so each turn is exactly the single-question prompt the
+model answers at inference, and no question can read another's answer.
+
 The loss covers the answer and ``<eos>`` only.
 """
 
@@ -30,7 +36,7 @@ from torch import nn
 from perception.lm_cache import cache_kwarg, cache_of
 from video_qa.configuration import VideoLMConfig
 from video_qa.errors import VideoQAError
-from video_qa.tokenizer import ByteTokenizer
+from video_qa.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer, load_tokenizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -41,22 +47,49 @@ class TokenMining(nn.Module):
 
     Frames are the batch dimension of the attention, so a frame's tokens are a function of its own
     patches only; that is what lets long streams be encoded frame by frame and cached.
+
+    ``iters`` = 0: one cross-attention, each query on its own (softmax over the patches). With
+    ``iters`` >= 1 the queries compete for patches as in Slot Attention (softmax over the
+    queries, then a weighted mean over the patches, refined ``iters`` times with a GRU): each
+    token tends to take one object, keeping its identity and position together. Independent
+    queries blend several objects into one token, and the LM can no longer tell which thing is
+    where (measured with ground-truth facts as patches: yes/no 0.49 against 0.74 for one token
+    per object; video_qa/README.md).
     """
 
-    def __init__(self, dim: int, num_tokens: int, heads: int) -> None:
+    def __init__(self, dim: int, num_tokens: int, heads: int, iters: int = 0) -> None:
         super().__init__()
+        self.iters = iters
         self.queries = nn.Parameter(torch.randn(num_tokens, dim) * dim ** -0.5)
         self.norm_kv = nn.LayerNorm(dim)
         self.norm_q = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        if iters:
+            self.to_q = nn.Linear(dim, dim, bias=False)
+            self.to_k = nn.Linear(dim, dim, bias=False)
+            self.to_v = nn.Linear(dim, dim, bias=False)
+            self.gru = nn.GRUCell(dim, dim)
+        else:
+            self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         kv = self.norm_kv(patches)
-        q = self.norm_q(self.queries).unsqueeze(0).expand(patches.shape[0], -1, -1)
-        x = self.queries + self.attn(q, kv, kv, need_weights=False)[0]
-        return x + self.mlp(self.norm_mlp(x))
+        if not self.iters:
+            q = self.norm_q(self.queries).unsqueeze(0).expand(patches.shape[0], -1, -1)
+            x = self.queries + self.attn(q, kv, kv, need_weights=False)[0]
+            return x + self.mlp(self.norm_mlp(x))
+        f, _, d = patches.shape
+        k, v = self.to_k(kv), self.to_v(kv)
+        slots = self.queries.unsqueeze(0).expand(f, -1, -1)
+        for _ in range(self.iters):
+            logits = self.to_q(self.norm_q(slots)) @ k.transpose(1, 2) * d ** -0.5  # [F, K, N]
+            attn = logits.softmax(dim=1) + 1e-8  # queries compete for each patch
+            attn = attn / attn.sum(dim=2, keepdim=True)  # then average the patches each one won
+            updates = attn @ v
+            slots = self.gru(updates.reshape(-1, d), slots.reshape(-1, d)).reshape(f, -1, d)
+            slots = slots + self.mlp(self.norm_mlp(slots))
+        return slots
 
 
 class MeanPooling(nn.Module):
@@ -120,21 +153,43 @@ def _build_lm(cfg: VideoLMConfig, vocab_size: int, lm_state: dict[str, Any] | No
     return lm, {"config": lm_config, "lora": lora}
 
 
+def turn_mask(turns: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` turn ids -> ``[B, 1, L, L]`` boolean attention mask: causal, and a token of
+    turn k >= 1 sees the shared frames (turn 0) and its own turn only; padding (-1) is seen by
+    nobody but itself (a row that sees nothing would turn the softmax into NaN)."""
+    length = turns.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=turns.device).tril()
+    q, k = turns[:, :, None], turns[:, None, :]
+    allowed = causal & ((k == 0) | (k == q)) & (k >= 0)
+    allowed |= torch.eye(length, dtype=torch.bool, device=turns.device)
+    return allowed[:, None]
+
+
+def default_tokenizer(cfg: VideoLMConfig) -> Tokenizer:
+    """A new model's tokenizer: bytes, or BPE merges learned from the training templates."""
+    if cfg.tokenizer == "byte":
+        return ByteTokenizer()
+    from video_qa.data import template_corpus
+
+    return BPETokenizer.train(template_corpus(), cfg.bpe_vocab)
+
+
 class VideoLM(nn.Module):
     """The whole model. ``forward`` gives the training loss; ``generate`` answers greedily."""
 
-    def __init__(self, cfg: VideoLMConfig, tokenizer: ByteTokenizer | None = None,
+    def __init__(self, cfg: VideoLMConfig, tokenizer: Tokenizer | None = None,
                  _arch: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tokenizer = tokenizer or ByteTokenizer()
+        self.tokenizer = tokenizer or default_tokenizer(cfg)
         arch = _arch or {}
         self.vision = _build_vision(cfg, arch.get("vision"))
         self.lm, self._lm_arch = _build_lm(cfg, self.tokenizer.vocab_size, arch.get("lm"))
         dv = self.vision.out_dim
         dl = self.lm.get_input_embeddings().embedding_dim
         if cfg.pooling == "mining":
-            self.pool: nn.Module = TokenMining(dv, cfg.tokens_per_frame, cfg.mining_heads)
+            self.pool: nn.Module = TokenMining(dv, cfg.tokens_per_frame, cfg.mining_heads,
+                                               cfg.mining_iters)
         else:
             self.pool = MeanPooling(cfg.tokens_per_frame)
         self.projector = nn.Sequential(nn.Linear(dv, dl), nn.GELU(), nn.Linear(dl, dl))
@@ -148,6 +203,15 @@ class VideoLM(nn.Module):
             self.spatial_head = nn.Linear(dl, len(SPATIAL_LABELS))
         if cfg.freeze_vision:
             self.vision.requires_grad_(False)
+            self.vision.eval()
+
+    def train(self, mode: bool = True) -> "VideoLM":
+        """A frozen encoder stays in eval mode: its normalisation layers (BatchNorm in a ResNet)
+        must use their learned statistics, as when its features were cached."""
+        super().train(mode)
+        if self.cfg.freeze_vision:
+            self.vision.eval()
+        return self
 
     # ------------------------------------------------------------------ visual tokens
     @property
@@ -183,8 +247,8 @@ class VideoLM(nn.Module):
         return self.projector(self.pool(patches))
 
     # ------------------------------------------------------------------ prompts
-    def prompt_ids(self, times: Sequence[float], question: str,
-                   texts: Sequence[str] | None = None) -> list[int]:
+    def prefix_ids(self, times: Sequence[float], texts: Sequence[str] | None = None) -> list[int]:
+        """``<bos>`` and the frame blocks: what every question about these frames shares."""
         tok, k = self.tokenizer, self.cfg.tokens_per_frame
         ids = [tok.bos_id]
         for i, t in enumerate(times):
@@ -193,8 +257,15 @@ class VideoLM(nn.Module):
                 text, _ = tok.truncate(texts[i], self.cfg.max_frame_text_bytes)
                 ids += [tok.text_id] + tok.encode(text)
             ids.append(tok.sep_id)
-        q, _ = tok.truncate(question, self.cfg.max_question_bytes)
-        return ids + tok.encode(q) + [tok.sep_id]
+        return ids
+
+    def question_ids(self, question: str) -> list[int]:
+        q, _ = self.tokenizer.truncate(question, self.cfg.max_question_bytes)
+        return self.tokenizer.encode(q) + [self.tokenizer.sep_id]
+
+    def prompt_ids(self, times: Sequence[float], question: str,
+                   texts: Sequence[str] | None = None) -> list[int]:
+        return self.prefix_ids(times, texts) + self.question_ids(question)
 
     def _embed(self, ids: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         """Token embeddings with every ``<frame>`` slot replaced by the next visual token."""
@@ -207,11 +278,14 @@ class VideoLM(nn.Module):
     # ------------------------------------------------------------------ training
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
                 images: torch.Tensor | None = None, patches: torch.Tensor | None = None,
-                frame_labels: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None
+                frame_labels: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, turns: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """``images`` ``[B, T, 3, S, S]`` or cached ``patches`` ``[B, T, N, D]``; ids/labels/mask
-        ``[B, L]`` (labels are -100 off the answer); ``frame_labels``/``frame_mask`` ``[B, T, A]``
-        add the per-frame auxiliary loss when the model has its head."""
+        ``[B, L]`` (labels are -100 off the answers); ``frame_labels``/``frame_mask`` ``[B, T, A]``
+        add the per-frame auxiliary loss when the model has its head; ``turns`` ``[B, L]`` (0 the
+        shared frames, k >= 1 the k-th question and answer, -1 padding) with ``position_ids``
+        packs several questions per sequence (see :meth:`collate`)."""
         x = images if patches is None else patches
         b, t = x.shape[:2]
         vis = (self.frame_tokens(images=images.flatten(0, 1)) if patches is None else
@@ -234,31 +308,53 @@ class VideoLM(nn.Module):
                 loss = loss + weight * (bce * m).sum() / m.sum().clamp(min=1.0)
         vis = vis.reshape(b, t * self.cfg.tokens_per_frame, -1)
         emb = self._embed(input_ids, vis)
-        out = self.lm(inputs_embeds=emb, attention_mask=attention_mask, labels=labels)
+        mask: torch.Tensor = attention_mask if turns is None else turn_mask(turns)
+        out = self.lm(inputs_embeds=emb, attention_mask=mask, position_ids=position_ids,
+                      labels=labels)
         return out.loss + loss
 
     def collate(self, examples: Sequence[dict[str, Any]], device: torch.device | None = None
                 ) -> dict[str, torch.Tensor]:
-        """Examples with ``frames [T,H,W,3]`` (or cached ``patches [T,N,D]``), ``times``,
-        ``question``, ``answer`` (``texts`` optional) -> right-padded training tensors."""
+        """Examples with ``frames [T,H,W,3]`` (or cached ``patches [T,N,D]``), ``times`` and
+        either ``question``/``answer`` or lists ``questions``/``answers`` (several turns about the
+        same frames; ``texts`` optional) -> right-padded training tensors."""
         tok = self.tokenizer
-        rows, labels = [], []
+        rows, labels, turns, positions = [], [], [], []
         for ex in examples:
-            prompt = self.prompt_ids(ex["times"], ex["question"], ex.get("texts"))
-            ans, _ = tok.truncate(ex["answer"], self.cfg.max_answer_bytes)
-            answer = tok.encode(ans) + [tok.eos_id]
-            rows.append(prompt + answer)
-            labels.append([-100] * len(prompt) + answer)
+            questions = ex["questions"] if "questions" in ex else [ex["question"]]
+            answers = ex["answers"] if "answers" in ex else [ex["answer"]]
+            ids = self.prefix_ids(ex["times"], ex.get("texts"))
+            n_prefix = len(ids)
+            lab, turn, pos = [-100] * n_prefix, [0] * n_prefix, list(range(n_prefix))
+            for k, (q, a) in enumerate(zip(questions, answers), start=1):
+                ans, _ = tok.truncate(a, self.cfg.max_answer_bytes)
+                qi, ai = self.question_ids(q), tok.encode(ans) + [tok.eos_id]
+                ids += qi + ai
+                lab += [-100] * len(qi) + ai
+                turn += [k] * (len(qi) + len(ai))
+                pos += range(n_prefix, n_prefix + len(qi) + len(ai))
+            rows.append(ids)
+            labels.append(lab)
+            turns.append(turn)
+            positions.append(pos)
         width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
-        lab = torch.full((len(rows), width), -100, dtype=torch.long)
+        ids_t = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
+        lab_t = torch.full((len(rows), width), -100, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (r, l) in enumerate(zip(rows, labels)):
-            ids[i, :len(r)] = torch.tensor(r)
-            lab[i, :len(l)] = torch.tensor(l)
-            mask[i, :len(r)] = 1
+        turn_t = torch.full((len(rows), width), -1, dtype=torch.long)
+        pos_t = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r)
+            ids_t[i, :n] = torch.tensor(r)
+            lab_t[i, :n] = torch.tensor(labels[i])
+            mask[i, :n] = 1
+            turn_t[i, :n] = torch.tensor(turns[i])
+            pos_t[i, :n] = torch.tensor(positions[i])
         dev = device or self.device
-        out = {"input_ids": ids.to(dev), "labels": lab.to(dev), "attention_mask": mask.to(dev)}
+        out = {"input_ids": ids_t.to(dev), "labels": lab_t.to(dev), "attention_mask": mask.to(dev),
+               "position_ids": pos_t.to(dev)}
+        if any(len(ex.get("questions", ())) > 1 for ex in examples):
+            out["turns"] = turn_t.to(dev)
         if all("frame_labels" in ex for ex in examples):
             out["frame_labels"] = torch.stack([torch.as_tensor(ex["frame_labels"]) for ex in examples]).to(dev)
             out["frame_mask"] = torch.stack([torch.as_tensor(ex["frame_mask"]) for ex in examples]).to(dev)
@@ -270,11 +366,13 @@ class VideoLM(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def generate(self, frames: Sequence[np.ndarray] | np.ndarray | torch.Tensor, times: Sequence[Sequence[float]],
-                 questions: Sequence[str], texts: Sequence[Sequence[str] | None] | None = None,
-                 max_new_tokens: int | None = None) -> list[str]:
+    def generate(self, frames: Sequence[np.ndarray] | np.ndarray | torch.Tensor | None,
+                 times: Sequence[Sequence[float]], questions: Sequence[str],
+                 texts: Sequence[Sequence[str] | None] | None = None,
+                 max_new_tokens: int | None = None, patches: torch.Tensor | None = None) -> list[str]:
         """Greedy answers for a batch: ``frames`` uint8 ``[B, T, H, W, 3]`` or a list of
-        ``[T, H, W, 3]`` clips of any size (or a preprocessed tensor).
+        ``[T, H, W, 3]`` clips of any size (or a preprocessed tensor), or instead the frozen
+        encoder's cached ``patches`` ``[B, T, N, D]`` (``frames=None``).
 
         Prompts are left-padded so every row's next token sits in the last column; the KV cache
         makes each new token one short forward pass.
@@ -282,10 +380,16 @@ class VideoLM(nn.Module):
         was_training = self.training
         self.eval()
         tok = self.tokenizer
-        images = frames if isinstance(frames, torch.Tensor) else \
-            torch.stack([self.preprocess(f) for f in frames])  # clips may differ in size
-        b, t = images.shape[:2]
-        vis = self.frame_tokens(images=images.flatten(0, 1)).reshape(b, t * self.cfg.tokens_per_frame, -1)
+        if patches is not None:
+            patches = patches.to(self.device)
+            b, t = patches.shape[:2]
+            vis = self.frame_tokens(patches=patches.flatten(0, 1))
+        else:
+            images = frames if isinstance(frames, torch.Tensor) else \
+                torch.stack([self.preprocess(f) for f in frames])  # clips may differ in size
+            b, t = images.shape[:2]
+            vis = self.frame_tokens(images=images.flatten(0, 1))
+        vis = vis.reshape(b, t * self.cfg.tokens_per_frame, -1)
         texts = texts or [None] * b
         prompts = [self.prompt_ids(times[i], questions[i], texts[i]) for i in range(b)]
         width = max(len(p) for p in prompts)
@@ -357,7 +461,7 @@ class VideoLM(nn.Module):
             raise VideoQAError(f"checkpoint {directory} is missing {', '.join(missing)}")
         meta = json.loads((directory / CONFIG_NAME).read_text())
         cfg = VideoLMConfig.from_dict(meta["video_lm"])
-        model = cls(cfg, ByteTokenizer.load(directory), _arch={"vision": meta["vision"],
+        model = cls(cfg, load_tokenizer(directory), _arch={"vision": meta["vision"],
                                                               "lm": meta["lm"]})
         load_model(model, str(directory / WEIGHTS_NAME), device=map_location)
         model.eval()

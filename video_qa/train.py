@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from video_qa.configuration import VideoLMConfig
-from video_qa.data import QA, QADataset, frame_labels, generate
+from video_qa.data import QA, QADataset, frame_labels, generate, questions_for
 from video_qa.errors import VideoQAError
 
 SAMPLERS = ("uniform", "motion")
@@ -42,17 +42,25 @@ class TrainQAConfig:
     threads: int = field(default=1, metadata={"help": "torch threads: on a shared 2-core box one thread is fastest"})
     log_every: int = 25
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present) | cpu | cuda"})
+    # The fixed qa.jsonl holds one round of questions per clip (one yes/no pair, one spatial pair,
+    # one time): ~10 per clip, too few for a tiny LM to learn which words of a question name which
+    # thing in the frames. Fresh questions draw a new round about a random training clip for every
+    # example (other objects, pairs, times; training templates only), so the clips, the expensive
+    # part, are reused with far more varied questions. The test split is always the fixed file.
+    fresh_questions: bool = field(default=True, metadata={"help": "draw new questions about the training clips for every batch (off = the fixed qa.jsonl training questions)"})
+    # An answer is one or two tokens: a batch of single questions gives the LM very little to
+    # learn from per step. Several questions about the same frames share one sequence (each sees
+    # only the frames and itself), so a step supervises that many more answers for ~2x the cost.
+    questions_per_clip: int = field(default=8, metadata={"help": "questions packed per clip and sequence when fresh questions are on (batch_size counts clips)"})
+    encoder_steps: int = field(default=3000, metadata={"help": "pretrain the frame encoder on the training clips' dense cell labels first (0 = keep it as built; ignored with --vision-path)"})
     eval_limit: int = field(default=0, metadata={"help": "questions per split to evaluate (0 = all)"})
     runs_root: str = "runs"
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise VideoQAError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
-        if self.steps < 1 or self.batch_size < 1:
-            raise VideoQAError("steps and batch_size must be >= 1")
-
-
-_INDEX_CACHE: dict[tuple[str, str, str, int], np.ndarray] = {}
+        if self.steps < 1 or self.batch_size < 1 or self.questions_per_clip < 1:
+            raise VideoQAError("steps, batch_size and questions_per_clip must be >= 1")
 
 
 def frame_indices(frames: np.ndarray, sampler: str, budget: int) -> np.ndarray:
@@ -63,34 +71,88 @@ def frame_indices(frames: np.ndarray, sampler: str, budget: int) -> np.ndarray:
     return np.asarray(get_sampler(sampler).select(frames, budget), np.int64)
 
 
+@dataclass
+class ClipView:
+    """What the model sees of one clip: the sampled frames' times and labels, and either the
+    frames themselves or (frozen encoder) their patch features, computed once."""
+
+    times: list[float]
+    frame_labels: np.ndarray
+    frame_mask: np.ndarray
+    frames: np.ndarray | None = None
+    patches: Any = None  # torch.Tensor [T, N, D]
+
+
+def clip_views(dataset: QADataset, clips: Any, sampler: str, budget: int,
+               model: Any | None = None) -> dict[str, ClipView]:
+    """One :class:`ClipView` per clip. With a ``model`` whose encoder is frozen, the patch
+    features are computed here and the clip's frames are dropped from memory (at 128 px a few
+    thousand clips hold gigabytes of frames, their sampled features a few hundred megabytes)."""
+    import torch
+
+    frozen = model is not None and model.cfg.freeze_vision
+    views: dict[str, ClipView] = {}
+    for clip in sorted(set(clips)):
+        frames, times, summary = dataset.clip(clip)
+        idx = frame_indices(frames, sampler, budget)
+        labels, mask = frame_labels(summary, times[idx])
+        view = ClipView([float(times[i]) for i in idx], labels, mask)
+        if frozen:
+            with torch.no_grad():
+                view.patches = model.patches(model.preprocess(frames[idx])).cpu()
+            dataset.forget(clip)
+        else:
+            view.frames = frames[idx]
+        views[clip] = view
+    return views
+
+
 def example_for(dataset: QADataset, q: QA, sampler: str, budget: int,
-                features: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The sampled frames (or their cached patch features) and times for one question; indices
-    are cached per clip and sampler."""
-    frames, times, _ = dataset.clip(q.clip)
-    key = (str(dataset.root), q.clip, sampler, budget)
-    if key not in _INDEX_CACHE:
-        _INDEX_CACHE[key] = frame_indices(frames, sampler, budget)
-    idx = _INDEX_CACHE[key]
-    ex = {"frames": frames[idx], "times": [float(times[i]) for i in idx],
-          "question": q.question, "answer": q.answer}
-    ex["frame_labels"], ex["frame_mask"] = frame_labels(dataset.clip(q.clip)[2], times[idx])
-    if features is not None:
-        ex["patches"] = features[q.clip][idx]
+                views: dict[str, ClipView] | None = None) -> dict[str, Any]:
+    """The sampled frames (or their cached patch features), times and frame labels for one
+    question."""
+    view = views[q.clip] if views is not None and q.clip in views else \
+        clip_views(dataset, [q.clip], sampler, budget)[q.clip]
+    ex = {"times": view.times, "question": q.question, "answer": q.answer,
+          "frame_labels": view.frame_labels, "frame_mask": view.frame_mask}
+    if view.patches is not None:
+        ex["patches"] = view.patches
+    else:
+        ex["frames"] = view.frames
     return ex
 
 
-def clip_features(model: Any, dataset: QADataset, clips: set[str]) -> dict[str, Any]:
-    """Frozen-encoder patch features of every frame of ``clips``, computed once."""
-    import torch
+def fresh_questions(dataset: QADataset, clip: str, n: int, rng: np.random.Generator) -> list[QA]:
+    """``n`` new questions (training templates only) about ``clip``: rounds of
+    :func:`~video_qa.data.questions_for` with a fresh ``rng`` ask about other objects, pairs and
+    times each time; see ``TrainQAConfig.fresh_questions``."""
+    out: list[QA] = []
+    while len(out) < n:
+        out += [q for q in questions_for(dataset.summary(clip), clip, "train", rng) if not q.heldout]
+    return [out[int(i)] for i in rng.permutation(len(out))[:n]]
 
-    out = {}
-    with torch.no_grad():
-        for clip in sorted(clips):
-            frames = dataset.clip(clip)[0]
-            out[clip] = torch.cat([model.patches(model.preprocess(frames[i:i + 64]))
-                                   for i in range(0, len(frames), 64)])
-    return out
+
+def multi_turn(dataset: QADataset, qas: list[QA], sampler: str, budget: int,
+               views: dict[str, ClipView]) -> dict[str, Any]:
+    """One training example holding several questions about the same clip (see
+    ``VideoLM.collate``)."""
+    ex = example_for(dataset, qas[0], sampler, budget, views)
+    ex.pop("question"), ex.pop("answer")
+    return {**ex, "questions": [q.question for q in qas], "answers": [q.answer for q in qas]}
+
+
+def pretrain_encoder(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: Path,
+                     log: Any = print) -> Path:
+    """The frame encoder ``model_cfg`` describes, pretrained on dense cell labels of the training
+    clips (``video_qa.frame_encoder``), saved in ``run_dir/frame_encoder``."""
+    from perception.encoders import build_vision_encoder
+    from video_qa.frame_encoder import FrameEncoderConfig, pretrain
+
+    encoder = build_vision_encoder(model_cfg.vision_family, image_size=model_cfg.image_size,
+                                   patch_size=model_cfg.patch_size, hidden_size=model_cfg.vision_hidden,
+                                   num_layers=model_cfg.vision_layers, num_heads=model_cfg.vision_heads)
+    return pretrain(cfg.data_dir, run_dir / "frame_encoder", encoder,
+                    FrameEncoderConfig(steps=cfg.encoder_steps, seed=cfg.seed), log=log)
 
 
 def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | None = None,
@@ -111,6 +173,8 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
         raise VideoQAError(f"no training questions in {cfg.data_dir}")
     run_dir = Path(run_dir) if run_dir else new_run_dir("train_qa", cfg.runs_root)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if model_cfg.vision_path is None and cfg.encoder_steps > 0:
+        model_cfg = replace(model_cfg, vision_path=str(pretrain_encoder(cfg, model_cfg, run_dir, log)))
     model = VideoLM(model_cfg).to(device)  # batches, features and generation follow the model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -121,11 +185,13 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
         progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
-    features = None
-    if model_cfg.freeze_vision:
-        features = clip_features(model, dataset, {q.clip for q in train_qas})
-        if log:
-            log(f"cached frozen patch features of {len(features)} clips")
+    train_clips = sorted({q.clip for q in train_qas})
+    model.train()
+    views = clip_views(dataset, {q.clip for q in dataset.qas}, cfg.sampler, model_cfg.num_frames,
+                       model)
+    if log:
+        log(f"sampled {model_cfg.num_frames} frames of {len(views)} clips"
+            + (" and cached their frozen features" if model_cfg.freeze_vision else ""))
     config = {"train": asdict(cfg), "model": model_cfg.to_dict(), "train_questions": len(train_qas)}
     t0 = time.time()
     with RunLog(run_dir, config) as runlog:
@@ -133,9 +199,14 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
         for step in range(cfg.steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
-            batch_qas = [train_qas[i] for i in rng.integers(len(train_qas), size=cfg.batch_size)]
-            batch = model.collate([example_for(dataset, q, cfg.sampler, model_cfg.num_frames,
-                                               features) for q in batch_qas])
+            if cfg.fresh_questions:
+                clips = [train_clips[int(i)] for i in rng.integers(len(train_clips), size=cfg.batch_size)]
+                examples = [multi_turn(dataset, fresh_questions(dataset, c, cfg.questions_per_clip, rng),
+                                       cfg.sampler, model_cfg.num_frames, views) for c in clips]
+            else:
+                examples = [example_for(dataset, train_qas[int(i)], cfg.sampler, model_cfg.num_frames,
+                                        views) for i in rng.integers(len(train_qas), size=cfg.batch_size)]
+            batch = model.collate(examples)
             loss = model(**batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -150,7 +221,8 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
         ckpt = model.save_pretrained(run_dir / "checkpoint")
         (ckpt / TRAIN_META).write_text(json.dumps({"sampler": cfg.sampler,
                                                    "data_dir": cfg.data_dir}, indent=2))
-        result = evaluate(model, dataset, cfg.sampler, "test", limit=cfg.eval_limit or None)
+        result = evaluate(model, dataset, cfg.sampler, "test", limit=cfg.eval_limit or None,
+                          views=views)
         result["train_seconds"] = round(time.time() - t0, 1)
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
         runlog.log(event="eval", overall=result["overall"],
@@ -170,6 +242,9 @@ def ablation(cfg: TrainQAConfig, model_cfg: VideoLMConfig, log: Any = print) -> 
     from sim.runs import new_run_dir
 
     root = new_run_dir("ablation_qa", cfg.runs_root)
+    if model_cfg.vision_path is None and cfg.encoder_steps > 0:  # one encoder for both arms
+        generate(cfg.data_dir, cfg.n_billiards, cfg.n_tabletop, log=log, workers=cfg.workers)
+        model_cfg = replace(model_cfg, vision_path=str(pretrain_encoder(cfg, model_cfg, root, log)))
     table: dict[str, Any] = {}
     for name, (sampler, pooling) in ABLATION_ARMS.items():
         run = train(replace(cfg, sampler=sampler), replace(model_cfg, pooling=pooling),

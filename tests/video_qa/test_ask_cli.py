@@ -85,9 +85,11 @@ def test_cli_train_and_eval_end_to_end(tmp_path, capsys):
             "--steps", "3", "--batch-size", "4", "--runs-root", str(tmp_path / "runs"),
             "--image-size", "16", "--patch-size", "4", "--vision-hidden", "32", "--vision-layers", "1",
             "--lm-hidden", "32", "--lm-layers", "1", "--lm-heads", "2", "--num-frames", "3",
-            "--tokens-per-frame", "2"]
+            "--tokens-per-frame", "2", "--encoder-steps", "2"]
     assert main(args) == 0
     run = next((tmp_path / "runs" / "train_qa").iterdir())
+    enc = json.loads((run / "frame_encoder" / "config.json").read_text())["frame_encoder"]
+    assert enc["grid"] == 4 and set(enc["test_metrics"]) >= {"cell_recall", "presence_accuracy"}
     assert (run / "config.json").is_file() and (run / "metrics.jsonl").read_text().count("\n") >= 2
     res = json.loads((run / "eval.json").read_text())
     assert set(res["accuracy"]) <= set(res["types"]) and 0 <= res["overall"] <= 1

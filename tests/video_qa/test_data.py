@@ -89,6 +89,20 @@ def test_generated_clips_match_the_simulator(tmp_path):
     lifted = np.array(summary["lifted"])
     assert not lifted[0] and lifted[-1]
     assert abs(times[np.argmax(lifted)] - summary["lift_time"]) < 0.01
+    # per-frame pixels (version 2): the first frame's column is the one spatial questions use,
+    # and every point lies inside the frame it was measured in
+    assert summary["version"] == data.DATA_VERSION and summary["height"] == frames.shape[1]
+    for obj in summary["objects"]:
+        track = summary["track"][obj["name"]]
+        assert len(track) == len(times) and abs(track[0][0] - obj["u"]) < 0.06
+        assert all(0 <= u < summary["width"] and 0 <= v < summary["height"] for u, v in track)
+    target = next(o for o in summary["objects"] if o["is_target"])
+    lifted_track = summary["track"][target["name"]]
+    assert lifted_track[-1][1] < lifted_track[0][1]  # lifted: higher in the image (smaller row)
+    shot = ds.summary("billiards_0000")
+    assert set(shot["track"]) == set(shot["ball_names"])
+    for ball, track in shot["track"].items():
+        assert (track[-1] is None) == (ball in shot["pot_times"])  # potted balls leave the table
     # splits are by clip: every question of a clip shares its split
     assert len({(q.clip, q.split) for q in ds.qas}) == 2
     assert qa_file.read_text().count("\n") == len(ds.qas)

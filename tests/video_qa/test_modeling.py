@@ -7,9 +7,10 @@ from video_qa.errors import VideoQAError
 from video_qa.modeling import MeanPooling, TokenMining, VideoLM
 
 
-def test_token_mining_attends_only_within_its_frame():
+@pytest.mark.parametrize("iters", [0, 2])  # independent queries, and queries competing for patches
+def test_token_mining_attends_only_within_its_frame(iters):
     torch.manual_seed(0)
-    mining = TokenMining(dim=16, num_tokens=4, heads=2).eval()
+    mining = TokenMining(dim=16, num_tokens=4, heads=2, iters=iters).eval()
     patches = torch.randn(3, 9, 16)
     before = mining(patches)
     perturbed = patches.clone()
@@ -19,6 +20,26 @@ def test_token_mining_attends_only_within_its_frame():
     torch.testing.assert_close(after[0], before[0])
     torch.testing.assert_close(after[2], before[2])
     assert (after[1] - before[1]).abs().max() > 1e-3  # frame 1's own tokens do change
+
+
+def test_competing_queries_split_two_objects_between_them():
+    """Two distinct 'objects' among background patches: with competition, the patches of each
+    object go mostly to different tokens (independent queries may all take the same one)."""
+    torch.manual_seed(0)
+    mining = TokenMining(dim=8, num_tokens=2, heads=1, iters=3).eval()
+    with torch.no_grad():
+        mining.queries.copy_(torch.tensor([[1.0, 0, 0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0, 0, 0]]))
+        for lin in (mining.to_q, mining.to_k, mining.to_v):
+            lin.weight.copy_(torch.eye(8) * 4)
+    patches = torch.zeros(1, 6, 8)
+    patches[0, :3, 0] = 1.0  # object A on patches 0-2
+    patches[0, 3:, 1] = 1.0  # object B on patches 3-5
+    kv = mining.norm_kv(patches)
+    logits = mining.to_q(mining.norm_q(mining.queries[None])) @ mining.to_k(kv).transpose(1, 2)
+    attn = logits.softmax(dim=1)[0]  # [K, N]: which query wins each patch
+    assert (attn[0, :3] > 0.5).all() and (attn[1, 3:] > 0.5).all()
+    out = mining(patches)
+    assert out.shape == (1, 2, 8) and torch.isfinite(out).all()
 
 
 def test_video_lm_frame_tokens_are_per_frame():
@@ -165,3 +186,35 @@ def test_spatial_head_reads_its_own_columns_and_round_trips(tmp_path):
     model.save_pretrained(tmp_path / "ckpt")
     loaded = VideoLM.from_pretrained(tmp_path / "ckpt")
     torch.testing.assert_close(loaded.spatial_head.weight, model.spatial_head.weight)
+
+
+def test_packed_questions_see_the_frames_and_themselves_only():
+    """Several questions about the same frames in one sequence: each turn's logits are those of
+    the same question asked alone, and its loss cannot read another turn's answer."""
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config()).eval()
+    ex = _examples(1)[0]
+    turns = [("question 0?", "yes"), ("which colour?", "红色"), ("when?", "2.5s")]
+    packed = model.collate([{**ex, "questions": [q for q, _ in turns], "answers": [a for _, a in turns]}])
+    assert packed["turns"].max() == 3
+    with torch.no_grad():
+        vis = model.frame_tokens(images=packed["images"].flatten(0, 1)).reshape(1, -1, 64)
+        from video_qa.modeling import turn_mask
+
+        logits = model.lm(inputs_embeds=model._embed(packed["input_ids"], vis),
+                          attention_mask=turn_mask(packed["turns"]),
+                          position_ids=packed["position_ids"]).logits[0]
+        for k, (q, a) in enumerate(turns, start=1):
+            alone = model.collate([{**ex, "question": q, "answer": a}])
+            ref = model.lm(inputs_embeds=model._embed(alone["input_ids"], vis),
+                           attention_mask=alone["attention_mask"]).logits[0]
+            n_prefix = len(model.prefix_ids(ex["times"]))
+            span = (packed["turns"][0] == k).nonzero().flatten()
+            torch.testing.assert_close(logits[span], ref[n_prefix:], atol=1e-5, rtol=1e-4)
+    # the packed loss is the mean over all turns' answer tokens, and it trains: overfit 3 turns
+    model.train()
+    loss = _overfit(model, [{**ex, "questions": [q for q, _ in turns],
+                             "answers": [a for _, a in turns]}], steps=150)
+    assert loss < 0.05
+    for q, a in turns:  # each answered alone, as at inference
+        assert model.generate(ex["frames"][None], [ex["times"]], [q]) == [a]
