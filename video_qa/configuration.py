@@ -10,7 +10,7 @@ from video_qa.errors import VideoQAError
 POOLINGS = ("mining", "mean")
 TOKENIZERS = ("bpe", "byte")
 # What a checkpoint saved before a field existed meant by it: such configs load as they were.
-LEGACY_DEFAULTS: dict[str, Any] = {"tokenizer": "byte", "mining_iters": 0}
+LEGACY_DEFAULTS: dict[str, Any] = {"tokenizer": "byte", "mining_iters": 0, "grounding": False}
 
 
 @dataclass
@@ -37,6 +37,10 @@ class VideoLMConfig:
     num_frames: int = field(default=8, metadata={"help": "frames per question; the sampler picks them from the clip"})
     # Weight of the per-frame auxiliary loss (video_qa.data.frame_labels) on each frame's tokens;
     # training only, 0 = off. The head is kept in the checkpoint so a saved model reloads as is.
+    # Question tokens cross-attend to the frames' cells before the LM (video_qa.grounding): how a
+    # small LM trained from scratch finds the thing a question names.
+    grounding: bool = field(default=True, metadata={"help": "ground each question's tokens in the frames' cells (sigmoid cross-attention) before the LM"})
+    grounding_weight: float = field(default=1.0, metadata={"help": "weight of the loss that teaches each named thing's token where that thing is (training only)"})
     aux_frame_weight: float = field(default=0.0, metadata={"help": "weight of the per-frame visual-facts loss (training only; 0 = off)"})
     aux_spatial_weight: float = field(default=0.0, metadata={"help": "weight of a per-frame where-things-are loss (each tabletop object's image column, coarse; training only; 0 = off)"})
     # --- language model ---

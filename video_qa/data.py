@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -89,9 +89,17 @@ class QA:
     split: str
     question: str
     answer: str
+    # What the question names, as (thing, end): a CELL_CLASSES name ("green cylinder",
+    # "ball:red", "lifted" for "the object") and the character offset where its name ends in
+    # ``question``. Training teaches the grounding to find that thing in the frames.
+    refs: tuple[tuple[str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "refs": [list(r) for r in self.refs]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "QA":
+        return cls(**{**d, "refs": tuple(tuple(r) for r in d.get("refs", ()))})
 
 
 def fmt_time(t: float) -> str:
@@ -111,13 +119,35 @@ def split_of(index: int) -> str:
 
 
 # ---------------------------------------------------------------------------- question makers
+def _refs(question: str, names: Sequence[tuple[str, str]]) -> tuple[tuple[str, int], ...]:
+    """``(thing, end)`` for each ``(thing, text)`` found in order: where each name ends."""
+    out, start = [], 0
+    for thing, text in names:
+        i = question.find(text, start)
+        if i >= 0:
+            out.append((thing, i + len(text)))
+            start = i + len(text)
+    return tuple(out)
+
+
+def _ball(name: str) -> tuple[str, str]:
+    """(cell class, how questions say it) of a billiards ball."""
+    return f"ball:{name}", f"{BALL_COLOUR.get(name, name)} ball"
+
+
+THE_OBJECT = (("lifted", "object"),)  # tabletop questions about "the object" mean the lifted one
+
+
 def _emit(out: list[QA], clip: str, split: str, templates: dict[str, tuple[str, ...]], kind: str,
-          answer: str, rng: np.random.Generator, **fill: Any) -> None:
-    """One question of ``kind`` from a random training template, plus one from the held-out one."""
+          answer: str, rng: np.random.Generator, refs: Sequence[tuple[str, str]] = (),
+          **fill: Any) -> None:
+    """One question of ``kind`` from a random training template, plus one from the held-out one;
+    ``refs`` are the (thing, name text) pairs the question mentions."""
     tpl = templates[kind]
     k = int(rng.integers(len(tpl) - 1))
     for j in (k, len(tpl) - 1):
-        out.append(QA(clip, kind, j, j == len(tpl) - 1, split, tpl[j].format(**fill), answer))
+        q = tpl[j].format(**fill)
+        out.append(QA(clip, kind, j, j == len(tpl) - 1, split, q, answer, _refs(q, refs)))
 
 
 def billiards_questions(summary: dict[str, Any], clip: str, split: str,
@@ -134,15 +164,17 @@ def billiards_questions(summary: dict[str, Any], clip: str, split: str,
     objects = [n for n in names if n != "cue"]
     ball = str(rng.choice(order)) if order and rng.random() < 0.75 else str(rng.choice(objects))
     T(out, clip, split, BILLIARDS_TEMPLATES, "timestamp",
-      fmt_time(pots[ball]) if ball in pots else NOT_SEEN, rng, ball=ball)
+      fmt_time(pots[ball]) if ball in pots else NOT_SEEN, rng, refs=[_ball(ball)], ball=ball)
     a, b = rng.choice(names, 2, replace=False)
     uv = summary["start_uv"]
     T(out, clip, split, BILLIARDS_TEMPLATES, "spatial", "yes" if uv[a][0] < uv[b][0] else "no", rng,
-      a=BALL_COLOUR.get(str(a), str(a)), b=BALL_COLOUR.get(str(b), str(b)))
+      refs=[_ball(str(a)), _ball(str(b))], a=BALL_COLOUR.get(str(a), str(a)),
+      b=BALL_COLOUR.get(str(b), str(b)))
     yes_ball = str(rng.choice(order)) if order else None
     no_ball = str(rng.choice([n for n in objects if n not in pots]))
     for q in ([yes_ball] if yes_ball else []) + [no_ball]:
-        T(out, clip, split, BILLIARDS_TEMPLATES, "yesno", "yes" if q in pots else "no", rng, ball=q)
+        T(out, clip, split, BILLIARDS_TEMPLATES, "yesno", "yes" if q in pots else "no", rng,
+          refs=[_ball(q)], ball=q)
     times = summary["times"]
     ti = int(rng.integers(len(times)))
     t = round(float(times[ti]), 1)
@@ -168,26 +200,32 @@ def tabletop_questions(summary: dict[str, Any], clip: str, split: str,
     out: list[QA] = []
     T = _emit
     T(out, clip, split, TABLETOP_TEMPLATES, "counting", str(len(objs)), rng)
-    T(out, clip, split, TABLETOP_TEMPLATES, "ordering", "yes" if lift is not None else "no", rng)
-    T(out, clip, split, TABLETOP_TEMPLATES, "attribute", target["color"] if lift is not None else NOT_SEEN, rng)
-    T(out, clip, split, TABLETOP_TEMPLATES, "timestamp", fmt_time(lift) if lift is not None else NOT_SEEN, rng)
+    T(out, clip, split, TABLETOP_TEMPLATES, "ordering", "yes" if lift is not None else "no", rng,
+      refs=THE_OBJECT)
+    T(out, clip, split, TABLETOP_TEMPLATES, "attribute", target["color"] if lift is not None else NOT_SEEN,
+      rng, refs=THE_OBJECT)
+    T(out, clip, split, TABLETOP_TEMPLATES, "timestamp", fmt_time(lift) if lift is not None else NOT_SEEN,
+      rng, refs=THE_OBJECT)
     things = [(o["name"], o["u"]) for o in objs]
     if summary.get("receptacle"):
         things.append((summary["receptacle"]["kind"], summary["receptacle"]["u"]))
     if len(things) >= 2:
         i, j = rng.choice(len(things), 2, replace=False)
         T(out, clip, split, TABLETOP_TEMPLATES, "spatial", "yes" if things[i][1] < things[j][1] else "no",
-          rng, a=things[i][0], b=things[j][0])
+          rng, refs=[(things[i][0], things[i][0]), (things[j][0], things[j][0])],
+          a=things[i][0], b=things[j][0])
     present = {o["name"] for o in objs}
     absent = [f"{c} {s}" for c in summary["all_colors"] for s in summary["all_shapes"]
               if f"{c} {s}" not in present]
-    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "yes", rng, name=str(rng.choice(sorted(present))))
-    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "no", rng, name=str(rng.choice(absent)))
+    name = str(rng.choice(sorted(present)))
+    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "yes", rng, refs=[(name, name)], name=name)
+    name = str(rng.choice(absent))
+    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "no", rng, refs=[(name, name)], name=name)
     times = summary["times"]
     ti = int(rng.integers(len(times)))
     t = round(float(times[ti]), 1)
     T(out, clip, split, TABLETOP_TEMPLATES, "state", "yes" if lift is not None and t >= lift else "no",
-      rng, t=f"{t:.1f}")
+      rng, refs=THE_OBJECT, t=f"{t:.1f}")
     T(out, clip, split, TABLETOP_TEMPLATES, "description", summary["instruction"], rng)
     return out
 
@@ -435,6 +473,63 @@ def _fact_labels(summary: dict[str, Any], times: np.ndarray) -> tuple[np.ndarray
     return labels, mask
 
 
+# ---------------------------------------------------------------------------- cell labels
+# Where each thing is, per cell of a frame's grid: the frame encoder is pretrained on these, and a
+# question's grounding is trained to find the thing it names. One channel per thing a question can
+# name, then "the lifted object is here".
+CELL_CLASSES: tuple[str, ...] = SPATIAL_THINGS + tuple(f"ball:{b}" for b in AUX_BALLS) + ("lifted",)
+_CLASS_INDEX = {name: i for i, name in enumerate(CELL_CLASSES)}
+
+
+def cell_of(u: float, v: float, width: float, height: float, grid: int) -> int | None:
+    """Row-major cell index of pixel (u, v) in a ``width`` x ``height`` frame; None off-frame."""
+    if not (0 <= u < width and 0 <= v < height):
+        return None
+    return int(v / height * grid) * grid + int(u / width * grid)
+
+
+def cell_labels(summary: dict[str, Any], frame: int, grid: int) -> np.ndarray:
+    """uint8 ``[grid*grid, len(CELL_CLASSES)]``: which things have their centre in each cell at
+    ``frame`` (needs a version-2 summary with per-frame ``track``)."""
+    return cell_targets(summary, frame, grid)[0]
+
+
+def cell_targets(summary: dict[str, Any], frame: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, offsets)``: :func:`cell_labels` and, float16 ``[grid*grid, C, 2]``, where in its
+    cell each thing's centre lies (0..1 across, 0..1 down; 0 where the thing is not).
+
+    The offsets matter for "left of" between two things in the same column of cells (7 % of
+    the tabletop spatial questions at 8 columns)."""
+    if "track" not in summary:
+        raise VideoQAError("this clip has no per-frame positions; regenerate the QA data")
+    out = np.zeros((grid * grid, len(CELL_CLASSES)), np.uint8)
+    offsets = np.zeros((grid * grid, len(CELL_CLASSES), 2), np.float16)
+    w, h = float(summary.get("width", 128)), float(summary.get("height", summary.get("width", 128)))
+
+    def mark(name: str, uv: list[float] | None) -> int | None:
+        cell = None if uv is None else cell_of(uv[0], uv[1], w, h, grid)
+        if cell is not None and name in _CLASS_INDEX:
+            c = _CLASS_INDEX[name]
+            out[cell, c] = 1
+            offsets[cell, c] = (uv[0] / w * grid % 1.0, uv[1] / h * grid % 1.0)
+        return cell
+
+    if summary["source"] == "billiards":
+        for ball, track in summary["track"].items():
+            mark(f"ball:{ball}", track[frame])
+        return out, offsets
+    target = next(o["name"] for o in summary["objects"] if o["is_target"])
+    for name, track in summary["track"].items():
+        cell = mark(name, track[frame])
+        if name == target and summary["lifted"][frame] and cell is not None:
+            out[cell, _CLASS_INDEX["lifted"]] = 1
+            offsets[cell, _CLASS_INDEX["lifted"]] = offsets[cell, _CLASS_INDEX[name]]
+    rec = summary.get("receptacle")
+    if rec:
+        mark(rec["kind"], rec["uv"])
+    return out, offsets
+
+
 # ---------------------------------------------------------------------------- cache
 def clip_ids(n_billiards: int, n_tabletop: int) -> list[tuple[str, int]]:
     ids = [(f"billiards_{i:04d}", i) for i in range(n_billiards)]
@@ -512,7 +607,7 @@ class QADataset:
         qa_file = self.root / "qa.jsonl"
         if not qa_file.is_file():
             raise VideoQAError(f"no qa.jsonl in {root}; generate data first (embodied train-qa does)")
-        self.qas = [QA(**json.loads(line)) for line in qa_file.read_text().splitlines() if line]
+        self.qas = [QA.from_dict(json.loads(line)) for line in qa_file.read_text().splitlines() if line]
         self._clips: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
         self._summaries: dict[str, dict[str, Any]] = {}
 

@@ -24,13 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from video_qa.data import AUX_BALLS, SPATIAL_THINGS, QADataset, split_of
+from video_qa.data import CELL_CLASSES, QADataset, cell_labels, cell_of, cell_targets, split_of
 from video_qa.errors import VideoQAError
-
-# One channel per thing a question can name, then "the lifted object is here".
-CELL_CLASSES: tuple[str, ...] = SPATIAL_THINGS + tuple(f"ball:{b}" for b in AUX_BALLS) + ("lifted",)
-_CLASS_INDEX = {name: i for i, name in enumerate(CELL_CLASSES)}
-
 
 @dataclass
 class FrameEncoderConfig:
@@ -43,55 +38,6 @@ class FrameEncoderConfig:
     pos_weight: float = field(default=10.0, metadata={"help": "a cell is empty far more often than not: weigh the rare positives up"})
     offset_weight: float = field(default=1.0, metadata={"help": "weight of the where-in-its-cell L1 loss"})
     seed: int = 0
-
-
-def cell_of(u: float, v: float, width: float, height: float, grid: int) -> int | None:
-    """Row-major cell index of pixel (u, v) in a ``width`` x ``height`` frame; None off-frame."""
-    if not (0 <= u < width and 0 <= v < height):
-        return None
-    return int(v / height * grid) * grid + int(u / width * grid)
-
-
-def cell_labels(summary: dict[str, Any], frame: int, grid: int) -> np.ndarray:
-    """uint8 ``[grid*grid, len(CELL_CLASSES)]``: which things have their centre in each cell at
-    ``frame`` (needs a version-2 summary with per-frame ``track``)."""
-    return cell_targets(summary, frame, grid)[0]
-
-
-def cell_targets(summary: dict[str, Any], frame: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, offsets)``: :func:`cell_labels` and, float16 ``[grid*grid, C, 2]``, where in its
-    cell each thing's centre lies (0..1 across, 0..1 down; 0 where the thing is not).
-
-    The offsets matter for "left of" between two things in the same column of cells (7 % of
-    the tabletop spatial questions at 8 columns)."""
-    if "track" not in summary:
-        raise VideoQAError("this clip has no per-frame positions; regenerate the QA data")
-    out = np.zeros((grid * grid, len(CELL_CLASSES)), np.uint8)
-    offsets = np.zeros((grid * grid, len(CELL_CLASSES), 2), np.float16)
-    w, h = float(summary.get("width", 128)), float(summary.get("height", summary.get("width", 128)))
-
-    def mark(name: str, uv: list[float] | None) -> int | None:
-        cell = None if uv is None else cell_of(uv[0], uv[1], w, h, grid)
-        if cell is not None and name in _CLASS_INDEX:
-            c = _CLASS_INDEX[name]
-            out[cell, c] = 1
-            offsets[cell, c] = (uv[0] / w * grid % 1.0, uv[1] / h * grid % 1.0)
-        return cell
-
-    if summary["source"] == "billiards":
-        for ball, track in summary["track"].items():
-            mark(f"ball:{ball}", track[frame])
-        return out, offsets
-    target = next(o["name"] for o in summary["objects"] if o["is_target"])
-    for name, track in summary["track"].items():
-        cell = mark(name, track[frame])
-        if name == target and summary["lifted"][frame] and cell is not None:
-            out[cell, _CLASS_INDEX["lifted"]] = 1
-            offsets[cell, _CLASS_INDEX["lifted"]] = offsets[cell, _CLASS_INDEX[name]]
-    rec = summary.get("receptacle")
-    if rec:
-        mark(rec["kind"], rec["uv"])
-    return out, offsets
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:

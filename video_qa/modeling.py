@@ -153,6 +153,16 @@ def _build_lm(cfg: VideoLMConfig, vocab_size: int, lm_state: dict[str, Any] | No
     return lm, {"config": lm_config, "lora": lora}
 
 
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE averaged over the positive cells and over the negative ones separately, then summed:
+    a thing fills one or two of the 512 cells of 8 frames, and a plain mean would teach only
+    "nothing is anywhere"."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    pos = target > 0.5
+    loss = bce[~pos].mean() if (~pos).any() else logits.sum() * 0
+    return loss + (bce[pos].mean() if pos.any() else 0)
+
+
 def turn_mask(turns: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` turn ids -> ``[B, 1, L, L]`` boolean attention mask: causal, and a token of
     turn k >= 1 sees the shared frames (turn 0) and its own turn only; padding (-1) is seen by
@@ -193,6 +203,12 @@ class VideoLM(nn.Module):
         else:
             self.pool = MeanPooling(cfg.tokens_per_frame)
         self.projector = nn.Sequential(nn.Linear(dv, dl), nn.GELU(), nn.Linear(dl, dl))
+        if cfg.grounding:
+            from video_qa.grounding import QuestionGrounding
+
+            heads = next(h for h in (4, 2, 1) if dl % h == 0)
+            std = float(getattr(self.lm.config, "initializer_range", 0.02))
+            self.grounding = QuestionGrounding(dl, dv, cfg.num_frames, heads, embedding_std=std)
         if cfg.aux_frame_weight > 0:
             from video_qa.data import AUX_LABELS
 
@@ -259,6 +275,24 @@ class VideoLM(nn.Module):
             ids.append(tok.sep_id)
         return ids
 
+    def _name_ends(self, question: str, ids: list[int], refs: Sequence[tuple[str, int]]
+                   ) -> list[tuple[int, int]]:
+        """(index in ``ids``, cell class) of the token that ends each named thing of ``refs``.
+        The question's first tokens up to a name's end must encode as a prefix of the whole
+        question (true at word boundaries for bytes and for BPE); a name cut off by truncation, or
+        a class the cells do not have, is skipped."""
+        from video_qa.data import CELL_CLASSES
+
+        out = []
+        for thing, end in refs:
+            if thing not in CELL_CLASSES:
+                continue
+            head = self.tokenizer.encode(self.tokenizer.truncate(question[:end],
+                                                                 self.cfg.max_question_bytes)[0])
+            if head and len(head) < len(ids) and ids[:len(head)] == head:
+                out.append((len(head) - 1, CELL_CLASSES.index(thing)))
+        return out
+
     def question_ids(self, question: str) -> list[int]:
         q, _ = self.tokenizer.truncate(question, self.cfg.max_question_bytes)
         return self.tokenizer.encode(q) + [self.tokenizer.sep_id]
@@ -266,6 +300,19 @@ class VideoLM(nn.Module):
     def prompt_ids(self, times: Sequence[float], question: str,
                    texts: Sequence[str] | None = None) -> list[int]:
         return self.prefix_ids(times, texts) + self.question_ids(question)
+
+    def _ground(self, emb: torch.Tensor, question: torch.Tensor | None, turns: torch.Tensor | None,
+                question_pos: torch.Tensor | None, patches: torch.Tensor, want_scores: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        grounding = getattr(self, "grounding", None)
+        if grounding is None:
+            return emb, None
+        if question is None or turns is None or question_pos is None:
+            raise VideoQAError("a grounding model needs the question mask, turns and positions "
+                               "(VideoLM.collate makes them)")
+        if want_scores:
+            return grounding(emb, question, turns, question_pos, patches.to(emb.dtype), return_scores=True)
+        return grounding(emb, question, turns, question_pos, patches.to(emb.dtype)), None
 
     def _embed(self, ids: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         """Token embeddings with every ``<frame>`` slot replaced by the next visual token."""
@@ -279,22 +326,23 @@ class VideoLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
                 images: torch.Tensor | None = None, patches: torch.Tensor | None = None,
                 frame_labels: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, turns: torch.Tensor | None = None
-                ) -> torch.Tensor:
-        """``images`` ``[B, T, 3, S, S]`` or cached ``patches`` ``[B, T, N, D]``; ids/labels/mask
-        ``[B, L]`` (labels are -100 off the answers); ``frame_labels``/``frame_mask`` ``[B, T, A]``
-        add the per-frame auxiliary loss when the model has its head; ``turns`` ``[B, L]`` (0 the
-        shared frames, k >= 1 the k-th question and answer, -1 padding) with ``position_ids``
-        packs several questions per sequence (see :meth:`collate`)."""
-        x = images if patches is None else patches
-        b, t = x.shape[:2]
-        vis = (self.frame_tokens(images=images.flatten(0, 1)) if patches is None else
-               self.frame_tokens(patches=patches.flatten(0, 1)))
-        loss = torch.zeros((), device=vis.device)
+                **layout: torch.Tensor) -> torch.Tensor:
+        """The training loss. ``images`` ``[B, T, 3, S, S]`` or cached ``patches``
+        ``[B, T, N, D]``; ids/labels/mask ``[B, L]`` (labels are -100 off the answers);
+        ``frame_labels``/``frame_mask`` ``[B, T, A]`` add the per-frame auxiliary loss when the
+        model has its head; ``layout`` is the rest of what :meth:`collate` makes (positions,
+        turns, question marks)."""
+        ground_at, ground_target = layout.pop("ground_at", None), layout.pop("ground_target", None)
+        emb, mask, vis, scores = self._inputs(input_ids, attention_mask, images, patches,
+                                              want_scores=ground_at is not None, **layout)
+        loss = torch.zeros((), device=emb.device)
+        if scores is not None and self.cfg.grounding_weight > 0:
+            picked = scores[ground_at[:, 0], ground_at[:, 1]]  # [M, T * N]
+            loss = loss + self.cfg.grounding_weight * balanced_bce(picked, ground_target)
         if frame_labels is not None:
             from video_qa.data import AUX_LABELS
 
-            per_frame = vis.reshape(b, t, self.cfg.tokens_per_frame, -1).mean(2)
+            per_frame = vis.mean(2)
             n = len(AUX_LABELS)  # facts first, then where things are (video_qa.data.frame_labels)
             for head, weight, cols in ((getattr(self, "aux_head", None), self.cfg.aux_frame_weight,
                                         slice(0, n)),
@@ -306,12 +354,39 @@ class VideoLM(nn.Module):
                                                          reduction="none")
                 m = frame_mask[..., cols]
                 loss = loss + weight * (bce * m).sum() / m.sum().clamp(min=1.0)
-        vis = vis.reshape(b, t * self.cfg.tokens_per_frame, -1)
-        emb = self._embed(input_ids, vis)
-        mask: torch.Tensor = attention_mask if turns is None else turn_mask(turns)
-        out = self.lm(inputs_embeds=emb, attention_mask=mask, position_ids=position_ids,
-                      labels=labels)
+        out = self.lm(inputs_embeds=emb, attention_mask=mask,
+                      position_ids=layout.get("position_ids"), labels=labels)
         return out.loss + loss
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               images: torch.Tensor | None = None, patches: torch.Tensor | None = None,
+               **layout: torch.Tensor) -> torch.Tensor:
+        """``[B, L, vocab]`` next-token logits for a :meth:`collate` batch (labels ignored)."""
+        layout = {k: v for k, v in layout.items()
+                  if k not in ("labels", "frame_labels", "frame_mask", "ground_at", "ground_target")}
+        emb, mask, _, _ = self._inputs(input_ids, attention_mask, images, patches, **layout)
+        return self.lm(inputs_embeds=emb, attention_mask=mask,
+                       position_ids=layout.get("position_ids")).logits
+
+    def _inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                images: torch.Tensor | None, patches: torch.Tensor | None,
+                position_ids: torch.Tensor | None = None, turns: torch.Tensor | None = None,
+                question: torch.Tensor | None = None, question_pos: torch.Tensor | None = None,
+                question_turns: torch.Tensor | None = None, want_scores: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(input embeddings, LM attention mask, visual tokens ``[B, T, K, D]``, the grounding's
+        question-to-cell score logits ``[B, L, T*N]`` if wanted and present): frame tokens in
+        their ``<frame>`` slots, questions grounded, and the block mask when several questions
+        share a sequence (``turns``: 0 the frames, k >= 1 the k-th question, -1 padding)."""
+        if patches is None:
+            patches = self.patches(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+        b, t = patches.shape[:2]
+        vis = self.frame_tokens(patches=patches.flatten(0, 1)).unflatten(0, (b, t))
+        emb = self._embed(input_ids, vis.flatten(1, 2))
+        emb, scores = self._ground(emb, question, turns if turns is not None else question_turns,
+                                   question_pos, patches, want_scores)
+        mask = attention_mask if turns is None else turn_mask(turns)
+        return emb, mask, vis, scores
 
     def collate(self, examples: Sequence[dict[str, Any]], device: torch.device | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -319,30 +394,45 @@ class VideoLM(nn.Module):
         either ``question``/``answer`` or lists ``questions``/``answers`` (several turns about the
         same frames; ``texts`` optional) -> right-padded training tensors."""
         tok = self.tokenizer
-        rows, labels, turns, positions = [], [], [], []
-        for ex in examples:
+        rows, labels, turns, positions, qmask, qpos = [], [], [], [], [], []
+        ground_at: list[tuple[int, int]] = []  # (row, position) of a token that ends a name
+        ground_target: list[np.ndarray] = []  # [T * N]: the cells where that thing is
+        for row, ex in enumerate(examples):
             questions = ex["questions"] if "questions" in ex else [ex["question"]]
             answers = ex["answers"] if "answers" in ex else [ex["answer"]]
+            refs = ex.get("refs", ())
+            refs = refs if "questions" in ex else [refs]
             ids = self.prefix_ids(ex["times"], ex.get("texts"))
             n_prefix = len(ids)
             lab, turn, pos = [-100] * n_prefix, [0] * n_prefix, list(range(n_prefix))
+            is_q, q_pos = [False] * n_prefix, [0] * n_prefix
             for k, (q, a) in enumerate(zip(questions, answers), start=1):
                 ans, _ = tok.truncate(a, self.cfg.max_answer_bytes)
                 qi, ai = self.question_ids(q), tok.encode(ans) + [tok.eos_id]
+                if "cells" in ex and k - 1 < len(refs):
+                    for at, cls in self._name_ends(q, qi, refs[k - 1]):
+                        ground_at.append((row, len(ids) + at))
+                        ground_target.append(np.asarray(ex["cells"])[:, :, cls].reshape(-1))
                 ids += qi + ai
                 lab += [-100] * len(qi) + ai
                 turn += [k] * (len(qi) + len(ai))
                 pos += range(n_prefix, n_prefix + len(qi) + len(ai))
+                is_q += [True] * len(qi) + [False] * len(ai)
+                q_pos += list(range(len(qi))) + [0] * len(ai)
             rows.append(ids)
             labels.append(lab)
             turns.append(turn)
             positions.append(pos)
+            qmask.append(is_q)
+            qpos.append(q_pos)
         width = max(len(r) for r in rows)
         ids_t = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
         lab_t = torch.full((len(rows), width), -100, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         turn_t = torch.full((len(rows), width), -1, dtype=torch.long)
         pos_t = torch.zeros((len(rows), width), dtype=torch.long)
+        q_t = torch.zeros((len(rows), width), dtype=torch.bool)
+        qpos_t = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             n = len(r)
             ids_t[i, :n] = torch.tensor(r)
@@ -350,11 +440,18 @@ class VideoLM(nn.Module):
             mask[i, :n] = 1
             turn_t[i, :n] = torch.tensor(turns[i])
             pos_t[i, :n] = torch.tensor(positions[i])
+            q_t[i, :n] = torch.tensor(qmask[i])
+            qpos_t[i, :n] = torch.tensor(qpos[i])
         dev = device or self.device
         out = {"input_ids": ids_t.to(dev), "labels": lab_t.to(dev), "attention_mask": mask.to(dev),
-               "position_ids": pos_t.to(dev)}
+               "position_ids": pos_t.to(dev), "question": q_t.to(dev), "question_pos": qpos_t.to(dev)}
         if any(len(ex.get("questions", ())) > 1 for ex in examples):
             out["turns"] = turn_t.to(dev)
+        else:  # one question each: the plain causal mask; turns only tell the grounding apart
+            out["question_turns"] = turn_t.to(dev)
+        if ground_at and hasattr(self, "grounding"):
+            out["ground_at"] = torch.tensor(ground_at, dtype=torch.long, device=dev)
+            out["ground_target"] = torch.from_numpy(np.stack(ground_target).astype(np.float32)).to(dev)
         if all("frame_labels" in ex for ex in examples):
             out["frame_labels"] = torch.stack([torch.as_tensor(ex["frame_labels"]) for ex in examples]).to(dev)
             out["frame_mask"] = torch.stack([torch.as_tensor(ex["frame_mask"]) for ex in examples]).to(dev)
@@ -382,23 +479,28 @@ class VideoLM(nn.Module):
         tok = self.tokenizer
         if patches is not None:
             patches = patches.to(self.device)
-            b, t = patches.shape[:2]
-            vis = self.frame_tokens(patches=patches.flatten(0, 1))
         else:
             images = frames if isinstance(frames, torch.Tensor) else \
                 torch.stack([self.preprocess(f) for f in frames])  # clips may differ in size
-            b, t = images.shape[:2]
-            vis = self.frame_tokens(images=images.flatten(0, 1))
+            patches = self.patches(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+        b, t = patches.shape[:2]
+        vis = self.frame_tokens(patches=patches.flatten(0, 1))
         vis = vis.reshape(b, t * self.cfg.tokens_per_frame, -1)
         texts = texts or [None] * b
         prompts = [self.prompt_ids(times[i], questions[i], texts[i]) for i in range(b)]
         width = max(len(p) for p in prompts)
         ids = torch.full((b, width), tok.pad_id, dtype=torch.long, device=self.device)
         mask = torch.zeros((b, width), dtype=torch.long, device=self.device)
+        question = torch.zeros((b, width), dtype=torch.bool, device=self.device)
+        question_pos = torch.zeros((b, width), dtype=torch.long, device=self.device)
         for i, p in enumerate(prompts):
             ids[i, width - len(p):] = torch.tensor(p, device=self.device)
             mask[i, width - len(p):] = 1
-        emb = self._embed(ids, vis)
+            n_q = len(self.question_ids(questions[i]))
+            question[i, width - n_q:] = True
+            question_pos[i, width - n_q:] = torch.arange(n_q, device=self.device)
+        turns = torch.where(question, 1, torch.where(mask.bool(), 0, -1))
+        emb, _ = self._ground(self._embed(ids, vis), question, turns, question_pos, patches)
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         out = self.lm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=True)
         past = cache_of(out)

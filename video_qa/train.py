@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from video_qa.configuration import VideoLMConfig
-from video_qa.data import QA, QADataset, frame_labels, generate, questions_for
+from video_qa.data import QA, QADataset, cell_labels, frame_labels, generate, questions_for
 from video_qa.errors import VideoQAError
 
 SAMPLERS = ("uniform", "motion")
@@ -81,6 +81,7 @@ class ClipView:
     frame_mask: np.ndarray
     frames: np.ndarray | None = None
     patches: Any = None  # torch.Tensor [T, N, D]
+    cells: np.ndarray | None = None  # uint8 [T, N, len(CELL_CLASSES)]: what is in each cell
 
 
 def clip_views(dataset: QADataset, clips: Any, sampler: str, budget: int,
@@ -97,6 +98,9 @@ def clip_views(dataset: QADataset, clips: Any, sampler: str, budget: int,
         idx = frame_indices(frames, sampler, budget)
         labels, mask = frame_labels(summary, times[idx])
         view = ClipView([float(times[i]) for i in idx], labels, mask)
+        grid = math.isqrt(model.vision.num_patches) if model is not None else 0
+        if grid and grid * grid == model.vision.num_patches and "track" in summary:
+            view.cells = np.stack([cell_labels(summary, int(i), grid) for i in idx])
         if frozen:
             with torch.no_grad():
                 view.patches = model.patches(model.preprocess(frames[idx])).cpu()
@@ -113,8 +117,10 @@ def example_for(dataset: QADataset, q: QA, sampler: str, budget: int,
     question."""
     view = views[q.clip] if views is not None and q.clip in views else \
         clip_views(dataset, [q.clip], sampler, budget)[q.clip]
-    ex = {"times": view.times, "question": q.question, "answer": q.answer,
+    ex = {"times": view.times, "question": q.question, "answer": q.answer, "refs": q.refs,
           "frame_labels": view.frame_labels, "frame_mask": view.frame_mask}
+    if view.cells is not None:
+        ex["cells"] = view.cells
     if view.patches is not None:
         ex["patches"] = view.patches
     else:
@@ -137,8 +143,9 @@ def multi_turn(dataset: QADataset, qas: list[QA], sampler: str, budget: int,
     """One training example holding several questions about the same clip (see
     ``VideoLM.collate``)."""
     ex = example_for(dataset, qas[0], sampler, budget, views)
-    ex.pop("question"), ex.pop("answer")
-    return {**ex, "questions": [q.question for q in qas], "answers": [q.answer for q in qas]}
+    ex.pop("question"), ex.pop("answer"), ex.pop("refs")
+    return {**ex, "questions": [q.question for q in qas], "answers": [q.answer for q in qas],
+            "refs": [q.refs for q in qas]}
 
 
 def pretrain_encoder(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: Path,

@@ -147,3 +147,29 @@ def test_spatial_labels_say_where_each_object_is_and_mask_the_rest():
     assert [wide[0, col[f"left_of:blue cube@{c}"]] for c in (0.25, 0.5, 0.75)] == [0, 1, 1]
     shot = {"source": "billiards", "pot_times": {}}
     assert frame_labels(shot, np.array([0.0]))[1][:, n:].sum() == 0  # balls move: masked
+
+
+def test_questions_record_which_thing_they_name_and_where_the_name_ends():
+    summary = {"source": "tabletop", "instruction": "pick the red cube up", "times": [0.0, 0.1, 0.2, 0.3],
+               "objects": [{"name": "red cube", "color": "red", "shape": "cube", "is_target": True, "u": 5.0},
+                           {"name": "blue cylinder", "color": "blue", "shape": "cylinder",
+                            "is_target": False, "u": 50.0}],
+               "receptacle": {"kind": "bowl", "u": 30.0}, "lift_time": 0.2,
+               "all_colors": ["red", "blue", "green"], "all_shapes": ["cube", "cylinder"]}
+    for seed in range(5):
+        for q in tabletop_questions(summary, "t", "train", np.random.default_rng(seed)):
+            for thing, end in q.refs:
+                said = "object" if thing == "lifted" else thing
+                assert q.question[:end].endswith(said), (q.question, thing)
+            if q.type == "spatial":
+                assert len(q.refs) == 2 and q.refs[0][1] < q.refs[1][1]  # a, then b
+            if q.type == "yesno":
+                assert [t for t, _ in q.refs] == [q.question.split(" a ")[1].split("?")[0].replace(" on the table", "")]
+            if q.type in ("counting", "description"):
+                assert q.refs == ()
+    shot = billiards_questions(_shot_summary(), "c", "train", np.random.default_rng(0))
+    spatial = next(q for q in shot if q.type == "spatial")
+    words = [w for w in spatial.question.replace("?", "").split() if w in ("white", "yellow", "blue", "red")]
+    assert [t for t, _ in spatial.refs] == ["ball:" + ("cue" if w == "white" else w) for w in words]
+    back = data.QA.from_dict(spatial.to_dict())  # refs survive qa.jsonl
+    assert back == spatial

@@ -196,19 +196,12 @@ def test_packed_questions_see_the_frames_and_themselves_only():
     ex = _examples(1)[0]
     turns = [("question 0?", "yes"), ("which colour?", "红色"), ("when?", "2.5s")]
     packed = model.collate([{**ex, "questions": [q for q, _ in turns], "answers": [a for _, a in turns]}])
-    assert packed["turns"].max() == 3
+    assert packed["turns"].max() == 3 and hasattr(model, "grounding")  # grounding included
+    n_prefix = len(model.prefix_ids(ex["times"]))
     with torch.no_grad():
-        vis = model.frame_tokens(images=packed["images"].flatten(0, 1)).reshape(1, -1, 64)
-        from video_qa.modeling import turn_mask
-
-        logits = model.lm(inputs_embeds=model._embed(packed["input_ids"], vis),
-                          attention_mask=turn_mask(packed["turns"]),
-                          position_ids=packed["position_ids"]).logits[0]
+        logits = model.logits(**packed)[0]
         for k, (q, a) in enumerate(turns, start=1):
-            alone = model.collate([{**ex, "question": q, "answer": a}])
-            ref = model.lm(inputs_embeds=model._embed(alone["input_ids"], vis),
-                           attention_mask=alone["attention_mask"]).logits[0]
-            n_prefix = len(model.prefix_ids(ex["times"]))
+            ref = model.logits(**model.collate([{**ex, "question": q, "answer": a}]))[0]
             span = (packed["turns"][0] == k).nonzero().flatten()
             torch.testing.assert_close(logits[span], ref[n_prefix:], atol=1e-5, rtol=1e-4)
     # the packed loss is the mean over all turns' answer tokens, and it trains: overfit 3 turns
@@ -218,3 +211,75 @@ def test_packed_questions_see_the_frames_and_themselves_only():
     assert loss < 0.05
     for q, a in turns:  # each answered alone, as at inference
         assert model.generate(ex["frames"][None], [ex["times"]], [q]) == [a]
+
+
+def test_collate_teaches_the_token_that_ends_each_name_where_that_thing_is():
+    from video_qa.data import CELL_CLASSES
+
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config())
+    ex = _examples(1)[0]
+    n = 16  # cells per frame at 16 px / 4 px patches
+    cells = np.zeros((3, n, len(CELL_CLASSES)), np.uint8)
+    cells[0, 5, CELL_CLASSES.index("red cube")] = 1
+    cells[2, 7, CELL_CLASSES.index("red cube")] = 1
+    cells[1, 2, CELL_CLASSES.index("bowl")] = 1
+    q = "Was the red cube left of the bowl?"
+    refs = (("red cube", q.index("red cube") + 8), ("bowl", q.index("bowl") + 4), ("no such", 3))
+    batch = model.collate([{**ex, "question": q, "answer": "yes", "refs": refs, "cells": cells}])
+    at, target = batch["ground_at"], batch["ground_target"]
+    assert at.shape == (2, 2)  # the unknown thing is skipped
+    tokens = [model.tokenizer.decode([int(batch["input_ids"][r, p])]) for r, p in at.tolist()]
+    assert tokens == [" cube", " bowl"]
+    assert target[0].nonzero().flatten().tolist() == [5, 2 * n + 7]  # frame 0 cell 5, frame 2 cell 7
+    assert target[1].nonzero().flatten().tolist() == [1 * n + 2]
+    loss_with = model(**batch)
+    assert torch.isfinite(loss_with)
+
+
+def test_the_grounding_loss_alone_teaches_a_name_to_find_its_cell():
+    """Four things, each a distinct feature in one random cell of one frame; after a short
+    training on the grounding loss only, the token that ends a name scores its thing's cell
+    above every other cell."""
+    from video_qa.data import CELL_CLASSES
+    from video_qa.modeling import balanced_bce
+
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config(num_frames=1, tokens_per_frame=2))
+    names = ["red cube", "blue cube", "red cylinder", "bowl"]
+    feats = torch.randn(len(names), 32)
+    rng = np.random.default_rng(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    def batch(size=16):
+        exs = []
+        for _ in range(size):
+            where = rng.permutation(16)[:len(names)]
+            patches = 0.1 * torch.randn(1, 16, 32)
+            cells = np.zeros((1, 16, len(CELL_CLASSES)), np.uint8)
+            for k, name in enumerate(names):
+                patches[0, where[k]] += feats[k]
+                cells[0, where[k], CELL_CLASSES.index(name)] = 1
+            name = names[int(rng.integers(len(names)))]
+            q = f"Where is the {name}?"
+            exs.append({"patches": patches, "times": [0.0], "question": q, "answer": "x",
+                        "refs": ((name, q.index(name) + len(name)),), "cells": cells})
+        return model.collate(exs)
+
+    for _ in range(150):
+        b = batch()
+        layout = {k: v for k, v in b.items() if k not in ("labels", "ground_at", "ground_target",
+                                                          "frame_labels", "frame_mask")}
+        _, _, _, scores = model._inputs(images=None, want_scores=True, **layout)
+        loss = balanced_bce(scores[b["ground_at"][:, 0], b["ground_at"][:, 1]], b["ground_target"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    b = batch(32)
+    layout = {k: v for k, v in b.items() if k not in ("labels", "ground_at", "ground_target",
+                                                      "frame_labels", "frame_mask")}
+    with torch.no_grad():
+        _, _, _, scores = model._inputs(images=None, want_scores=True, **layout)
+    picked = scores[b["ground_at"][:, 0], b["ground_at"][:, 1]]
+    hits = (picked.argmax(1) == b["ground_target"].argmax(1)).float().mean()
+    assert hits >= 0.9, hits

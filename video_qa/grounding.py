@@ -1,0 +1,93 @@
+"""Question grounding: each question's tokens look the named things up in the frames' cells.
+
+Why: a small LM trained from scratch did not learn to find "the pink cube" among the frame tokens
+within a CPU budget, even when those tokens held perfect ground truth (yes/no and spatial
+questions stayed near chance after 5,000 steps; video_qa/README.md). Asking "is there one?" of
+softmax attention needs a learned sink for "none", and the answer bit gives almost no gradient
+towards it. So, before the LM, a question's tokens are composed by one bidirectional attention
+layer ("pink" + "cube"), then cross-attend to every cell of every sampled frame with SIGMOID
+scores (each cell judged on its own, as word-region alignment in GLIP): nothing matching gives a
+near-zero read-out, a match gives that cell's features, its position and its frame. The read-out
+is added to the question's token embeddings through a learned scale (a gate, as in Flamingo's
+gated cross-attention) that starts at the LM's own embedding scale.
+
+Scale matters: a from-scratch LM's word embeddings are tiny (std 0.02), so the composition runs
+on layer-normalised embeddings, and what is added back is layer-normalised and scaled to the
+embeddings' size. Unscaled (position vectors at std 1), the words drowned and nothing was learned.
+
+Only question tokens change: the frame tokens in the prompt are untouched, and the questions
+packed after one shared frame prefix each read the frames without seeing one another.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class QuestionGrounding(nn.Module):
+    """``(emb, question mask, turns, question positions, patches) -> emb`` with grounded questions."""
+
+    def __init__(self, d_lm: int, d_vis: int, max_frames: int, heads: int = 4,
+                 max_question_tokens: int = 256, embedding_std: float = 0.02) -> None:
+        super().__init__()
+        if d_lm % heads:
+            raise ValueError(f"LM width {d_lm} is not divisible by {heads} grounding heads")
+        self.heads = heads
+        self.cells = nn.Sequential(nn.LayerNorm(d_vis), nn.Linear(d_vis, d_lm))
+        self.frame_pos = nn.Embedding(max_frames, d_lm)  # which sampled frame a cell is in
+        self.norm_in = nn.LayerNorm(d_lm)
+        self.text_pos = nn.Embedding(max_question_tokens, d_lm)
+        nn.init.normal_(self.text_pos.weight, std=0.1)  # a hint of order, not louder than the words
+        # one pre-norm self-attention block over each question's own tokens
+        self.norm_text = nn.LayerNorm(d_lm)
+        self.text_qkv = nn.Linear(d_lm, 3 * d_lm)
+        self.text_out = nn.Linear(d_lm, d_lm)
+        self.norm_mlp = nn.LayerNorm(d_lm)
+        self.mlp = nn.Sequential(nn.Linear(d_lm, 2 * d_lm), nn.GELU(), nn.Linear(2 * d_lm, d_lm))
+        # sigmoid cross-attention into the cells
+        self.norm_q = nn.LayerNorm(d_lm)
+        self.q = nn.Linear(d_lm, d_lm)
+        self.kv = nn.Linear(d_lm, 2 * d_lm)
+        # start with each cell weighted ~1/64: a read-out the size of one cell's features
+        self.score_bias = nn.Parameter(torch.full((heads,), -4.0))
+        self.out = nn.Linear(d_lm, d_lm)
+        self.norm_out = nn.LayerNorm(d_lm)
+        self.gate = nn.Parameter(torch.tensor(float(embedding_std)))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # [B, H, n, d/H]
+
+    def forward(self, emb: torch.Tensor, question: torch.Tensor, turns: torch.Tensor,
+                question_pos: torch.Tensor, patches: torch.Tensor,
+                return_scores: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``emb`` ``[B, L, D]``; ``question`` bool ``[B, L]`` (a question's tokens and its
+        closing ``<sep>``); ``turns`` ``[B, L]`` (which question a token belongs to);
+        ``question_pos`` ``[B, L]`` (index within its question, 0 elsewhere); ``patches``
+        ``[B, T, N, D_v]`` the sampled frames' cells."""
+        b, length, d = emb.shape
+        t, n = patches.shape[1:3]
+        # compose each question's tokens, within that question only
+        x = self.norm_in(emb) + self.text_pos(question_pos.clamp(0, self.text_pos.num_embeddings - 1))
+        same = (turns[:, :, None] == turns[:, None, :]) & question[:, :, None] & question[:, None, :]
+        same |= torch.eye(length, dtype=torch.bool, device=emb.device)
+        q, k, v = self.text_qkv(self.norm_text(x)).chunk(3, dim=-1)
+        att = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v),
+                                             attn_mask=same[:, None])
+        x = x + self.text_out(att.transpose(1, 2).reshape(b, length, d))
+        x = x + self.mlp(self.norm_mlp(x))
+        # read the cells of every frame, each scored on its own
+        frames = torch.arange(t, device=emb.device).clamp(max=self.frame_pos.num_embeddings - 1)
+        cells = (self.cells(patches) + self.frame_pos(frames)[None, :, None]).reshape(b, t * n, d)
+        key, value = self.kv(cells).chunk(2, dim=-1)
+        scores = self._split(self.q(self.norm_q(x))) @ self._split(key).transpose(-1, -2)
+        weights = torch.sigmoid(scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None])
+        read = (weights @ self._split(value)).transpose(1, 2).reshape(b, length, d)
+        grounded = self.gate * self.norm_out(x + self.out(read))
+        out = emb + question[..., None].to(emb.dtype) * grounded
+        if return_scores:  # [B, L, T*N] score logits averaged over heads, for a grounding loss
+            logits = scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None]
+            return out, logits.mean(1)
+        return out
