@@ -39,8 +39,10 @@ class Segment:
 class StreamMemory:
     """``push(image, t)`` forever; ``context(question, budget)`` -> the segments to look at."""
 
-    def __init__(self, encoder: Any, slots: int = 64, thumb_size: int = 64,
+    def __init__(self, encoder: Any, slots: int = 64, thumb_size: int = 128,
                  batch: int = 64) -> None:
+        """``thumb_size``: the longest side a keyframe is kept at; the VideoLM's frames are 128 px
+        (a billiards ball is ~2 px wide there), so smaller thumbnails would lose what it reads."""
         if slots < 2:
             raise VideoQAError(f"memory needs at least 2 slots, got {slots}")
         self.encoder = encoder  # encode_images(list) -> [N, D]; encode_text(list) -> [N, D]
