@@ -15,6 +15,11 @@ Scale matters: a from-scratch LM's word embeddings are tiny (std 0.02), so the c
 on layer-normalised embeddings, and what is added back is layer-normalised and scaled to the
 embeddings' size. Unscaled (position vectors at std 1), the words drowned and nothing was learned.
 
+Where matters as much as what ("is the blue cube left of the bowl?"), and a convolutional cell's
+features say little about where the cell is, so each cell's value carries its image position as a
+fixed (x, y) code; with ``relate`` a second text block runs AFTER the read-out, so the tokens of
+one name can compare what they found with what the other name found before the LM sees them.
+
 Only question tokens change: the frame tokens in the prompt are untouched, and the questions
 packed after one shared frame prefix each read the frames without seeing one another.
 """
@@ -30,7 +35,8 @@ class QuestionGrounding(nn.Module):
     """``(emb, question mask, turns, question positions, patches) -> emb`` with grounded questions."""
 
     def __init__(self, d_lm: int, d_vis: int, max_frames: int, heads: int = 4,
-                 max_question_tokens: int = 256, embedding_std: float = 0.02) -> None:
+                 max_question_tokens: int = 256, embedding_std: float = 0.02,
+                 relate: bool = False) -> None:
         super().__init__()
         if d_lm % heads:
             raise ValueError(f"LM width {d_lm} is not divisible by {heads} grounding heads")
@@ -53,12 +59,40 @@ class QuestionGrounding(nn.Module):
         # start with each cell weighted ~1/64: a read-out the size of one cell's features
         self.score_bias = nn.Parameter(torch.full((heads,), -4.0))
         self.out = nn.Linear(d_lm, d_lm)
+        self.relate = relate
+        if relate:
+            self.cell_xy = nn.Linear(2, d_lm)  # (x, y) in [-1, 1] -> the value of every cell
+            self.rel_norm = nn.LayerNorm(d_lm)
+            self.rel_qkv = nn.Linear(d_lm, 3 * d_lm)
+            self.rel_out = nn.Linear(d_lm, d_lm)
+            self.rel_norm_mlp = nn.LayerNorm(d_lm)
+            self.rel_mlp = nn.Sequential(nn.Linear(d_lm, 2 * d_lm), nn.GELU(), nn.Linear(2 * d_lm, d_lm))
         self.norm_out = nn.LayerNorm(d_lm)
         self.gate = nn.Parameter(torch.tensor(float(embedding_std)))
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # [B, H, n, d/H]
+
+    def _self_attend(self, x: torch.Tensor, same: torch.Tensor, norm: nn.Module, qkv: nn.Module,
+                     out: nn.Module, norm_mlp: nn.Module, mlp: nn.Module) -> torch.Tensor:
+        """One pre-norm block of attention within each question (``same``) and an MLP."""
+        b, length, d = x.shape
+        q, k, v = qkv(norm(x)).chunk(3, dim=-1)
+        att = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v),
+                                             attn_mask=same[:, None])
+        x = x + out(att.transpose(1, 2).reshape(b, length, d))
+        return x + mlp(norm_mlp(x))
+
+    @staticmethod
+    def _cell_xy(n: int, device: torch.device) -> torch.Tensor:
+        """``[n, 2]`` (x, y) in [-1, 1] of a square grid's cells in row-major order (zeros if the
+        cells do not form a square)."""
+        g = int(round(n ** 0.5))
+        if g * g != n or g < 2:
+            return torch.zeros(n, 2, device=device)
+        idx = torch.arange(n, device=device)
+        return torch.stack([idx % g, idx // g], dim=-1).float() / (g - 1) * 2 - 1
 
     def forward(self, emb: torch.Tensor, question: torch.Tensor, turns: torch.Tensor,
                 question_pos: torch.Tensor, patches: torch.Tensor,
@@ -73,19 +107,23 @@ class QuestionGrounding(nn.Module):
         x = self.norm_in(emb) + self.text_pos(question_pos.clamp(0, self.text_pos.num_embeddings - 1))
         same = (turns[:, :, None] == turns[:, None, :]) & question[:, :, None] & question[:, None, :]
         same |= torch.eye(length, dtype=torch.bool, device=emb.device)
-        q, k, v = self.text_qkv(self.norm_text(x)).chunk(3, dim=-1)
-        att = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v),
-                                             attn_mask=same[:, None])
-        x = x + self.text_out(att.transpose(1, 2).reshape(b, length, d))
-        x = x + self.mlp(self.norm_mlp(x))
+        x = self._self_attend(x, same, self.norm_text, self.text_qkv, self.text_out,
+                              self.norm_mlp, self.mlp)
         # read the cells of every frame, each scored on its own
         frames = torch.arange(t, device=emb.device).clamp(max=self.frame_pos.num_embeddings - 1)
         cells = (self.cells(patches) + self.frame_pos(frames)[None, :, None]).reshape(b, t * n, d)
         key, value = self.kv(cells).chunk(2, dim=-1)
+        if self.relate:  # where each cell is, in its value (the keys say what is there)
+            xy = self.cell_xy(self._cell_xy(n, emb.device).to(emb.dtype))  # [N, D]
+            value = value + xy.repeat(t, 1)[None]
         scores = self._split(self.q(self.norm_q(x))) @ self._split(key).transpose(-1, -2)
         weights = torch.sigmoid(scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None])
         read = (weights @ self._split(value)).transpose(1, 2).reshape(b, length, d)
-        grounded = self.gate * self.norm_out(x + self.out(read))
+        x = x + self.out(read)
+        if self.relate:  # compare what the question's names found
+            x = self._self_attend(x, same, self.rel_norm, self.rel_qkv, self.rel_out,
+                                  self.rel_norm_mlp, self.rel_mlp)
+        grounded = self.gate * self.norm_out(x)
         out = emb + question[..., None].to(emb.dtype) * grounded
         if return_scores:  # [B, L, T*N] score logits averaged over heads, for a grounding loss
             logits = scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None]

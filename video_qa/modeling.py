@@ -208,7 +208,8 @@ class VideoLM(nn.Module):
 
             heads = next(h for h in (4, 2, 1) if dl % h == 0)
             std = float(getattr(self.lm.config, "initializer_range", 0.02))
-            self.grounding = QuestionGrounding(dl, dv, cfg.num_frames, heads, embedding_std=std)
+            self.grounding = QuestionGrounding(dl, dv, cfg.num_frames, heads, embedding_std=std,
+                                               relate=cfg.grounding_relate)
         if cfg.aux_frame_weight > 0:
             from video_qa.data import AUX_LABELS
 
@@ -565,6 +566,12 @@ class VideoLM(nn.Module):
         cfg = VideoLMConfig.from_dict(meta["video_lm"])
         model = cls(cfg, load_tokenizer(directory), _arch={"vision": meta["vision"],
                                                               "lm": meta["lm"]})
-        load_model(model, str(directory / WEIGHTS_NAME), device=map_location)
+        try:
+            load_model(model, str(directory / WEIGHTS_NAME), device=map_location)
+        except RuntimeError as exc:  # the weights name other parameters than this code builds
+            first = str(exc).strip().splitlines()
+            detail = first[1].strip() if len(first) > 1 else first[0] if first else ""
+            raise VideoQAError(f"checkpoint {directory} does not match this version of VideoLM "
+                               f"({detail[:200]}); retrain it with `embodied train-qa`") from None
         model.eval()
         return model

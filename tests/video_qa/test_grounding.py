@@ -1,30 +1,33 @@
+import pytest
 import torch
 
 from video_qa.grounding import QuestionGrounding
 
 
-def _setup(seed=0):
+def _setup(seed=0, relate=False, cells=5):
     torch.manual_seed(seed)
-    g = QuestionGrounding(d_lm=16, d_vis=8, max_frames=3, heads=2).eval()
+    g = QuestionGrounding(d_lm=16, d_vis=8, max_frames=3, heads=2, relate=relate).eval()
     # one row: 4 frame-prefix tokens, question 1 (3 tokens) + answer (1), question 2 (2) + answer (1)
     turns = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]])
     question = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 0, 1, 1, 0]], dtype=torch.bool)
     qpos = torch.tensor([[0, 0, 0, 0, 0, 1, 2, 0, 0, 1, 0]])
     emb = torch.randn(1, 11, 16)
-    patches = torch.randn(1, 3, 5, 8)
+    patches = torch.randn(1, 3, cells, 8)
     return g, emb, question, turns, qpos, patches
 
 
-def test_only_question_tokens_change():
-    g, emb, question, turns, qpos, patches = _setup()
+@pytest.mark.parametrize("relate", [False, True])
+def test_only_question_tokens_change(relate):
+    g, emb, question, turns, qpos, patches = _setup(relate=relate)
     with torch.no_grad():
         out = g(emb, question, turns, qpos, patches)
     torch.testing.assert_close(out[~question], emb[~question])
     assert (out[question] - emb[question]).abs().amax(-1).min() > 1e-4
 
 
-def test_a_question_never_reads_another_question():
-    g, emb, question, turns, qpos, patches = _setup()
+@pytest.mark.parametrize("relate", [False, True])
+def test_a_question_never_reads_another_question(relate):
+    g, emb, question, turns, qpos, patches = _setup(relate=relate)
     with torch.no_grad():
         before = g(emb, question, turns, qpos, patches)
         other = emb.clone()
@@ -34,8 +37,9 @@ def test_a_question_never_reads_another_question():
     assert (after[0, 8:10] - before[0, 8:10]).abs().max() > 1e-3
 
 
-def test_what_a_question_reads_comes_from_the_cells():
-    g, emb, question, turns, qpos, patches = _setup()
+@pytest.mark.parametrize("relate", [False, True])
+def test_what_a_question_reads_comes_from_the_cells(relate):
+    g, emb, question, turns, qpos, patches = _setup(relate=relate)
     with torch.no_grad():
         before = g(emb, question, turns, qpos, patches)
         moved = patches.clone()
@@ -44,3 +48,25 @@ def test_what_a_question_reads_comes_from_the_cells():
         torch.nn.init.zeros_(g.gate)  # a closed gate: the plain embeddings come through
         torch.testing.assert_close(g(emb, question, turns, qpos, moved), emb)
     assert (after[question] - before[question]).abs().max() > 1e-4
+
+
+def test_with_relate_the_read_out_knows_where_the_cells_are():
+    """Convolutional cells say what, hardly where: without ``relate`` the read-out is blind to a
+    shuffle of a frame's cells; with it (each value carries its cell's (x, y)) it is not."""
+    perm = torch.randperm(16, generator=torch.Generator().manual_seed(1))
+    for relate, blind in ((False, True), (True, False)):
+        g, emb, question, turns, qpos, patches = _setup(relate=relate, cells=16)
+        shuffled = patches.clone()
+        shuffled[0, 1] = patches[0, 1, perm]
+        with torch.no_grad():
+            g.gate.fill_(1.0)  # open (it starts at the embeddings' 0.02)
+            diff = (g(emb, question, turns, qpos, shuffled) - g(emb, question, turns, qpos, patches)).abs().max()
+        assert (diff < 1e-5) if blind else (diff > 1e-3), (relate, float(diff))
+
+
+def test_cell_xy_is_the_row_major_grid():
+    xy = QuestionGrounding._cell_xy(9, torch.device("cpu"))
+    torch.testing.assert_close(xy[0], torch.tensor([-1.0, -1.0]))
+    torch.testing.assert_close(xy[2], torch.tensor([1.0, -1.0]))  # end of the first row: right
+    torch.testing.assert_close(xy[6], torch.tensor([-1.0, 1.0]))  # start of the last row: bottom
+    assert QuestionGrounding._cell_xy(5, torch.device("cpu")).abs().sum() == 0  # not a square grid

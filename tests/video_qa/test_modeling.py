@@ -109,6 +109,19 @@ def test_from_pretrained_names_missing_files(tmp_path):
         VideoLM.from_pretrained(tmp_path / "nope")
 
 
+def test_weights_of_another_architecture_get_a_clear_error(tmp_path):
+    """A checkpoint whose tensors this code does not build (an older version) is refused in one
+    line that says so, not with a state-dict traceback."""
+    from safetensors.torch import load_file, save_file
+
+    VideoLM(tiny_config()).save_pretrained(tmp_path / "ckpt")
+    weights = load_file(tmp_path / "ckpt" / "model.safetensors")
+    dropped = next(k for k in weights if k.startswith("grounding."))
+    save_file({k: v for k, v in weights.items() if k != dropped}, tmp_path / "ckpt" / "model.safetensors")
+    with pytest.raises(VideoQAError, match=f"does not match this version.*{dropped}"):
+        VideoLM.from_pretrained(tmp_path / "ckpt")
+
+
 def test_mean_pooling_model_trains_with_same_token_budget():
     torch.manual_seed(0)
     model = VideoLM(tiny_config(pooling="mean"))
