@@ -14,6 +14,12 @@ def test_quick_demo_writes_its_artefacts(tmp_path, capsys):
     assert (tmp_path / "expert_pickup.mp4").stat().st_size > 10_000
     policy = next(v for k, v in summary.items() if k.startswith("Policy:"))
     assert set(policy["tasks"]) == {"Reach", "PickUp"} and policy["episodes"] == 4
+    qa = next(v for k, v in summary.items() if k.startswith("Video QA"))
+    assert {r["type"] for r in qa["questions"]} == {"counting", "ordering", "attribute", "timestamp",
+                                                    "spatial", "yesno", "state"}
+    assert all(len(r["frame_times"]) == 8 for r in qa["questions"])
+    assert qa["correct"] == sum(r["correct"] for r in qa["questions"])
+    assert (tmp_path / "qa_tabletop.mp4").stat().st_size > 1_000
     agent = next(v for k, v in summary.items() if k.startswith("Agent"))
     assert agent, "the operator conversation ran"
     out = capsys.readouterr().out
