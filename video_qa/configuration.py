@@ -11,7 +11,7 @@ POOLINGS = ("mining", "mean")
 TOKENIZERS = ("bpe", "byte")
 # What a checkpoint saved before a field existed meant by it: such configs load as they were.
 LEGACY_DEFAULTS: dict[str, Any] = {"tokenizer": "byte", "mining_iters": 0, "grounding": False,
-                                   "grounding_relate": False}
+                                   "grounding_relate": False, "grounding_where": False}
 
 
 @dataclass
@@ -44,6 +44,7 @@ class VideoLMConfig:
     # small LM trained from scratch finds the thing a question names.
     grounding: bool = field(default=True, metadata={"help": "ground each question's tokens in the frames' cells (sigmoid cross-attention) before the LM"})
     grounding_relate: bool = field(default=True, metadata={"help": "cells carry their (x, y); the question's names compare what they found (spatial questions)"})
+    grounding_where: bool = field(default=True, metadata={"help": "add what each question token found as numbers (mean x, y of its matches, match strength)"})
     grounding_weight: float = field(default=1.0, metadata={"help": "weight of the loss that teaches each named thing's token where that thing is (training only)"})
     aux_frame_weight: float = field(default=0.0, metadata={"help": "weight of the per-frame visual-facts loss (training only; 0 = off)"})
     aux_spatial_weight: float = field(default=0.0, metadata={"help": "weight of a per-frame where-things-are loss (each tabletop object's image column, coarse; training only; 0 = off)"})

@@ -36,7 +36,7 @@ class QuestionGrounding(nn.Module):
 
     def __init__(self, d_lm: int, d_vis: int, max_frames: int, heads: int = 4,
                  max_question_tokens: int = 256, embedding_std: float = 0.02,
-                 relate: bool = False) -> None:
+                 relate: bool = False, where: bool = False) -> None:
         super().__init__()
         if d_lm % heads:
             raise ValueError(f"LM width {d_lm} is not divisible by {heads} grounding heads")
@@ -60,6 +60,9 @@ class QuestionGrounding(nn.Module):
         self.score_bias = nn.Parameter(torch.full((heads,), -4.0))
         self.out = nn.Linear(d_lm, d_lm)
         self.relate = relate
+        self.where = where
+        if where:  # what each token found, reduced to three numbers: mean x, mean y, how strongly
+            self.where_in = nn.Linear(3, d_lm)
         if relate:
             self.cell_xy = nn.Linear(2, d_lm)  # (x, y) in [-1, 1] -> the value of every cell
             self.rel_norm = nn.LayerNorm(d_lm)
@@ -113,13 +116,21 @@ class QuestionGrounding(nn.Module):
         frames = torch.arange(t, device=emb.device).clamp(max=self.frame_pos.num_embeddings - 1)
         cells = (self.cells(patches) + self.frame_pos(frames)[None, :, None]).reshape(b, t * n, d)
         key, value = self.kv(cells).chunk(2, dim=-1)
+        xy_cells = self._cell_xy(n, emb.device).to(emb.dtype)  # [N, 2]
         if self.relate:  # where each cell is, in its value (the keys say what is there)
-            xy = self.cell_xy(self._cell_xy(n, emb.device).to(emb.dtype))  # [N, D]
-            value = value + xy.repeat(t, 1)[None]
+            value = value + self.cell_xy(xy_cells).repeat(t, 1)[None]
         scores = self._split(self.q(self.norm_q(x))) @ self._split(key).transpose(-1, -2)
         weights = torch.sigmoid(scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None])
         read = (weights @ self._split(value)).transpose(1, 2).reshape(b, length, d)
         x = x + self.out(read)
+        if self.where:
+            # The read-out mixes "where" into 128 numbers the LM must learn to decode; comparing
+            # two things' columns ("left of") is easier from the weighted mean position itself.
+            # the head-averaged score is what the grounding loss trains: near 0 off the thing
+            w = torch.sigmoid(scores.mean(1) * (d // self.heads) ** -0.5 + self.score_bias.mean())
+            mass = w.sum(-1, keepdim=True)
+            mean_xy = (w @ xy_cells.repeat(t, 1)) / (mass + 1e-3)  # [B, L, 2]
+            x = x + self.where_in(torch.cat([mean_xy, w.amax(-1, keepdim=True)], dim=-1))
         if self.relate:  # compare what the question's names found
             x = self._self_attend(x, same, self.rel_norm, self.rel_qkv, self.rel_out,
                                   self.rel_norm_mlp, self.rel_mlp)

@@ -209,7 +209,7 @@ class VideoLM(nn.Module):
             heads = next(h for h in (4, 2, 1) if dl % h == 0)
             std = float(getattr(self.lm.config, "initializer_range", 0.02))
             self.grounding = QuestionGrounding(dl, dv, cfg.num_frames, heads, embedding_std=std,
-                                               relate=cfg.grounding_relate)
+                                               relate=cfg.grounding_relate, where=cfg.grounding_where)
         if cfg.aux_frame_weight > 0:
             from video_qa.data import AUX_LABELS
 

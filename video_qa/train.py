@@ -52,6 +52,9 @@ class TrainQAConfig:
     # learn from per step. Several questions about the same frames share one sequence (each sees
     # only the frames and itself), so a step supervises that many more answers for ~2x the cost.
     questions_per_clip: int = field(default=8, metadata={"help": "questions packed per clip and sequence when fresh questions are on (batch_size counts clips)"})
+    # Billiards clips are a seventh of the data and the harder world (tiny balls, events between
+    # frames); drawing them more often than their share trades tabletop practice for billiards.
+    billiards_share: float = field(default=0.0, metadata={"help": "fraction of training clips drawn from billiards shots (0 = their share of the data)"})
     encoder_steps: int = field(default=3000, metadata={"help": "pretrain the frame encoder on the training clips' dense cell labels first (0 = keep it as built; ignored with --vision-path)"})
     eval_limit: int = field(default=0, metadata={"help": "questions per split to evaluate (0 = all)"})
     runs_root: str = "runs"
@@ -61,6 +64,8 @@ class TrainQAConfig:
             raise VideoQAError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.steps < 1 or self.batch_size < 1 or self.questions_per_clip < 1:
             raise VideoQAError("steps, batch_size and questions_per_clip must be >= 1")
+        if not 0.0 <= self.billiards_share < 1.0:
+            raise VideoQAError(f"billiards_share must be in [0, 1), got {self.billiards_share}")
 
 
 def frame_indices(frames: np.ndarray, sampler: str, budget: int) -> np.ndarray:
@@ -148,6 +153,15 @@ def multi_turn(dataset: QADataset, qas: list[QA], sampler: str, budget: int,
             "refs": [q.refs for q in qas]}
 
 
+def clip_weights(clips: list[str], billiards_share: float) -> np.ndarray:
+    """Probability of drawing each training clip: uniform, or billiards shots together given
+    ``billiards_share`` of the draws (uniform within each world)."""
+    billiards = np.array([c.startswith("billiards") for c in clips])
+    if billiards_share <= 0 or billiards.all() or not billiards.any():
+        return np.full(len(clips), 1.0 / len(clips))
+    return np.where(billiards, billiards_share / billiards.sum(), (1 - billiards_share) / (~billiards).sum())
+
+
 def pretrain_encoder(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: Path,
                      log: Any = print) -> Path:
     """The frame encoder ``model_cfg`` describes, pretrained on dense cell labels of the training
@@ -193,6 +207,7 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     train_clips = sorted({q.clip for q in train_qas})
+    clip_p = clip_weights(train_clips, cfg.billiards_share)
     model.train()
     views = clip_views(dataset, {q.clip for q in dataset.qas}, cfg.sampler, model_cfg.num_frames,
                        model)
@@ -207,7 +222,9 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             if cfg.fresh_questions:
-                clips = [train_clips[int(i)] for i in rng.integers(len(train_clips), size=cfg.batch_size)]
+                picks = (rng.choice(len(train_clips), size=cfg.batch_size, p=clip_p)
+                         if cfg.billiards_share > 0 else rng.integers(len(train_clips), size=cfg.batch_size))
+                clips = [train_clips[int(i)] for i in picks]
                 examples = [multi_turn(dataset, fresh_questions(dataset, c, cfg.questions_per_clip, rng),
                                        cfg.sampler, model_cfg.num_frames, views) for c in clips]
             else:
