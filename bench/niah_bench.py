@@ -20,6 +20,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from video_qa.configuration import VideoLMConfig
+
 DESCRIPTION = "video memory needle-in-a-haystack: accuracy, context tokens, RSS per stream length"
 QUESTION = "When did the billiards table appear?"
 FPS = 10.0
@@ -31,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trials", type=int, default=None, help="streams per length (quick: 2, else 6)")
     parser.add_argument("--slots", type=int, default=64, help="memory segments kept")
     parser.add_argument("--budget", type=int, default=8, help="segments retrieved into the context")
-    parser.add_argument("--tokens-per-frame", type=int, default=4, help="VideoLM tokens per segment")
+    parser.add_argument("--tokens-per-frame", type=int, default=VideoLMConfig.tokens_per_frame,
+                        help="VideoLM tokens per segment (default: the VideoLM default)")
     parser.add_argument("--needle-frames", type=int, default=4, help="frames the event lasts")
 
 
