@@ -121,3 +121,23 @@ def test_the_shipped_checkpoint_answers_with_the_frames_it_used():
     assert all(min(abs(t - u) for u in times) < 1e-6 for t in ans.frame_times)
     report = json.loads((SHIPPED_CHECKPOINT / "eval.json").read_text())
     assert report["overall_non_descriptive"] > 0.6  # the measured quality the README quotes
+
+
+def test_cli_ablation_writes_one_table_at_equal_budgets(tmp_path):
+    args = ["train-qa", "--ablation", "--data-dir", str(tmp_path / "data"), "--n-billiards", "2",
+            "--n-tabletop", "2", "--steps", "2", "--batch-size", "2", "--runs-root", str(tmp_path / "runs"),
+            "--image-size", "16", "--patch-size", "4", "--vision-hidden", "32", "--vision-layers", "1",
+            "--lm-hidden", "32", "--lm-layers", "1", "--lm-heads", "2", "--num-frames", "3",
+            "--tokens-per-frame", "2", "--encoder-steps", "2", "--no-grounding"]
+    assert main(args) == 0
+    root = next((tmp_path / "runs" / "ablation_qa").iterdir())
+    table = json.loads((root / "ablation.json").read_text())
+    assert set(table["arms"]) == {"uniform+mean", "motion+mining"} and table["grounding"] is False
+    arms = table["arms"].values()
+    assert {a["visual_tokens"] for a in arms} == {6}  # the same budget in both arms
+    assert {(a["sampler"], a["pooling"]) for a in arms} == {("uniform", "mean"), ("motion", "mining")}
+    for a in arms:
+        assert 0 <= a["event_and_timestamp"] <= 1 and set(a["by_source"]) == {"billiards", "tabletop"}
+    # one encoder, pretrained once, for both arms
+    assert (root / "frame_encoder" / "model.safetensors").is_file()
+    assert not (root / "uniform_mean" / "frame_encoder").exists()
