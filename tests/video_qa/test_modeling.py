@@ -296,3 +296,15 @@ def test_the_grounding_loss_alone_teaches_a_name_to_find_its_cell():
     picked = scores[b["ground_at"][:, 0], b["ground_at"][:, 1]]
     hits = (picked.argmax(1) == b["ground_target"].argmax(1)).float().mean()
     assert hits >= 0.9, hits
+
+
+def test_a_config_saved_before_a_field_existed_loads_as_it_was_trained():
+    from video_qa.configuration import LEGACY_DEFAULTS, VideoLMConfig
+
+    old = VideoLMConfig().to_dict()
+    for key in LEGACY_DEFAULTS:
+        old.pop(key)
+    cfg = VideoLMConfig.from_dict(old)
+    assert (cfg.tokenizer, cfg.mining_iters, cfg.grounding) == ("byte", 0, False)
+    assert not cfg.grounding_relate and not cfg.grounding_where
+    assert VideoLMConfig.from_dict(VideoLMConfig().to_dict()) == VideoLMConfig()  # new ones as saved
