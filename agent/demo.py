@@ -154,7 +154,8 @@ def stage_video_qa(out: Path, quick: bool) -> dict:
 
     from sim.video import write_mp4
     from video_qa.ask import SHIPPED_CHECKPOINT, load_qa
-    from video_qa.data import fmt_time, parse_time, questions_for, simulate_billiards, simulate_tabletop
+    from video_qa.data import fmt_time, questions_for, simulate_billiards, simulate_tabletop
+    from video_qa.evaluate import is_correct
 
     if not SHIPPED_CHECKPOINT.is_dir():
         print(f"no video-QA checkpoint at {SHIPPED_CHECKPOINT}: skipped")
@@ -169,15 +170,11 @@ def stage_video_qa(out: Path, quick: bool) -> dict:
         write_mp4(video, frames, fps=10)
         print(f"{source} episode, {len(frames)} frames: {video}")
         for item in questions_for(summary, "demo", "test", np.random.default_rng(0)):
-            if item.type == "description" or item.heldout or any(r["type"] == item.type for r in rows
-                                                  if r["source"] == source):
+            asked = {r["type"] for r in rows if r["source"] == source}
+            if item.type == "description" or item.heldout or item.type in asked:
                 continue
             ans = qa.answer(frames, item.question, times=list(times))
-            if item.type == "timestamp" and parse_time(ans.text) is not None \
-                    and parse_time(item.answer) is not None:
-                right = abs(parse_time(ans.text) - parse_time(item.answer)) <= 0.3
-            else:
-                right = ans.text == item.answer
+            right = is_correct(item.type, ans.text, item.answer)  # the evaluation's own rule
             print(f"  Q: {item.question}\n     model: {ans.text:<10} truth: {item.answer:<10} "
                   f"{'ok' if right else 'WRONG'}   frames at {', '.join(fmt_time(t) for t in ans.frame_times)}")
             rows.append({"source": source, "type": item.type, "question": item.question,

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from video_qa.data import CELL_CLASSES, QADataset, cell_labels, cell_of, cell_targets, split_of
+from video_qa.data import CELL_CLASSES, QADataset, cell_targets, split_of
 from video_qa.errors import VideoQAError
 
 @dataclass

@@ -97,14 +97,15 @@ def clip_views(dataset: QADataset, clips: Any, sampler: str, budget: int,
     import torch
 
     frozen = model is not None and model.cfg.freeze_vision
+    n_cells = model.vision.num_patches if model is not None else 0
+    grid = math.isqrt(n_cells) if n_cells and math.isqrt(n_cells) ** 2 == n_cells else 0  # square grids only
     views: dict[str, ClipView] = {}
     for clip in sorted(set(clips)):
         frames, times, summary = dataset.clip(clip)
         idx = frame_indices(frames, sampler, budget)
         labels, mask = frame_labels(summary, times[idx])
         view = ClipView([float(times[i]) for i in idx], labels, mask)
-        grid = math.isqrt(model.vision.num_patches) if model is not None else 0
-        if grid and grid * grid == model.vision.num_patches and "track" in summary:
+        if grid and "track" in summary:
             view.cells = np.stack([cell_labels(summary, int(i), grid) for i in idx])
         if frozen:
             with torch.no_grad():
@@ -222,6 +223,7 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
             for group in opt.param_groups:
                 group["lr"] = lr_at(step)
             if cfg.fresh_questions:
+                # uniform draws keep the random stream (and so the shipped run) as it was
                 picks = (rng.choice(len(train_clips), size=cfg.batch_size, p=clip_p)
                          if cfg.billiards_share > 0 else rng.integers(len(train_clips), size=cfg.batch_size))
                 clips = [train_clips[int(i)] for i in picks]

@@ -4,9 +4,12 @@ import torch
 from video_qa.grounding import QuestionGrounding
 
 
-def _setup(seed=0, relate=False, cells=5, where=False):
+VARIANTS = {"plain": {}, "relate": {"relate": True}, "where": {"where": True}}
+
+
+def _setup(seed=0, variant="plain", cells=5):
     torch.manual_seed(seed)
-    g = QuestionGrounding(d_lm=16, d_vis=8, max_frames=3, heads=2, relate=relate, where=where).eval()
+    g = QuestionGrounding(d_lm=16, d_vis=8, max_frames=3, heads=2, **VARIANTS[variant]).eval()
     # one row: 4 frame-prefix tokens, question 1 (3 tokens) + answer (1), question 2 (2) + answer (1)
     turns = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]])
     question = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 0, 1, 1, 0]], dtype=torch.bool)
@@ -16,18 +19,18 @@ def _setup(seed=0, relate=False, cells=5, where=False):
     return g, emb, question, turns, qpos, patches
 
 
-@pytest.mark.parametrize("relate", [False, True, "where"])
-def test_only_question_tokens_change(relate):
-    g, emb, question, turns, qpos, patches = _setup(relate=relate is True, where=relate == "where")
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_only_question_tokens_change(variant):
+    g, emb, question, turns, qpos, patches = _setup(variant=variant)
     with torch.no_grad():
         out = g(emb, question, turns, qpos, patches)
     torch.testing.assert_close(out[~question], emb[~question])
     assert (out[question] - emb[question]).abs().amax(-1).min() > 1e-4
 
 
-@pytest.mark.parametrize("relate", [False, True, "where"])
-def test_a_question_never_reads_another_question(relate):
-    g, emb, question, turns, qpos, patches = _setup(relate=relate is True, where=relate == "where")
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_question_never_reads_another_question(variant):
+    g, emb, question, turns, qpos, patches = _setup(variant=variant)
     with torch.no_grad():
         before = g(emb, question, turns, qpos, patches)
         other = emb.clone()
@@ -37,9 +40,9 @@ def test_a_question_never_reads_another_question(relate):
     assert (after[0, 8:10] - before[0, 8:10]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("relate", [False, True, "where"])
-def test_what_a_question_reads_comes_from_the_cells(relate):
-    g, emb, question, turns, qpos, patches = _setup(relate=relate is True, where=relate == "where")
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_what_a_question_reads_comes_from_the_cells(variant):
+    g, emb, question, turns, qpos, patches = _setup(variant=variant)
     with torch.no_grad():
         before = g(emb, question, turns, qpos, patches)
         moved = patches.clone()
@@ -55,14 +58,15 @@ def test_with_relate_the_read_out_knows_where_the_cells_are():
     blind to a shuffle of a frame's cells; with either (each value carries its cell's (x, y), or
     the matches' mean position is added) it is not."""
     perm = torch.randperm(16, generator=torch.Generator().manual_seed(1))
-    for relate, where, blind in ((False, False, True), (True, False, False), (False, True, False)):
-        g, emb, question, turns, qpos, patches = _setup(relate=relate, where=where, cells=16)
+    for variant in VARIANTS:
+        blind = variant == "plain"
+        g, emb, question, turns, qpos, patches = _setup(variant=variant, cells=16)
         shuffled = patches.clone()
         shuffled[0, 1] = patches[0, 1, perm]
         with torch.no_grad():
             g.gate.fill_(1.0)  # open (it starts at the embeddings' 0.02)
             diff = (g(emb, question, turns, qpos, shuffled) - g(emb, question, turns, qpos, patches)).abs().max()
-        assert (diff < 1e-5) if blind else (diff > 1e-3), (relate, where, float(diff))
+        assert (diff < 1e-5) if blind else (diff > 1e-3), (variant, float(diff))
 
 
 def test_cell_xy_is_the_row_major_grid():
