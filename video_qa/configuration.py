@@ -11,7 +11,8 @@ POOLINGS = ("mining", "mean")
 TOKENIZERS = ("bpe", "byte")
 # What a checkpoint saved before a field existed meant by it: such configs load as they were.
 LEGACY_DEFAULTS: dict[str, Any] = {"tokenizer": "byte", "mining_iters": 0, "grounding": False,
-                                   "grounding_relate": False, "grounding_where": False}
+                                   "grounding_relate": False, "grounding_where": False,
+                                   "grounding_compare": False}
 
 
 @dataclass
@@ -47,6 +48,9 @@ class VideoLMConfig:
     # Tried for spatial questions and not kept as default: 0.861 vs 0.865 overall, spatial 0.48 vs
     # 0.53, held-out phrasings 0.27 vs 0.37 (video_qa/README.md).
     grounding_where: bool = field(default=False, metadata={"help": "add what each question token found as numbers (mean x, y of its matches, match strength)"})
+    # Computed, not learned: the position each name found minus what the question's earlier names
+    # found ("left of" is the sign of a difference). Off-name tokens are taught to find nothing.
+    grounding_compare: bool = field(default=False, metadata={"help": "give each question token where its find lies relative to the earlier names' finds (spatial questions)"})
     grounding_weight: float = field(default=1.0, metadata={"help": "weight of the loss that teaches each named thing's token where that thing is (training only)"})
     aux_frame_weight: float = field(default=0.0, metadata={"help": "weight of the per-frame visual-facts loss (training only; 0 = off)"})
     aux_spatial_weight: float = field(default=0.0, metadata={"help": "weight of a per-frame where-things-are loss (each tabletop object's image column, coarse; training only; 0 = off)"})

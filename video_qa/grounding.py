@@ -20,6 +20,17 @@ features say little about where the cell is, so each cell's value carries its im
 fixed (x, y) code; with ``relate`` a second text block runs AFTER the read-out, so the tokens of
 one name can compare what they found with what the other name found before the LM sees them.
 
+Comparing takes more than knowing: with each name's position in its read-out (``relate``), or as
+two numbers (``where``), "left of" stayed at chance for 5,000 steps although the grounding alone
+put both things in the right columns for 93 % of the training questions (video_qa/README.md). With
+``compare`` the comparison is computed, not learned: each token gets its found position minus the
+mean position of what the question's EARLIER tokens found (weighted by how strongly they found
+it), so the second name of "is the a left of the b?" carries x_b - x_a, a number whose sign is the
+answer. It is added after the final normalisation, at a size comparable to it: added before the
+relate block it was a thousandth of a read-out that sums many cells, and was never learned. Only
+tokens that end a name should find anything for this to hold, so with ``compare``
+training also teaches every other question token to find nothing (``VideoLM.collate``).
+
 Only question tokens change: the frame tokens in the prompt are untouched, and the questions
 packed after one shared frame prefix each read the frames without seeing one another.
 """
@@ -36,7 +47,7 @@ class QuestionGrounding(nn.Module):
 
     def __init__(self, d_lm: int, d_vis: int, max_frames: int, heads: int = 4,
                  max_question_tokens: int = 256, embedding_std: float = 0.02,
-                 relate: bool = False, where: bool = False) -> None:
+                 relate: bool = False, where: bool = False, compare: bool = False) -> None:
         super().__init__()
         if d_lm % heads:
             raise ValueError(f"LM width {d_lm} is not divisible by {heads} grounding heads")
@@ -63,6 +74,9 @@ class QuestionGrounding(nn.Module):
         self.where = where
         if where:  # what each token found, reduced to three numbers: mean x, mean y, how strongly
             self.where_in = nn.Linear(3, d_lm)
+        self.compare = compare
+        if compare:  # (x, y) found minus (x, y) the earlier tokens found, own and earlier strength
+            self.compare_in = nn.Linear(4, d_lm)
         if relate:
             self.cell_xy = nn.Linear(2, d_lm)  # (x, y) in [-1, 1] -> the value of every cell
             self.rel_norm = nn.LayerNorm(d_lm)
@@ -96,6 +110,24 @@ class QuestionGrounding(nn.Module):
             return torch.zeros(n, 2, device=device)
         idx = torch.arange(n, device=device)
         return torch.stack([idx % g, idx // g], dim=-1).float() / (g - 1) * 2 - 1
+
+    def _compare(self, scores: torch.Tensor, same: torch.Tensor, question_pos: torch.Tensor,
+                 xy: torch.Tensor) -> torch.Tensor:
+        """``[B, L, 4]``: (x, y) each token found minus the strength-weighted mean (x, y) that the
+        earlier tokens of its question found, scaled by both strengths; its own strength; the
+        earlier tokens' (capped at 1). Zeros for a token that found nothing or has nothing before
+        it to compare with."""
+        d_head = self.q.out_features // self.heads
+        w = torch.sigmoid(scores.mean(1) * d_head ** -0.5 + self.score_bias.mean())  # [B, L, T*N]
+        strength = w.amax(-1)  # [B, L]: ~1 where the token found its thing
+        found = (w @ xy) / (w.sum(-1, keepdim=True) + 1e-3)  # [B, L, 2] mean position found
+        earlier = same & (question_pos[:, None, :] < question_pos[:, :, None])  # j before i
+        prior = earlier.to(w.dtype) * strength[:, None, :]  # [B, L, L]
+        prior_strength = prior.sum(-1, keepdim=True)
+        before = (prior @ found) / (prior_strength + 1e-3)
+        both = strength[..., None] * prior_strength.clamp(max=1.0)
+        return torch.cat([(found - before) * both, strength[..., None],
+                          prior_strength.clamp(max=1.0)], dim=-1)
 
     def forward(self, emb: torch.Tensor, question: torch.Tensor, turns: torch.Tensor,
                 question_pos: torch.Tensor, patches: torch.Tensor,
@@ -134,7 +166,11 @@ class QuestionGrounding(nn.Module):
         if self.relate:  # compare what the question's names found
             x = self._self_attend(x, same, self.rel_norm, self.rel_qkv, self.rel_out,
                                   self.rel_norm_mlp, self.rel_mlp)
-        grounded = self.gate * self.norm_out(x)
+        grounded = self.norm_out(x)
+        if self.compare:  # after the norm: inside x it was ~0.1 % of the vector and never read
+            grounded = grounded + self.compare_in(self._compare(scores, same, question_pos,
+                                                                xy_cells.repeat(t, 1)))
+        grounded = self.gate * grounded
         out = emb + question[..., None].to(emb.dtype) * grounded
         if return_scores:  # [B, L, T*N] score logits averaged over heads, for a grounding loss
             logits = scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None]

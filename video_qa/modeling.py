@@ -209,7 +209,8 @@ class VideoLM(nn.Module):
             heads = next(h for h in (4, 2, 1) if dl % h == 0)
             std = float(getattr(self.lm.config, "initializer_range", 0.02))
             self.grounding = QuestionGrounding(dl, dv, cfg.num_frames, heads, embedding_std=std,
-                                               relate=cfg.grounding_relate, where=cfg.grounding_where)
+                                               relate=cfg.grounding_relate, where=cfg.grounding_where,
+                                               compare=cfg.grounding_compare)
         if cfg.aux_frame_weight > 0:
             from video_qa.data import AUX_LABELS
 
@@ -334,12 +335,17 @@ class VideoLM(nn.Module):
         model has its head; ``layout`` is the rest of what :meth:`collate` makes (positions,
         turns, question marks)."""
         ground_at, ground_target = layout.pop("ground_at", None), layout.pop("ground_target", None)
+        ground_off = layout.pop("ground_off", None)
         emb, mask, vis, scores = self._inputs(input_ids, attention_mask, images, patches,
                                               want_scores=ground_at is not None, **layout)
         loss = torch.zeros((), device=emb.device)
         if scores is not None and self.cfg.grounding_weight > 0:
             picked = scores[ground_at[:, 0], ground_at[:, 1]]  # [M, T * N]
             loss = loss + self.cfg.grounding_weight * balanced_bce(picked, ground_target)
+            if ground_off is not None and len(ground_off):  # the other question tokens: nothing
+                off = scores[ground_off[:, 0], ground_off[:, 1]]
+                loss = loss + self.cfg.grounding_weight * F.binary_cross_entropy_with_logits(
+                    off, torch.zeros_like(off))
         if frame_labels is not None:
             from video_qa.data import AUX_LABELS
 
@@ -364,7 +370,8 @@ class VideoLM(nn.Module):
                **layout: torch.Tensor) -> torch.Tensor:
         """``[B, L, vocab]`` next-token logits for a :meth:`collate` batch (labels ignored)."""
         layout = {k: v for k, v in layout.items()
-                  if k not in ("labels", "frame_labels", "frame_mask", "ground_at", "ground_target")}
+                  if k not in ("labels", "frame_labels", "frame_mask", "ground_at", "ground_target",
+                               "ground_off")}
         emb, mask, _, _ = self._inputs(input_ids, attention_mask, images, patches, **layout)
         return self.lm(inputs_embeds=emb, attention_mask=mask,
                        position_ids=layout.get("position_ids")).logits
@@ -398,6 +405,7 @@ class VideoLM(nn.Module):
         rows, labels, turns, positions, qmask, qpos = [], [], [], [], [], []
         ground_at: list[tuple[int, int]] = []  # (row, position) of a token that ends a name
         ground_target: list[np.ndarray] = []  # [T * N]: the cells where that thing is
+        ground_off: list[tuple[int, int]] = []  # (row, position) of a question token naming nothing
         for row, ex in enumerate(examples):
             questions = ex["questions"] if "questions" in ex else [ex["question"]]
             answers = ex["answers"] if "answers" in ex else [ex["answer"]]
@@ -411,9 +419,13 @@ class VideoLM(nn.Module):
                 ans, _ = tok.truncate(a, self.cfg.max_answer_bytes)
                 qi, ai = self.question_ids(q), tok.encode(ans) + [tok.eos_id]
                 if "cells" in ex and k - 1 < len(refs):
-                    for at, cls in self._name_ends(q, qi, refs[k - 1]):
+                    ends = self._name_ends(q, qi, refs[k - 1])
+                    for at, cls in ends:
                         ground_at.append((row, len(ids) + at))
                         ground_target.append(np.asarray(ex["cells"])[:, :, cls].reshape(-1))
+                    if self.cfg.grounding_compare:
+                        named = {at for at, _ in ends}
+                        ground_off += [(row, len(ids) + i) for i in range(len(qi)) if i not in named]
                 ids += qi + ai
                 lab += [-100] * len(qi) + ai
                 turn += [k] * (len(qi) + len(ai))
@@ -453,6 +465,8 @@ class VideoLM(nn.Module):
         if ground_at and hasattr(self, "grounding"):
             out["ground_at"] = torch.tensor(ground_at, dtype=torch.long, device=dev)
             out["ground_target"] = torch.from_numpy(np.stack(ground_target).astype(np.float32)).to(dev)
+            if ground_off:
+                out["ground_off"] = torch.tensor(ground_off, dtype=torch.long, device=dev)
         if all("frame_labels" in ex for ex in examples):
             out["frame_labels"] = torch.stack([torch.as_tensor(ex["frame_labels"]) for ex in examples]).to(dev)
             out["frame_mask"] = torch.stack([torch.as_tensor(ex["frame_mask"]) for ex in examples]).to(dev)

@@ -4,7 +4,8 @@ import torch
 from video_qa.grounding import QuestionGrounding
 
 
-VARIANTS = {"plain": {}, "relate": {"relate": True}, "where": {"where": True}}
+VARIANTS = {"plain": {}, "relate": {"relate": True}, "where": {"where": True},
+            "compare": {"relate": True, "compare": True}}
 
 
 def _setup(seed=0, variant="plain", cells=5):
@@ -75,3 +76,54 @@ def test_cell_xy_is_the_row_major_grid():
     torch.testing.assert_close(xy[2], torch.tensor([1.0, -1.0]))  # end of the first row: right
     torch.testing.assert_close(xy[6], torch.tensor([-1.0, 1.0]))  # start of the last row: bottom
     assert QuestionGrounding._cell_xy(5, torch.device("cpu")).abs().sum() == 0  # not a square grid
+
+
+def test_compare_gives_the_second_name_its_position_relative_to_the_first():
+    """"Is the a left of the b?": with sharp scores that put a in the left column and b in the
+    right one, the token ending b carries x_b - x_a > 0 and a nothing (no earlier find); swap
+    the two and the sign flips; a token that found nothing gets zeros."""
+    g = QuestionGrounding(d_lm=16, d_vis=8, max_frames=1, heads=2, compare=True)
+    xy = QuestionGrounding._cell_xy(9, torch.device("cpu"))  # 3x3 grid, one frame
+    same = torch.ones(1, 4, 4, dtype=torch.bool)  # one question of four tokens
+    qpos = torch.arange(4)[None]
+
+    def features(cell_a, cell_b):
+        scores = torch.full((1, 2, 4, 9), -400.0)  # [B, heads, L, cells]: nothing anywhere ...
+        scores[0, :, 1, cell_a] = 400.0  # ... but token 1 (ends a) finds cell_a
+        scores[0, :, 3, cell_b] = 400.0  # and token 3 (ends b) finds cell_b
+        with torch.no_grad():
+            g.score_bias.zero_()
+            return g._compare(scores, same, qpos, xy)[0]
+
+    f = features(3, 5)  # a at the left of the middle row, b at its right
+    torch.testing.assert_close(f[3], torch.tensor([2.0, 0.0, 1.0, 1.0]), atol=1e-2, rtol=0)
+    torch.testing.assert_close(f[1, :2], torch.zeros(2))  # nothing earlier to compare with
+    assert f[1, 2] > 0.99 and f[1, 3] == 0
+    torch.testing.assert_close(f[[0, 2]], torch.tensor([[0.0, 0, 0, 0], [0, 0, 0, 1]]), atol=1e-2, rtol=0)
+    g_swapped = features(5, 3)
+    assert g_swapped[3, 0] < -1.9  # b left of a: negative
+
+
+def test_the_comparison_is_a_sizeable_part_of_what_the_lm_receives():
+    """Regression: added inside the block, x_b - x_a was ~0.1 % of the grounded vector (a read-out
+    sums many cells) and never learned. Flipping its sign must move the output by a good part of
+    the output's own size."""
+    g, emb, question, turns, qpos, patches = _setup(variant="compare")
+    feats = {}
+
+    def fixed(scores, same, question_pos, xy):
+        f = torch.zeros(scores.shape[0], scores.shape[2], 4)
+        f[..., 0], f[..., 2:] = feats["x"], 1.0
+        return f
+
+    g._compare = fixed
+    patches = 10 * patches  # a trained read-out: strong matches, summed over many cells
+    with torch.no_grad():
+        g.score_bias.fill_(4.0)
+        feats["x"] = 1.0
+        right = g(emb, question, turns, qpos, patches)
+        feats["x"] = -1.0
+        left = g(emb, question, turns, qpos, patches)
+    moved = (right - left)[question].norm(dim=-1)
+    size = (right - emb)[question].norm(dim=-1)
+    assert (moved / size).min() > 0.2, moved / size

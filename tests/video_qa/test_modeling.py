@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -248,6 +250,41 @@ def test_collate_teaches_the_token_that_ends_each_name_where_that_thing_is():
     assert target[1].nonzero().flatten().tolist() == [1 * n + 2]
     loss_with = model(**batch)
     assert torch.isfinite(loss_with)
+
+
+def test_with_compare_the_other_question_tokens_are_taught_to_find_nothing():
+    from video_qa.data import CELL_CLASSES
+
+    torch.manual_seed(0)
+    model = VideoLM(tiny_config(grounding_compare=True))
+    ex = _examples(1)[0]
+    cells = np.zeros((3, 16, len(CELL_CLASSES)), np.uint8)
+    cells[0, 5, CELL_CLASSES.index("red cube")] = 1
+    q = "Is there a red cube?"
+    batch = model.collate([{**ex, "question": q, "answer": "yes", "refs": (("red cube", q.index("?")),),
+                            "cells": cells}])
+    named = {tuple(x) for x in batch["ground_at"].tolist()}
+    off = {tuple(x) for x in batch["ground_off"].tolist()}
+    question = set(map(tuple, batch["question"].nonzero().tolist()))
+    assert named and not named & off and named | off == question  # every question token, once
+    assert torch.isfinite(model(**batch))
+    plain = VideoLM(tiny_config())
+    assert "ground_off" not in plain.collate([{**ex, "question": q, "answer": "yes",
+                                              "refs": (("red cube", q.index("?")),), "cells": cells}])
+
+
+def test_warm_start_keeps_every_trained_weight_and_adds_the_new_module(tmp_path):
+    from video_qa.train import warm_start
+
+    torch.manual_seed(0)
+    base = VideoLM(tiny_config())
+    base.save_pretrained(tmp_path / "base")
+    model = warm_start(tmp_path / "base", replace(base.cfg, grounding_compare=True), log=None)
+    old, new = base.state_dict(), model.state_dict()
+    assert set(new) - set(old) == {"grounding.compare_in.weight", "grounding.compare_in.bias"}
+    for k in old:
+        torch.testing.assert_close(new[k], old[k])
+    assert model.tokenizer.encode("left of") == base.tokenizer.encode("left of")
 
 
 def test_the_grounding_loss_alone_teaches_a_name_to_find_its_cell():
