@@ -268,7 +268,7 @@ def test_with_compare_the_other_question_tokens_are_taught_to_find_nothing():
     question = set(map(tuple, batch["question"].nonzero().tolist()))
     assert named and not named & off and named | off == question  # every question token, once
     assert torch.isfinite(model(**batch))
-    plain = VideoLM(tiny_config())
+    plain = VideoLM(tiny_config(grounding_compare=False))
     assert "ground_off" not in plain.collate([{**ex, "question": q, "answer": "yes",
                                               "refs": (("red cube", q.index("?")),), "cells": cells}])
 
@@ -277,7 +277,7 @@ def test_warm_start_keeps_every_trained_weight_and_adds_the_new_module(tmp_path)
     from video_qa.train import warm_start
 
     torch.manual_seed(0)
-    base = VideoLM(tiny_config())
+    base = VideoLM(tiny_config(grounding_compare=False))
     base.save_pretrained(tmp_path / "base")
     model = warm_start(tmp_path / "base", replace(base.cfg, grounding_compare=True), log=None)
     old, new = base.state_dict(), model.state_dict()
@@ -319,7 +319,7 @@ def test_the_grounding_loss_alone_teaches_a_name_to_find_its_cell():
     for _ in range(150):
         b = batch()
         layout = {k: v for k, v in b.items() if k not in ("labels", "ground_at", "ground_target",
-                                                          "frame_labels", "frame_mask")}
+                                                          "ground_off", "frame_labels", "frame_mask")}
         _, _, _, scores = model._inputs(images=None, want_scores=True, **layout)
         loss = balanced_bce(scores[b["ground_at"][:, 0], b["ground_at"][:, 1]], b["ground_target"])
         opt.zero_grad()
@@ -327,7 +327,7 @@ def test_the_grounding_loss_alone_teaches_a_name_to_find_its_cell():
         opt.step()
     b = batch(32)
     layout = {k: v for k, v in b.items() if k not in ("labels", "ground_at", "ground_target",
-                                                      "frame_labels", "frame_mask")}
+                                                      "ground_off", "frame_labels", "frame_mask")}
     with torch.no_grad():
         _, _, _, scores = model._inputs(images=None, want_scores=True, **layout)
     picked = scores[b["ground_at"][:, 0], b["ground_at"][:, 1]]
@@ -343,5 +343,5 @@ def test_a_config_saved_before_a_field_existed_loads_as_it_was_trained():
         old.pop(key)
     cfg = VideoLMConfig.from_dict(old)
     assert (cfg.tokenizer, cfg.mining_iters, cfg.grounding) == ("byte", 0, False)
-    assert not cfg.grounding_relate and not cfg.grounding_where
+    assert not cfg.grounding_relate and not cfg.grounding_where and not cfg.grounding_compare
     assert VideoLMConfig.from_dict(VideoLMConfig().to_dict()) == VideoLMConfig()  # new ones as saved
