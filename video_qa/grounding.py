@@ -111,18 +111,22 @@ class QuestionGrounding(nn.Module):
         idx = torch.arange(n, device=device)
         return torch.stack([idx % g, idx // g], dim=-1).float() / (g - 1) * 2 - 1
 
-    def _compare(self, scores: torch.Tensor, same: torch.Tensor, question_pos: torch.Tensor,
+    @staticmethod
+    def _finds(match: torch.Tensor, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each token found, as numbers: the match-weighted mean (x, y) ``[B, L, 2]`` and the
+        strongest match ``[B, L]`` (~1 where the token found its thing), from head-averaged match
+        probabilities ``match`` ``[B, L, T*N]`` and each cell's ``xy`` ``[T*N, 2]``."""
+        return (match @ xy) / (match.sum(-1, keepdim=True) + 1e-3), match.amax(-1)
+
+    def _compare(self, match: torch.Tensor, same: torch.Tensor, question_pos: torch.Tensor,
                  xy: torch.Tensor) -> torch.Tensor:
         """``[B, L, 4]``: (x, y) each token found minus the strength-weighted mean (x, y) that the
         earlier tokens of its question found, scaled by both strengths; its own strength; the
         earlier tokens' (capped at 1). Zeros for a token that found nothing or has nothing before
         it to compare with."""
-        d_head = self.q.out_features // self.heads
-        w = torch.sigmoid(scores.mean(1) * d_head ** -0.5 + self.score_bias.mean())  # [B, L, T*N]
-        strength = w.amax(-1)  # [B, L]: ~1 where the token found its thing
-        found = (w @ xy) / (w.sum(-1, keepdim=True) + 1e-3)  # [B, L, 2] mean position found
+        found, strength = self._finds(match, xy)
         earlier = same & (question_pos[:, None, :] < question_pos[:, :, None])  # j before i
-        prior = earlier.to(w.dtype) * strength[:, None, :]  # [B, L, L]
+        prior = earlier.to(match.dtype) * strength[:, None, :]  # [B, L, L]
         prior_strength = prior.sum(-1, keepdim=True)
         before = (prior @ found) / (prior_strength + 1e-3)
         both = strength[..., None] * prior_strength.clamp(max=1.0)
@@ -152,27 +156,25 @@ class QuestionGrounding(nn.Module):
         if self.relate:  # where each cell is, in its value (the keys say what is there)
             value = value + self.cell_xy(xy_cells).repeat(t, 1)[None]
         scores = self._split(self.q(self.norm_q(x))) @ self._split(key).transpose(-1, -2)
-        weights = torch.sigmoid(scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None])
-        read = (weights @ self._split(value)).transpose(1, 2).reshape(b, length, d)
+        logits = scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None]  # [B, H, L, T*N]
+        read = (torch.sigmoid(logits) @ self._split(value)).transpose(1, 2).reshape(b, length, d)
         x = x + self.out(read)
+        # head-averaged: what the grounding loss trains, near 0 off the named thing
+        match = torch.sigmoid(logits.mean(1)) if self.where or self.compare else None
+        xy_all = xy_cells.repeat(t, 1)  # [T*N, 2]
         if self.where:
             # The read-out mixes "where" into 128 numbers the LM must learn to decode; comparing
             # two things' columns ("left of") is easier from the weighted mean position itself.
-            # the head-averaged score is what the grounding loss trains: near 0 off the thing
-            w = torch.sigmoid(scores.mean(1) * (d // self.heads) ** -0.5 + self.score_bias.mean())
-            mass = w.sum(-1, keepdim=True)
-            mean_xy = (w @ xy_cells.repeat(t, 1)) / (mass + 1e-3)  # [B, L, 2]
-            x = x + self.where_in(torch.cat([mean_xy, w.amax(-1, keepdim=True)], dim=-1))
+            found, strength = self._finds(match, xy_all)
+            x = x + self.where_in(torch.cat([found, strength[..., None]], dim=-1))
         if self.relate:  # compare what the question's names found
             x = self._self_attend(x, same, self.rel_norm, self.rel_qkv, self.rel_out,
                                   self.rel_norm_mlp, self.rel_mlp)
         grounded = self.norm_out(x)
         if self.compare:  # after the norm: inside x it was ~0.1 % of the vector and never read
-            grounded = grounded + self.compare_in(self._compare(scores, same, question_pos,
-                                                                xy_cells.repeat(t, 1)))
+            grounded = grounded + self.compare_in(self._compare(match, same, question_pos, xy_all))
         grounded = self.gate * grounded
         out = emb + question[..., None].to(emb.dtype) * grounded
         if return_scores:  # [B, L, T*N] score logits averaged over heads, for a grounding loss
-            logits = scores * (d // self.heads) ** -0.5 + self.score_bias[:, None, None]
             return out, logits.mean(1)
         return out

@@ -183,20 +183,14 @@ def warm_start(checkpoint: str | Path, model_cfg: VideoLMConfig, log: Any = prin
     ``checkpoint``, holding every one of its weights whose name and shape still fit. Why: a module
     added to a trained model (a new grounding feature) is tried in minutes of fine-tuning instead
     of the better part of an hour from scratch; the run's config records where it started."""
-    from safetensors.torch import load_file
-
-    from video_qa.modeling import CONFIG_NAME, WEIGHTS_NAME, VideoLM
-    from video_qa.tokenizer import load_tokenizer
+    from video_qa.modeling import VideoLM
 
     directory = Path(checkpoint)
     base = VideoLM.from_pretrained(directory)  # validates the directory, one-line errors
-    meta = json.loads((directory / CONFIG_NAME).read_text())
-    model = VideoLM(model_cfg, load_tokenizer(directory), _arch={"vision": meta["vision"],
-                                                                   "lm": meta["lm"]})
-    del base
+    model = VideoLM(model_cfg, base.tokenizer, _arch={"vision": base.vision.config_dict(),
+                                                      "lm": base._lm_arch})
     own = model.state_dict()
-    saved = load_file(str(directory / WEIGHTS_NAME))
-    fits = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    fits = {k: v for k, v in base.state_dict().items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fits, strict=False)
     fresh = sorted(k for k in own if k not in fits)
     if log:

@@ -79,7 +79,7 @@ def test_cell_xy_is_the_row_major_grid():
 
 
 def test_compare_gives_the_second_name_its_position_relative_to_the_first():
-    """"Is the a left of the b?": with sharp scores that put a in the left column and b in the
+    """"Is the a left of the b?": with sharp matches that put a in the left column and b in the
     right one, the token ending b carries x_b - x_a > 0 and a nothing (no earlier find); swap
     the two and the sign flips; a token that found nothing gets zeros."""
     g = QuestionGrounding(d_lm=16, d_vis=8, max_frames=1, heads=2, compare=True)
@@ -88,12 +88,10 @@ def test_compare_gives_the_second_name_its_position_relative_to_the_first():
     qpos = torch.arange(4)[None]
 
     def features(cell_a, cell_b):
-        scores = torch.full((1, 2, 4, 9), -400.0)  # [B, heads, L, cells]: nothing anywhere ...
-        scores[0, :, 1, cell_a] = 400.0  # ... but token 1 (ends a) finds cell_a
-        scores[0, :, 3, cell_b] = 400.0  # and token 3 (ends b) finds cell_b
-        with torch.no_grad():
-            g.score_bias.zero_()
-            return g._compare(scores, same, qpos, xy)[0]
+        match = torch.zeros(1, 4, 9)  # [B, L, cells]: nothing anywhere ...
+        match[0, 1, cell_a] = 1.0  # ... but token 1 (ends a) finds cell_a
+        match[0, 3, cell_b] = 1.0  # and token 3 (ends b) finds cell_b
+        return g._compare(match, same, qpos, xy)[0]
 
     f = features(3, 5)  # a at the left of the middle row, b at its right
     torch.testing.assert_close(f[3], torch.tensor([2.0, 0.0, 1.0, 1.0]), atol=1e-2, rtol=0)
@@ -111,8 +109,8 @@ def test_the_comparison_is_a_sizeable_part_of_what_the_lm_receives():
     g, emb, question, turns, qpos, patches = _setup(variant="compare")
     feats = {}
 
-    def fixed(scores, same, question_pos, xy):
-        f = torch.zeros(scores.shape[0], scores.shape[2], 4)
+    def fixed(match, same, question_pos, xy):
+        f = torch.zeros(*match.shape[:2], 4)
         f[..., 0], f[..., 2:] = feats["x"], 1.0
         return f
 
