@@ -4,9 +4,9 @@ Each package contributes its own subcommands through a ``register(subparsers)`` 
 ``cli`` module, so this file stays a thin dispatcher and ``embodied --help`` never imports torch or
 MuJoCo: handlers import what they need when they run.
 
-Errors meant for users (bad flags, missing files, unknown names) are exceptions with a truthy
-``user_error`` attribute; they print as one line and exit with status 2. Anything else is a bug and
-keeps its traceback.
+Errors meant for users (bad flags, missing files, unknown names) are ``common.errors.UserError``s
+(or carry a truthy ``user_error`` attribute); they print as one line and exit with status 2.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import importlib
 import os
 import sys
 from typing import Sequence
+
+from common.errors import is_user_error
 
 # Module paths whose ``register(subparsers)`` adds subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -36,12 +38,6 @@ Start with `embodied demo`; every subcommand has its own --help.
 """
 
 
-class CliError(Exception):
-    """A user-facing error raised by the CLI layer itself."""
-
-    user_error = True
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embodied",
@@ -50,18 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a package whose CLI has not landed yet
-            if exc.name == name or (exc.name and name.startswith(exc.name + ".")):
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
-
-
-def _is_user_error(exc: BaseException) -> bool:
-    return bool(getattr(exc, "user_error", False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("embodied: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
-        if _is_user_error(exc):
+        if is_user_error(exc):
             print(f"embodied {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise

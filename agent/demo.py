@@ -236,7 +236,7 @@ def run_demo(out: str | Path, quick: bool = False) -> int:
         result = stage(out, quick)
         results[title] = result
         print(f"({time.perf_counter() - t0:.0f} s)")
-    from sim.config import write_json
+    from common.atomic import write_json
 
     write_json(out / "demo.json", results)
     print(f"\ndemo finished in {time.perf_counter() - t_all:.0f} s; everything is in {out}/")

@@ -15,7 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from sim.config import to_jsonable, write_json
+from common.atomic import write_json
+from common.jsonable import to_jsonable
 
 _PACKAGES = ("torch", "transformers", "peft", "mujoco", "gymnasium", "numpy", "pyzmq", "av",
              "opencv-python-headless", "ros-kilted-rclpy")

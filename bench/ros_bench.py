@@ -36,11 +36,11 @@ def image_hop(frames: int, width: int = 640, height: int = 480, rate_hz: float =
 
     from ros_nodes.camera_node import synthetic_index
     from ros_nodes.convert import msg_to_image
-    from ros_nodes.launch import Graph, NodeSpec
+    from ros_nodes.launch import Graph, NodeSpec, isolate_ros_locally
     from ros_nodes.runtime import SENSOR_QOS
 
     domain = str(150 + os.getpid() % 80)
-    os.environ["ROS_DOMAIN_ID"] = domain
+    isolate_ros_locally(domain)
     rclpy.init()
     node = rclpy.create_node("bench_image_sink")
     latency: dict[int, float] = {}  # frame number -> ms from publish stamp to our callback

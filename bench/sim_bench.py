@@ -13,13 +13,14 @@ Measured in one run, so the ratios compare like with like:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
 from typing import Any
 
 import numpy as np
+
+from common.stats import wilson_interval
 
 DESCRIPTION = "physics/render/IK speed, collection throughput and expert success per task"
 
@@ -31,16 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="episodes timed for collection throughput (default: 20, quick: 4)")
     parser.add_argument("--sizes", default=None,
                         help="render sizes, comma list of WxH (default: 64,128,256,640x480; quick: 64,128,256)")
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a success rate (sound at 0% and 100%, unlike p +- 2se)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def physics_rates(seconds: float) -> dict[str, float]:
@@ -133,7 +124,7 @@ def expert_success(tasks: list[str], n: int) -> dict[str, dict[str, Any]]:
             wins += result["success"]
             steps.append(result["steps"])
         env.close()
-        lo, hi = wilson(wins, n)
+        lo, hi = wilson_interval(wins, n)
         out[task] = {"rate": wins / n, "ci95": [round(lo, 3), round(hi, 3)], "episodes": n,
                      "mean_steps": float(np.mean(steps)), "seconds": round(time.perf_counter() - t0, 2)}
     return out

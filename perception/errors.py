@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from common.errors import UserError
 
-class PerceptionError(ValueError):
+
+class PerceptionError(UserError):
     """Bad input from a user: missing or empty video, budget larger than the stream, unknown name.
 
-    ``user_error = True`` tells ``embodied`` to print one line instead of a traceback.
+    A ``UserError``: ``embodied`` prints one line instead of a traceback.
     """
-
-    user_error = True

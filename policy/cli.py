@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate a policy checkpoint closed-loop in the sim",
                        description="Success rate per task with a 95 % Wilson interval over fixed "
                        "held-out seeds, mean episode length, rollout videos and a JSON.")
-    from sim.config import add_dataclass_args
+    from common.config import add_dataclass_args
 
     from policy.evaluate import EvalConfig
 
@@ -44,7 +44,8 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from sim.config import from_args, to_jsonable
+    from common.config import from_args
+    from common.jsonable import to_jsonable
 
     from policy.evaluate import evaluate
     from policy.evaluate import EvalConfig
@@ -57,7 +58,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _dagger(args: argparse.Namespace) -> int:
     import json
 
-    from sim.config import from_args
+    from common.config import from_args
 
     from policy.dagger import DaggerConfig, run_dagger
 

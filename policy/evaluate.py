@@ -13,7 +13,6 @@ the target object's colour.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from common.stats import wilson_interval
 from policy.errors import PolicyError
 
 
@@ -40,17 +40,6 @@ class EvalConfig:
     execution: str = field(default="open_loop", metadata={"help": "open_loop | ensemble (chunk execution)"})
     replan: int = field(default=-1, metadata={"help": "open_loop: actions played per chunk before predicting again (-1 = the checkpoint's setting, 0 = all K)"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda"})
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval: sane at 0% and 100%, unlike the normal approximation."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def read_instruction_file(path: str) -> list[str]:
@@ -177,7 +166,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     result["episodes"] = n
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if cfg.out:
-        from sim.config import write_json
+        from common.atomic import write_json
 
         write_json(cfg.out, result)
     return result

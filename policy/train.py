@@ -10,8 +10,8 @@ A run directory holds ``config.json``, ``metrics.jsonl``, ``curve.png``, ``check
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.schedule import warmup_cosine
 from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
 
@@ -58,14 +59,6 @@ def _all_mean(values: list[float], world: int) -> list[float]:
 
 
 # --- schedule, stats ------------------------------------------------------------------------------
-def lr_lambda(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine down to ``min_lr_ratio`` at the last step."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def check_stats_match(ckpt_stats: dict, ds_stats: dict, tol: float = 0.25) -> None:
     """Refuse to fine-tune when the dataset's action range differs from the checkpoint's."""
     lo, hi = np.asarray(ckpt_stats["q01"]), np.asarray(ckpt_stats["q99"])
@@ -118,7 +111,7 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     from policy.data import StreamSampler, check_dataset_stats, load_frames, make_batch
     from policy.modeling_vla import VLAModel
     from policy.processor import encode_instructions
-    from sim.runs import RunLog
+    from common.runs import RunLog
 
     rank, world, device = _dist_setup(cfg.device)
     resume_dir = Path(cfg.resume) if cfg.resume else None
@@ -166,11 +159,11 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
         model = build_or_load(cfg, model_cfg, dataset, table.instructions).train()
         run_dir = None
         if rank == 0:
-            from sim.runs import new_run_dir
+            from common.runs import new_run_dir
 
             run_dir = Path(cfg.out) if cfg.out else new_run_dir("policy")
             run_dir.mkdir(parents=True, exist_ok=True)
-            from sim.config import write_json
+            from common.atomic import write_json
 
             write_json(run_dir / "config.json", {"train": cfg, "model": model.cfg,
                                                  "world_size": world})
@@ -185,7 +178,7 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
                               betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: lr_lambda(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
     if start_step:
         ckpt = _latest_checkpoint(run_dir)
         opt_state = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location="cpu")
@@ -232,7 +225,7 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
                 batch["images"] = aug[lo:lo + micro]
             batch = {k: v.to(device) for k, v in batch.items()}
             sync = a == cfg.grad_accum - 1 or world == 1
-            ctx = net.no_sync() if (world > 1 and not sync) else _null()
+            ctx = net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
             with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(batch["images"], batch["text_ids"], batch["text_mask"], batch["state"],
                           batch["target_bins"], batch["target_norm"], batch.get("aux_target"))
@@ -276,14 +269,6 @@ def augment_global(table: Any, global_idx: np.ndarray, seed: int) -> torch.Tenso
     return augment(images_to_tensor(table.images[global_idx]), torch.Generator().manual_seed(seed))
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def plot_curve(metrics: Path, png: Path) -> None:
     """Loss, action-token accuracy and decoded-action L1 against step, one panel each."""
     import matplotlib
@@ -310,7 +295,7 @@ def plot_curve(metrics: Path, png: Path) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from sim.config import from_args
+    from common.config import from_args
 
     cfg = from_args(TrainConfig, args)
     if cfg.threads:

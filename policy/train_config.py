@@ -43,7 +43,7 @@ class TrainConfig:
 
 # --- flags ---------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sim.config import add_dataclass_args
+    from common.config import add_dataclass_args
 
     add_dataclass_args(parser, TrainConfig)
     group = parser.add_argument_group("model (ignored with --init/--resume, except --film, which "

@@ -130,7 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ros_nodes.demo import RosDemoConfig, run_ros_demo
-    from sim.config import write_json
+    from common.atomic import write_json
 
     if not args.server and not Path(args.checkpoint).is_dir():
         from ros_nodes.launch import LaunchError

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ros_nodes.launch import Graph, NodeSpec
+from ros_nodes.launch import Graph, NodeSpec, isolate_ros_locally
 
 
 @dataclass
@@ -44,7 +44,7 @@ def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
             vla["cameras"], str) else tuple(vla["cameras"]), "image_size": int(vla["obs_image_size"]),
             "use_state": bool(vla["use_state"])})
     domain = cfg.domain_id or (1 + os.getpid() % 200)
-    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    isolate_ros_locally(domain)
     cams = list(cfg.cameras)
     specs = [
         NodeSpec("sim_robot", params={"task": cfg.task, "seed": cfg.seed, "episodes": cfg.episodes,
@@ -76,7 +76,7 @@ def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
         raise RuntimeError(f"ROS node(s) exited with errors: {died}; see logs in {cfg.log_dir}")
     wins = sum(r["success"] for r in results)
     n = len(results)
-    from policy.evaluate import wilson_interval
+    from common.stats import wilson_interval
 
     lo, hi = wilson_interval(wins, n)
     return {"task": cfg.task, "episodes": n, "success_rate": wins / n if n else 0.0, "ci95": [lo, hi],

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10 (ROS 2 Humble on Jetson): the same parser as a package
@@ -28,6 +30,20 @@ except ModuleNotFoundError:  # Python 3.10 (ROS 2 Humble on Jetson): the same pa
 # once the node is constructed and its signal handlers are in place, so a started graph is one
 # that can be stopped cleanly (a signal during a slow import would otherwise kill a node uncleanly).
 READY_FILE_ENV = "EMBODIED_READY_FILE"
+
+
+def isolate_ros_locally(domain_id: int | str) -> None:
+    """Keep this process's ROS 2 traffic (and its children's) on this machine, in its own domain.
+
+    Tests, benchmarks and demos call this: a private ``ROS_DOMAIN_ID`` keeps runs apart, and
+    ``ROS_LOCALHOST_ONLY=1`` keeps DDS discovery off the network interface. The newer
+    ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` delivered no 640x480 frame with our large-data
+    transport (0/150, where ROS_LOCALHOST_ONLY delivered 150/150), so it is removed here.
+    """
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    os.environ.pop("ROS_STATIC_PEERS", None)
 
 # Short names for our nodes; a config may also name any importable module with a main().
 NODES: dict[str, str] = {
@@ -40,8 +56,8 @@ NODES: dict[str, str] = {
 }
 
 
-class LaunchError(ValueError):
-    user_error = True
+class LaunchError(UserError):
+    """A launch description that names an unknown node, a bad parameter or an unreadable file."""
 
 
 @dataclass

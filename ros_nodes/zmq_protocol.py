@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import msgpack
 import numpy as np
 
+from common.errors import UserError
+
 PROTOCOL_VERSION = 1
 # dtypes a peer may send; anything else (objects, void, strings) is refused.
 ALLOWED_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "int32", "int64", "float16",
@@ -24,10 +26,8 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_ARRAYS = 32
 
 
-class ProtocolError(ValueError):
+class ProtocolError(UserError):
     """A malformed message; the server answers with an error reply and keeps serving."""
-
-    user_error = True
 
 
 def encode(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> list[bytes | memoryview]:

@@ -33,7 +33,7 @@ COLLECT_HELP = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     from sim.collect import CollectConfig
-    from sim.config import add_dataclass_args
+    from common.config import add_dataclass_args
 
     p = sub.add_parser("sim", help="simulator tools: collect datasets, record videos, contact sheet, list tasks",
                        description="MuJoCo worlds: tabletop arm tasks (Reach, PickUp, Push, PutIn) and Billiards.")
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _collect(args: argparse.Namespace) -> int:
     from sim.collect import CollectConfig, collect, parse_size
-    from sim.config import from_args
+    from common.config import from_args
 
     overrides = {}
     if args.size:

@@ -263,7 +263,7 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
     from tqdm import tqdm
 
     from sim.dataset import LeRobotWriter
-    from sim.runs import RunLog
+    from common.runs import RunLog
 
     make_env = make_env or default_make_env
     make_expert = make_expert or default_make_expert

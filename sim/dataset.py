@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sim.config import to_jsonable
+from common.jsonable import to_jsonable
 from sim.errors import SimError
 from sim.video import VideoWriter, effective_pix_fmt, pick_codec, read_mp4
 

@@ -1,7 +1,7 @@
 """Errors that describe a user's mistake or environment, shown by the CLI as one line."""
 
+from common.errors import UserError
 
-class SimError(ValueError):
+
+class SimError(UserError):
     """Bad input to the simulator or its tools (unknown task, NaN action, unwritable output...)."""
-
-    user_error = True

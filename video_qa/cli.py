@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from sim.config import add_dataclass_args
+    from common.config import add_dataclass_args
     from video_qa.configuration import VideoLMConfig
     from video_qa.train import TrainQAConfig
 
@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from sim.config import from_args
+    from common.config import from_args
     from video_qa.configuration import VideoLMConfig
     from video_qa.train import TrainQAConfig, ablation, train
 
@@ -56,7 +56,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sim.config import write_json
+    from common.atomic import write_json
     from video_qa.data import QADataset
     from video_qa.errors import VideoQAError
     from video_qa.evaluate import evaluate

@@ -203,7 +203,7 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
           log: Any = print) -> Path:
     import torch
 
-    from sim.runs import RunLog, new_run_dir
+    from common.runs import RunLog, new_run_dir
     from video_qa.evaluate import evaluate
     from video_qa.modeling import VideoLM
 
@@ -290,7 +290,7 @@ EVENT_TYPES = ("counting", "ordering", "attribute", "timestamp", "yesno", "state
 
 def ablation(cfg: TrainQAConfig, model_cfg: VideoLMConfig, log: Any = print) -> Path:
     """Both arms, same data, steps, seed and visual-token budget; one table in ``ablation.json``."""
-    from sim.runs import new_run_dir
+    from common.runs import new_run_dir
 
     root = new_run_dir("ablation_qa", cfg.runs_root)
     if model_cfg.vision_path is None and cfg.encoder_steps > 0:  # one encoder for both arms

@@ -21,7 +21,8 @@ import numpy as np
 from sim.billiards.player import ScriptedPlayer
 from sim.billiards.shot import record_shot
 from sim.billiards.world import BilliardsWorld
-from sim.config import add_dataclass_args, from_args, write_json
+from common.atomic import write_json
+from common.config import add_dataclass_args, from_args
 from sim.errors import SimError
 
 

@@ -33,10 +33,11 @@ def test_check_task_accepts_gym_id_and_case():
 def test_user_error_is_one_line_no_traceback(tmp_path):
     code = (
         "import sys\n"
-        "from agent.cli import main, CliError\n"
+        "from agent.cli import main\n"
+        "from common.errors import UserError\n"
         "import agent.commands as c\n"
         "def boom(args):\n"
-        "    raise CliError('bad input here')\n"
+        "    raise UserError('bad input here')\n"
         "p = __import__('agent.cli', fromlist=['x'])\n"
         "orig = p.build_parser\n"
         "def bp():\n"

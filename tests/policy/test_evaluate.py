@@ -4,15 +4,8 @@ import numpy as np
 import pytest
 
 from policy.errors import PolicyError
-from policy.evaluate import EvalConfig, evaluate, fill_template, wilson_interval
+from policy.evaluate import EvalConfig, evaluate, fill_template
 from policy_helpers import save_sim_checkpoint
-
-
-def test_wilson_interval_values():
-    lo, hi = wilson_interval(40, 50)
-    assert lo == pytest.approx(0.6696, abs=1e-3) and hi == pytest.approx(0.8876, abs=1e-3)
-    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
-    assert wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-3)
 
 
 def test_closed_loop_eval_writes_json_and_video(tmp_path):

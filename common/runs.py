@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sim.config import to_jsonable, write_json
+from common.atomic import write_json
+from common.jsonable import to_jsonable
 
 
 def new_run_dir(kind: str, root: str | Path = "runs", name: str | None = None) -> Path:
