@@ -10,18 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
 from agent.router import Route, route
 from agent.safety import SafetyFilter
-
-
-class ActionModel(Protocol):
-    def predict(self, obs: dict[str, np.ndarray], instruction: str) -> np.ndarray: ...
-
-    def reset(self) -> None: ...
+from policy.base import BasePolicy
+from policy.executor import ChunkExecutor
 
 
 @dataclass
@@ -48,11 +44,12 @@ def _side(y: float) -> str:
 
 
 class Agent:
-    def __init__(self, world: Any, policy: ActionModel | None = None, qa: Any = None,
+    def __init__(self, world: Any, policy: BasePolicy | None = None, qa: Any = None,
                  config: AgentConfig | None = None, safety: SafetyFilter | None = None,
                  on_step: Callable[[int, np.ndarray], None] | None = None) -> None:
         self.world = world
         self.policy = policy
+        self.executor = ChunkExecutor(policy) if policy is not None else None
         self.qa = qa
         self.cfg = config or AgentConfig()
         self.safety = safety or SafetyFilter()
@@ -122,7 +119,7 @@ class Agent:
 
     # -- commands ------------------------------------------------------------------------------
     def _command(self, r: Route) -> Reply:
-        if self.policy is None:
+        if self.executor is None:
             return Reply("refused", "No policy is loaded, so I cannot move the robot.")
         names = [o.name for o in self.world.objects()]
         if r.target not in names:
@@ -134,7 +131,7 @@ class Agent:
         except ValueError as exc:
             return Reply("refused", f"I cannot do that here: {exc}")
         self._stop.clear()
-        self.policy.reset()
+        self.executor.reset()
         instruction = r.text.strip().rstrip(".!?")
         start_step = self.world.steps
         success, reason = False, "timeout"
@@ -143,7 +140,7 @@ class Agent:
                 reason = "stopped by the operator"
                 break
             t0 = time.perf_counter()
-            raw = self.policy.predict(self.world.obs, instruction)
+            raw = self.executor.act([self.world.obs], [instruction])[0]
             late_ms = (time.perf_counter() - t0) * 1e3
             if late_ms > self.cfg.model_deadline_ms:
                 reason = f"the model took {late_ms:.0f} ms (deadline {self.cfg.model_deadline_ms:.0f} ms)"

@@ -23,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                            description="Type a question (\"what do you see?\", \"where is the red cube?\") or a "
                            "command (\"pick up the red cube\"). Ctrl-C stops a running command; Ctrl-D or "
                            "'quit' leaves.")
-    chat.add_argument("--checkpoint", default="checkpoints/vla-default", help="policy checkpoint directory")
+    chat.add_argument("--checkpoint", default="checkpoints/vla-default", help="policy checkpoint directory (default: checkpoints/vla-default)")
     chat.add_argument("--qa", default="", help="video-QA checkpoint directory (optional)")
-    chat.add_argument("--task", default="PickUp", help="the starting scene's task family")
-    chat.add_argument("--seed", type=int, default=0, help="the scene's seed")
+    chat.add_argument("--task", default="PickUp", help="the starting scene's task family (default: PickUp)")
+    chat.add_argument("--seed", type=int, default=0, help="the scene's seed (default: 0)")
     chat.set_defaults(func=_chat)
     a.set_defaults(func=lambda args: a.print_help() or 2)
 

@@ -7,10 +7,13 @@ of the project and honest about what it skipped.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
 from typing import Callable
+
+from common.atomic import atomic_path, write_json
 
 
 def _banner(title: str) -> None:
@@ -51,6 +54,39 @@ def stage_sim(out: Path, quick: bool) -> dict:
 CHECKPOINT = Path("checkpoints/vla-default")
 
 
+def read_eval(checkpoint: Path) -> dict | None:
+    """The checkpoint's own ``eval.json`` (written by its evaluation), or None where it has none.
+
+    The demo quotes shipped scores from here, never as literals, so what it prints is what the
+    checkpoint beside it measured.
+    """
+    path = Path(checkpoint) / "eval.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def policy_score_line(checkpoint: Path) -> str:
+    """One line quoting each task's success rate and episode count from ``eval.json``."""
+    result = read_eval(checkpoint)
+    if not result or not result.get("tasks"):
+        return f"{checkpoint} has no eval.json (embodied eval --checkpoint {checkpoint} writes one)"
+    tasks = result["tasks"]
+    rates = " and ".join(f"{r['success_rate']:.0%} ({task})" for task, r in tasks.items())
+    episodes = sorted({r["episodes"] for r in tasks.values()})
+    return (f"the shipped checkpoint succeeds in {rates} of {'/'.join(map(str, episodes))} "
+            f"held-out episodes per task ({checkpoint / 'eval.json'})")
+
+
+def qa_score_line(checkpoint: Path) -> str:
+    """The shipped video-QA model's held-out test accuracy, from ``eval.json``."""
+    result = read_eval(checkpoint)
+    if not result or "overall_non_descriptive" not in result:
+        return f"{checkpoint} has no eval.json (embodied eval-qa --checkpoint {checkpoint} writes one)"
+    per_type = ", ".join(f"{t} {a:.3f}" for t, a in sorted(result["accuracy"].items())
+                         if t != "description")
+    return (f"held-out test accuracy {result['overall_non_descriptive']:.3f} on non-descriptive "
+            f"questions ({per_type}; {checkpoint / 'eval.json'})")
+
+
 def stage_policy(out: Path, quick: bool) -> dict:
     """Closed-loop evaluation of the shipped policy checkpoint, with rollout videos."""
     from policy.evaluate import EvalConfig, evaluate
@@ -61,8 +97,7 @@ def stage_policy(out: Path, quick: bool) -> dict:
     episodes = 2 if quick else 6
     result = evaluate(EvalConfig(checkpoint=str(CHECKPOINT), task="Reach,PickUp", episodes=episodes,
                                  video_dir=str(out / "policy_rollouts"), videos=1, out=str(out / "policy_eval.json")))
-    print(f"rollout videos in {out / 'policy_rollouts'}; the shipped checkpoint succeeds in 78% (Reach) "
-          "and 62% (PickUp) of 50 held-out episodes (checkpoints/README.md)")
+    print(f"rollout videos in {out / 'policy_rollouts'}; {policy_score_line(CHECKPOINT)}")
     return result
 
 
@@ -128,7 +163,8 @@ def stage_perception(out: Path, quick: bool) -> dict:
     keys = get_sampler("motion").select(frames, 8)
     events = ", ".join(f"{e.kind} {e.a} at {e.t:.2f}s" for e in shot.events if e.kind in ("strike", "pot"))
     sheet = contact_sheet([frames[i] for i in keys], [f"t={shot.times[i]:.2f}s" for i in keys])
-    Image.fromarray(sheet).save(out / "keyframes.png")
+    with atomic_path(out / "keyframes.png", suffix=".png") as tmp:
+        Image.fromarray(sheet).save(tmp)
     print(f"shot: {len(frames)} frames; events: {events or 'none'}")
     print(f"motion-guided keyframes at {', '.join(f'{shot.times[i]:.2f}' for i in keys)} s -> {out / 'keyframes.png'}")
     K = shot.K["player"]
@@ -154,7 +190,8 @@ def stage_video_qa(out: Path, quick: bool) -> dict:
 
     from sim.video import write_mp4
     from video_qa.ask import SHIPPED_CHECKPOINT, load_qa
-    from video_qa.data import fmt_time, questions_for, simulate_billiards, simulate_tabletop
+    from video_qa.questions import fmt_time, questions_for
+    from video_qa.simulate import simulate_billiards, simulate_tabletop
     from video_qa.evaluate import is_correct
 
     if not SHIPPED_CHECKPOINT.is_dir():
@@ -181,7 +218,7 @@ def stage_video_qa(out: Path, quick: bool) -> dict:
                          "answer": ans.text, "truth": item.answer, "correct": bool(right),
                          "frame_times": list(ans.frame_times)})
     correct = sum(r["correct"] for r in rows)
-    print(f"{correct}/{len(rows)} right (held-out test accuracy per type: video_qa/README.md)")
+    print(f"{correct}/{len(rows)} right; {qa_score_line(SHIPPED_CHECKPOINT)}")
     return {"questions": rows, "correct": correct}
 
 
@@ -236,8 +273,6 @@ def run_demo(out: str | Path, quick: bool = False) -> int:
         result = stage(out, quick)
         results[title] = result
         print(f"({time.perf_counter() - t0:.0f} s)")
-    from common.atomic import write_json
-
     write_json(out / "demo.json", results)
     print(f"\ndemo finished in {time.perf_counter() - t_all:.0f} s; everything is in {out}/")
     return 0

@@ -1,4 +1,4 @@
-"""What every benchmark shares: the machine record, timing helpers and the JSON hand-off.
+"""What every benchmark shares: the machine record and the JSON hand-off.
 
 Convention (DESIGN.md): `--quick` finishes in about a minute, `--out` writes the JSON, and the same
 JSON is the last thing printed on stdout. Ratios are always against a baseline measured in the
@@ -13,7 +13,7 @@ import platform
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from common.atomic import write_json
 from common.jsonable import to_jsonable
@@ -48,19 +48,6 @@ def machine_info() -> dict[str, Any]:
         "packages": versions,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-
-
-def timeit(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
-    """Median seconds per call of ``fn`` over ``repeat`` calls after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def emit(name: str, result: dict[str, Any], out: str | Path | None, quick: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from video_qa.configuration import VideoLMConfig
+from video_qa.configuration_videolm import VideoLMConfig
 
 DESCRIPTION = "video memory needle-in-a-haystack: accuracy, context tokens, RSS per stream length"
 QUESTION = "When did the billiards table appear?"
@@ -42,7 +42,7 @@ def _scenes(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Haystack frames (tabletop episodes) and needle frames (a billiards shot), 64 px."""
     import cv2
 
-    from video_qa.data import simulate_billiards, simulate_tabletop
+    from video_qa.simulate import simulate_billiards, simulate_tabletop
 
     hay = []
     for i, task in enumerate(("PickUp", "PutIn")):

@@ -24,7 +24,7 @@ DESCRIPTION = "cue pose (RGB-D and RGB, with occlusion and noise) and tabletop o
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sequences", type=int, default=None, help="cue sequences (quick: 4, else 12)")
     p.add_argument("--frames", type=int, default=None, help="frames per sequence (quick: 8, else 20)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes and the noise (default: 0)")
 
 
 def opencv_K(K: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from policy.base import BasePolicy
+
 DESCRIPTION = "ROS 2 image hop latency/drops at 640x480 30 Hz, and ZeroMQ policy overhead vs in-process"
 
 
@@ -77,17 +79,17 @@ def image_hop(frames: int, width: int = 640, height: int = 480, rate_hz: float =
             "rate_hz": rate_hz, "qos": "sensor data (best effort, keep last 5)"}
 
 
-class _NumpyPolicy:
+class _NumpyPolicy(BasePolicy):
     """A stand-in when no checkpoint exists: enough work to be a fair comparison of transports."""
 
-    def predict_chunk_batch(self, observations, instructions):
+    def predict_chunk(self, observations, instructions):
         return np.stack([np.tile(o["agentview"].reshape(-1, 3).mean(0, keepdims=True) / 255.0, (1, 7 // 3 + 1))
                          [:, :7][None].repeat(8, 0)[:, 0] for o in observations]).astype(np.float32)
 
 
 def zmq_overhead(checkpoint: str, calls: int) -> dict:
     from ros_nodes.services import PolicyService
-    from ros_nodes.zmq_client import InferenceClient
+    from ros_nodes.zmq_client import InferenceClient, RemotePolicy
     from ros_nodes.zmq_server import InferenceServer, ServerConfig
 
     if Path(checkpoint).is_dir():
@@ -111,20 +113,20 @@ def zmq_overhead(checkpoint: str, calls: int) -> dict:
     instruction = "pick up the red cube"
     inproc, remote = [], []
     for _ in range(5):
-        policy.predict_chunk_batch([obs], [instruction])
+        policy.predict_chunk([obs], [instruction])
     for _ in range(calls):
         t0 = time.perf_counter()
-        policy.predict_chunk_batch([obs], [instruction])
+        policy.predict_chunk([obs], [instruction])
         inproc.append((time.perf_counter() - t0) * 1e3)
     cfg = ServerConfig(endpoint="tcp://127.0.0.1:*", batch_wait_ms=0.0)
     with InferenceServer([PolicyService(policy)], cfg) as server, \
             InferenceClient(server.endpoint, timeout_ms=10000) as client:
-        images = {k: v for k, v in obs.items() if k != "state"}
+        remote_policy = RemotePolicy(client)
         for _ in range(5):
-            client.predict(images, instruction, state=obs.get("state"))
+            remote_policy.predict_chunk([obs], [instruction])
         for _ in range(calls):
             t0 = time.perf_counter()
-            client.predict(images, instruction, state=obs.get("state"))
+            remote_policy.predict_chunk([obs], [instruction])
             remote.append((time.perf_counter() - t0) * 1e3)
     a, b = _percentiles(inproc), _percentiles(remote)
     return {"policy": label, "image_size": size, "cameras": cams, "calls": calls,

@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shots", type=int, default=None,
                    help="billiards test videos of two shots each (quick: 2, else 6)")
     p.add_argument("--delta", type=float, default=0.1, help="seconds: a pick this close catches an event")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the test videos (default: 0)")
 
 
 def billiards_clips(n: int, size: tuple[int, int], seed: int, max_time: float, fps: float,

@@ -46,12 +46,23 @@ def replace(tmp: str | Path, final: str | Path, sync: bool = False, sync_dir: bo
         fsync_path(final.parent)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def temp_sibling(final: str | Path, suffix: str = "") -> Path:
-    """A fresh, unique temporary file name in ``final``'s folder (same filesystem: rename works)."""
+    """A fresh, unique temporary file in ``final``'s folder (same filesystem: rename works).
+
+    ``mkstemp`` creates it private (0600); it gets the mode a plain ``open`` would have given
+    (0666 less the umask), so committed files are as readable as any other the user writes.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())
     return Path(name)
 
 
@@ -100,6 +111,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a checkpoint is shared like any folder
     try:
         yield tmp
         if final.exists():

@@ -15,23 +15,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="motion",
                    help="uniform, motion, query or streaming (default: motion)")
     p.add_argument("--budget", type=int, default=16, help="number of keyframes (default: 16)")
-    p.add_argument("--out", default="sheet.png", metavar="FILE.png", help="contact sheet path")
+    p.add_argument("--out", default="sheet.png", metavar="FILE.png", help="contact sheet path (default: sheet.png)")
     p.add_argument("--query", help="question for the query sampler")
     p.add_argument("--encoder", metavar="DIR",
                    help="frame-text encoder directory for --sampler query (ours or a CLIP)")
-    p.add_argument("--stride", type=int, default=1, help="keep every n-th frame (long videos)")
+    p.add_argument("--stride", type=int, default=1, help="keep every n-th frame (long videos; default: 1)")
     p.set_defaults(func=_perceive)
 
     q = sub.add_parser("pose", help="estimate and track the cue's pose in a video",
                        description="Track the billiard cue through a video (RGB mode) and write "
                        "the video with the estimated cue outline drawn over it.")
-    q.add_argument("--video", required=True, metavar="FILE")
-    q.add_argument("--out", default="overlay.mp4", metavar="FILE.mp4")
+    q.add_argument("--video", required=True, metavar="FILE", help="video file to track the cue in")
+    q.add_argument("--out", default="overlay.mp4", metavar="FILE.mp4",
+                   help="video with the cue outline drawn (default: overlay.mp4)")
     q.add_argument("--intrinsics", metavar="FILE.json",
                    help='camera matrix: {"K": [[fx,0,cx],[0,fy,cy],[0,0,1]]} or '
                         '{"fx":..,"fy":..,"cx":..,"cy":..}; default: a 55 degree vertical '
                         "field of view centred on the image")
-    q.add_argument("--max-frames", type=int, default=None)
+    q.add_argument("--max-frames", type=int, default=None, help="stop after N frames (default: all)")
     q.set_defaults(func=_pose)
 
 
@@ -72,6 +73,7 @@ def _perceive(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
 
+    from common.atomic import atomic_path
     from perception.errors import PerceptionError
     from perception.sampling import get_sampler
     from perception.sheet import contact_sheet
@@ -97,8 +99,8 @@ def _perceive(args: argparse.Namespace) -> int:
         times.append(frame.t)
     idx = sampler.select(np.stack(images), args.budget, query=args.query)
     sheet = contact_sheet([images[i] for i in idx], [f"{times[i]:.2f}s #{i}" for i in idx])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(args.out)
+    with atomic_path(args.out, suffix=Path(args.out).suffix) as tmp:
+        Image.fromarray(sheet).save(tmp)
     failed = getattr(src, "failed", 0)
     print(f"{len(images)} frames decoded ({failed} failed); {args.sampler} picked "
           f"{len(idx)}: " + ", ".join(f"{times[i]:.2f}s" for i in idx))

@@ -13,20 +13,18 @@ Used by the query-adaptive sampler, ``video_qa`` and ``policy``.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from perception.errors import PerceptionError
-
-_WORD = re.compile(r"[a-z0-9]+")
+from perception.image import preprocess_images, resize_images, to_tensor
+from perception.text import Tokenizer, load_tokenizer, word_tokenizer, words_of
 
 
 @dataclass
@@ -35,37 +33,20 @@ class ClipConfig:
     embed_dim: int = 64  # shared space; small because captions come from a small vocabulary
     width: int = 32  # channels of the first conv layer (doubled twice)
     max_words: int = 16  # captions are short sentences
-    vocab: tuple[str, ...] = ()  # filled from the training captions
+    vocab_size: int = 2  # filled from the training captions' words (+ padding and unknown)
     input: str = "rgb"  # "rgb": each frame alone; "motion": grey frame + its differences to the
     # previous and next frames, so "when does the cue strike" can see movement (the images given
     # to encode_images are then read as one consecutive clip)
 
 
-class Tokenizer:
-    """Lower-case words -> ids; 0 is padding, 1 is unknown."""
-
-    def __init__(self, vocab: Sequence[str], max_words: int = 16) -> None:
-        self.vocab = list(vocab)
-        self.ids = {w: i + 2 for i, w in enumerate(self.vocab)}
-        self.max_words = max_words
-
-    @staticmethod
-    def words(text: str) -> list[str]:
-        return _WORD.findall(text.lower())
-
-    @classmethod
-    def from_texts(cls, texts: Sequence[str], max_words: int = 16) -> "Tokenizer":
-        return cls(sorted({w for t in texts for w in cls.words(t)}), max_words)
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        out = torch.zeros(len(texts), self.max_words, dtype=torch.long)
-        for i, t in enumerate(texts):
-            ids = [self.ids.get(w, 1) for w in self.words(t)][: self.max_words]
-            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out
-
-    def __len__(self) -> int:
-        return len(self.vocab) + 2
+def caption_ids(tokenizer: Tokenizer, texts: Sequence[str], max_words: int) -> torch.Tensor:
+    """Captions -> ``[N, max_words]`` word ids (``perception.text.word_tokenizer``: lower-case
+    words, 1 for an unknown one), right-padded with 0, cut after ``max_words`` words."""
+    out = torch.full((len(texts), max_words), tokenizer.pad_id, dtype=torch.long)
+    for i, t in enumerate(texts):
+        ids = tokenizer.encode(t)[:max_words]
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
 
 
 class TinyClip(nn.Module):
@@ -80,7 +61,7 @@ class TinyClip(nn.Module):
             # max, not mean: a moving ball is a few pixels, and averaging would drown it
             nn.AdaptiveMaxPool2d(2), nn.Flatten(), nn.Linear(16 * w, d),
         )
-        self.words = nn.Embedding(len(cfg.vocab) + 2, d, padding_idx=0)
+        self.words = nn.Embedding(cfg.vocab_size, d, padding_idx=0)
         # word order matters little for generated captions; a position-free bag of words + MLP
         self.text = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.logit_scale = nn.Parameter(torch.tensor(np.log(10.0), dtype=torch.float32))
@@ -95,12 +76,11 @@ class TinyClip(nn.Module):
 
 
 def preprocess(images: Any, size: int, mode: str = "rgb") -> torch.Tensor:
-    """RGB uint8 images (any size) -> float tensor ``[N, 3, size, size]`` in [-0.5, 0.5]."""
-    arr = np.stack([cv2.resize(np.asarray(im), (size, size), interpolation=cv2.INTER_AREA)
-                    for im in images])
-    if mode == "motion":
-        arr = motion_channels(arr)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+    """RGB uint8 images (any size) -> float tensor ``[N, 3, size, size]`` in [-0.5, 0.5]: the
+    shared ``perception.image`` preprocessing, then this model's centring."""
+    if mode != "motion":
+        return preprocess_images(images, size).sub_(0.5)
+    return to_tensor(motion_channels(resize_images(images, size))).sub_(0.5)
 
 
 def motion_channels(clip: np.ndarray, gain: float = 4.0) -> np.ndarray:
@@ -116,9 +96,8 @@ def motion_channels(clip: np.ndarray, gain: float = 4.0) -> np.ndarray:
 class FrameTextEncoder:
     """Trained :class:`TinyClip` with its tokenizer: numpy in, unit-norm numpy embeddings out."""
 
-    def __init__(self, model: TinyClip, cfg: ClipConfig) -> None:
-        self.model, self.cfg = model.eval(), cfg
-        self.tokenizer = Tokenizer(cfg.vocab, cfg.max_words)
+    def __init__(self, model: TinyClip, cfg: ClipConfig, tokenizer: Tokenizer) -> None:
+        self.model, self.cfg, self.tokenizer = model.eval(), cfg, tokenizer
 
     @torch.no_grad()
     def encode_images(self, images: Any, batch: int = 256) -> np.ndarray:
@@ -129,27 +108,34 @@ class FrameTextEncoder:
     @torch.no_grad()
     def encode_text(self, texts: str | Sequence[str]) -> np.ndarray:
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return self.model.encode_text(self.tokenizer(texts)).numpy()
+        return self.model.encode_text(caption_ids(self.tokenizer, texts, self.cfg.max_words)).numpy()
 
     def save(self, path: str | Path) -> None:
+        """``model.safetensors``, ``clip_config.json`` and the ``tokenizer/`` directory."""
         from safetensors.torch import save_file
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_file(self.model.state_dict(), str(path / "model.safetensors"))
         (path / "clip_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+        self.tokenizer.save(path / "tokenizer")
 
     @classmethod
     def load(cls, path: str | Path) -> "FrameTextEncoder":
+        """What :meth:`save` wrote; an older save keeps its word list in ``clip_config.json``."""
         from safetensors.torch import load_file
 
         path = Path(path)
         raw = json.loads((path / "clip_config.json").read_text())
-        raw["vocab"] = tuple(raw["vocab"])
+        if "vocab" in raw:  # saved before perception.text: the sorted caption words
+            tokenizer = word_tokenizer(raw.pop("vocab"))
+            raw["vocab_size"] = tokenizer.vocab_size
+        else:
+            tokenizer = load_tokenizer(path / "tokenizer")
         cfg = ClipConfig(**raw)
         model = TinyClip(cfg)
         model.load_state_dict(load_file(str(path / "model.safetensors")))
-        return cls(model, cfg)
+        return cls(model, cfg, tokenizer)
 
 
 class HFClipEncoder:
@@ -213,14 +199,14 @@ def train_clip(images: Any, captions: Sequence[str], cfg: ClipConfig | None = No
 
 
 def _train(images, captions, cfg, train, log) -> FrameTextEncoder:
-    tok = Tokenizer.from_texts(captions)
-    cfg = ClipConfig(**{**asdict(cfg or ClipConfig()), "vocab": tuple(tok.vocab)})
+    tok = word_tokenizer(words_of(captions))
+    cfg = ClipConfig(**{**asdict(cfg or ClipConfig()), "vocab_size": tok.vocab_size})
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
     model = TinyClip(cfg)
     x_all = preprocess(images, cfg.image_size, cfg.input)
     uniq, cap_id = np.unique(np.asarray(captions), return_inverse=True)
-    ids_all = tok(list(uniq))
+    ids_all = caption_ids(tok, list(uniq), cfg.max_words)
     cap_id = torch.from_numpy(cap_id)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, train.lr, total_steps=train.steps)
@@ -251,4 +237,4 @@ def _train(images, captions, cfg, train, log) -> FrameTextEncoder:
         sched.step()
         if log is not None and (step % 50 == 0 or step == train.steps - 1):
             log(step=step, loss=float(loss.detach()))
-    return FrameTextEncoder(model, cfg)
+    return FrameTextEncoder(model, cfg, tok)

@@ -6,6 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from common.config import add_dataclass_args
+    from policy.dagger import DaggerConfig
+    from policy.evaluate import EvalConfig
     from policy.train_config import add_arguments
 
     p = sub.add_parser("train", help="train or fine-tune the VLA policy on a LeRobot dataset",
@@ -17,14 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate a policy checkpoint closed-loop in the sim",
                        description="Success rate per task with a 95 % Wilson interval over fixed "
                        "held-out seeds, mean episode length, rollout videos and a JSON.")
-    from common.config import add_dataclass_args
-
-    from policy.evaluate import EvalConfig
-
     add_dataclass_args(e, EvalConfig)
     e.set_defaults(func=_eval)
-
-    from policy.dagger import DaggerConfig
 
     d = sub.add_parser("dagger", help="policy-driven, expert-labelled episodes (DAgger) into a dataset",
                        description="The checkpoint drives the sim while the scripted expert labels every "
@@ -46,9 +43,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from common.config import from_args
     from common.jsonable import to_jsonable
-
-    from policy.evaluate import evaluate
-    from policy.evaluate import EvalConfig
+    from policy.evaluate import EvalConfig, evaluate
 
     result = evaluate(from_args(EvalConfig, args))
     print(json.dumps(to_jsonable({k: v for k, v in result.items() if k != "config"}), indent=2))
@@ -59,7 +54,6 @@ def _dagger(args: argparse.Namespace) -> int:
     import json
 
     from common.config import from_args
-
     from policy.dagger import DaggerConfig, run_dagger
 
     summary = run_dagger(from_args(DaggerConfig, args))

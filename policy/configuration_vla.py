@@ -14,11 +14,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from perception.lm import LM_FAMILIES
 from policy.errors import PolicyError
 
 DECODING_MODES = ("parallel", "autoregressive")
 ACTION_HEADS = ("tokens", "l1")
-LM_FAMILIES = ("llama", "qwen2")
 
 
 @dataclass
@@ -62,7 +62,7 @@ class VLAConfig:
         if self.action_head == "l1" and self.decoding != "parallel":
             raise PolicyError("the l1 action head needs parallel decoding")
         if not self.lm_path and self.lm_family not in LM_FAMILIES:
-            raise PolicyError(f"unknown lm_family {self.lm_family!r}; choose from {LM_FAMILIES}")
+            raise PolicyError(f"unknown lm_family {self.lm_family!r}; choose from {tuple(LM_FAMILIES)}")
         if self.chunk < 1:
             raise PolicyError("chunk must be >= 1")
         if not 0 <= self.replan <= self.chunk:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from policy.errors import PolicyError
+from policy.executor import ChunkExecutor
 
 
 @dataclass
@@ -37,18 +38,18 @@ class DaggerConfig:
 
 
 class PolicyDriver:
-    """Adapts ``Policy`` to the collector's driver protocol (one robot, queue index 0)."""
+    """Adapts a chunk executor to the collector's driver protocol (one robot)."""
 
-    def __init__(self, policy: Any) -> None:
-        self.policy = policy
+    def __init__(self, executor: ChunkExecutor) -> None:
+        self.executor = executor
         self.instruction = ""
 
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
-        self.policy.reset(0)
+        self.executor.reset()
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        return self.policy.predict(obs, self.instruction)
+        return self.executor.act([obs], [self.instruction])[0]
 
 
 def run_dagger(cfg: DaggerConfig) -> dict[str, Any]:
@@ -64,9 +65,10 @@ def run_dagger(cfg: DaggerConfig) -> dict[str, Any]:
     policy = Policy.from_pretrained(cfg.checkpoint, device=cfg.device,
                                     replan=None if cfg.replan < 0 else cfg.replan)
     size = policy.cfg.obs_image_size
+    executor = ChunkExecutor(policy)
     collect_cfg = CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out, seed=cfg.seed,
                                 image_size=(size, size), cameras=tuple(policy.cfg.camera_list),
                                 keep_failures=True, perturb=cfg.perturb, drive_prob=cfg.drive_prob,
                                 fsync=cfg.fsync)
     with torch.no_grad():
-        return collect(collect_cfg, make_driver=lambda env: PolicyDriver(policy))
+        return collect(collect_cfg, make_driver=lambda env: PolicyDriver(executor))

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from perception.image import resize_images
 from policy.action_tokenizer import ActionTokenizer, validate_stats
 from policy.errors import PolicyError
-from policy.processor import resize_uint8
 
 IMAGE_PREFIX = "observation.images."
 
@@ -133,7 +133,7 @@ def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
             if key not in ep:
                 have = [k.removeprefix(IMAGE_PREFIX) for k in ep if k.startswith(IMAGE_PREFIX)]
                 raise PolicyError(f"the dataset has no camera {cam!r} (has: {have})")
-            cams.append(resize_uint8(np.asarray(ep[key])[keep], image_size))
+            cams.append(resize_images(np.asarray(ep[key])[keep], image_size))
         images.append(np.stack(cams, axis=1))
         state = np.asarray(ep["observation.state"], dtype=np.float32)
         states.append(state[keep])

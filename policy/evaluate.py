@@ -22,6 +22,7 @@ import numpy as np
 
 from common.stats import wilson_interval
 from policy.errors import PolicyError
+from policy.executor import ChunkExecutor
 
 
 @dataclass
@@ -68,12 +69,12 @@ def _frame(obs: dict, cameras: list[str]) -> np.ndarray:
     return np.concatenate([obs[c] for c in cameras], axis=1)
 
 
-def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] | None,
+def evaluate_task(executor: ChunkExecutor, task: str, cfg: EvalConfig, templates: list[str] | None,
                   colors: tuple[str, ...] | None) -> dict[str, Any]:
     import sim
 
-    size = policy.cfg.obs_image_size
-    cams = policy.cfg.camera_list
+    spec = executor.policy.describe()
+    size, cams = spec["image_size"], list(spec["cameras"])
     n_envs = max(1, min(cfg.num_envs, cfg.episodes))
     envs = [sim.make(task, cameras=tuple(dict.fromkeys(cams + ["agentview"])), image_size=(size, size),
                      colors=colors, instruction_split=cfg.split) for _ in range(n_envs)]
@@ -92,7 +93,7 @@ def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] 
                     text = fill_template(templates[i % len(templates)], envs[k].unwrapped.episode)
                 instr[k] = text
                 instructions.append(text)
-                policy.reset(k)
+                executor.reset(k)
                 watchers[k] = EpisodeWatcher(envs[k])
                 if cfg.video_dir and i < cfg.videos:
                     frames[k] = [_frame(o, cams)]
@@ -100,8 +101,7 @@ def evaluate_task(policy: Any, task: str, cfg: EvalConfig, templates: list[str] 
             success = {k: False for k in obs}
             while len(done) < len(obs):
                 live = [k for k in obs if k not in done]
-                actions = policy.predict_batch([obs[k] for k in live], [instr[k] for k in live],
-                                               indices=live)
+                actions = executor.act([obs[k] for k in live], [instr[k] for k in live], indices=live)
                 for k, a in zip(live, actions):
                     o, _, terminated, truncated, info = envs[k].step(a)
                     obs[k] = o
@@ -142,8 +142,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
 
     if cfg.episodes < 1:
         raise PolicyError("--episodes must be at least 1")
-    policy = Policy.from_pretrained(cfg.checkpoint, execution=cfg.execution, device=cfg.device,
+    policy = Policy.from_pretrained(cfg.checkpoint, device=cfg.device,
                                     replan=None if cfg.replan < 0 else cfg.replan)
+    executor = ChunkExecutor(policy, execution=cfg.execution)
     templates = read_instruction_file(cfg.instructions) if cfg.instructions else None
     colors = tuple(c.strip() for c in cfg.colors.split(",") if c.strip()) or None
     t0 = time.perf_counter()
@@ -151,7 +152,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     result: dict[str, Any] = {"checkpoint": cfg.checkpoint, "config": cfg, "tasks": {}}
     for task in tasks:
         with torch.no_grad():
-            result["tasks"][task] = evaluate_task(policy, task, cfg, templates, colors)
+            result["tasks"][task] = evaluate_task(executor, task, cfg, templates, colors)
         r = result["tasks"][task]
         print(f"{task:8s} success {r['success_rate']:.0%} "
               f"(95% CI {r['ci95'][0]:.0%}-{r['ci95'][1]:.0%}, n={r['episodes']}), "

@@ -15,8 +15,6 @@ Action tokens are dedicated ids appended after the text vocabulary: id = offset 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,42 +23,36 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from common.atomic import atomic_dir
 from perception.encoders import VisionEncoder, build_vision_encoder, load_vision_encoder
+from perception.lm import LoRA, TinyLM, build_lm, lm_config_dict
+from perception.lm import add_lora as add_lora_adapters, merge_lora as merge_lora_adapters
 from perception.lm_cache import cache_kwarg, cache_of
+from perception.text import PretrainedTokenizer, Tokenizer, load_tokenizer, train_bpe
 from policy.action_tokenizer import ActionTokenizer
 from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
-from policy.text_tokenizer import TextTokenizer
 
 AUX_TARGET_DIM = 6
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "stats.json", "tokenizer")
+# The instruction tokenizer's specials, ids 0-3. A character-level BPE (not byte-level): the
+# instructions are a small closed corpus (the shipped checkpoint's vocabulary is 94 ids), and this
+# is what the shipped checkpoint was trained with, so `embodied train` still reproduces it.
+INSTRUCTION_SPECIALS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
 
 
-def _tiny_lm_config(cfg: VLAConfig, vocab_size: int) -> Any:
-    import transformers
-
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config}[cfg.lm_family]
-    return cls(vocab_size=vocab_size, hidden_size=cfg.lm_hidden, intermediate_size=cfg.lm_hidden * 4,
-               num_hidden_layers=cfg.lm_layers, num_attention_heads=cfg.lm_heads,
-               num_key_value_heads=cfg.lm_heads, max_position_embeddings=1024,
-               tie_word_embeddings=False, attention_dropout=0.0)
-
-
-def _lm_from_config_dict(d: dict[str, Any]) -> nn.Module:
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    d = dict(d)
-    model_type = d.pop("model_type")
-    d.pop("transformers_version", None)
-    config = AutoConfig.for_model(model_type, **d)
-    return AutoModelForCausalLM.from_config(config)
+def instruction_tokenizer(instructions: list[str], vocab_size: int) -> Tokenizer:
+    """BPE fitted on the instructions, lower-cased first, so "Pick up the RED cube." and "pick up
+    the red cube" agree; an unseen character becomes [UNK]."""
+    return train_bpe(instructions, vocab_size, INSTRUCTION_SPECIALS, byte_level=False,
+                     lowercase=True, unk="[UNK]")
 
 
 class VLAModel(nn.Module):
     """The network plus what it needs to speak actions: tokenizers and statistics ride along."""
 
     def __init__(self, cfg: VLAConfig, vision: VisionEncoder, lm: nn.Module, text_tokenizer:
-                 TextTokenizer, action_tokenizer: ActionTokenizer,
+                 Tokenizer, action_tokenizer: ActionTokenizer,
                  state_stats: dict[str, list[float]] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
@@ -119,25 +111,15 @@ class VLAModel(nn.Module):
             vision = build_vision_encoder(cfg.vision_family, cfg.image_size, cfg.patch_size,
                                           cfg.vision_hidden, cfg.vision_layers,
                                           num_heads=max(1, cfg.vision_hidden // 32))
+        # Dedicated action tokens after the text vocabulary: the LM's table grows by n_bins.
         if cfg.lm_path:
-            from transformers import AutoModelForCausalLM
-
-            text_tok = TextTokenizer.from_hf(cfg.lm_path)
-            try:
-                lm = AutoModelForCausalLM.from_pretrained(cfg.lm_path)
-            except (OSError, ValueError) as exc:
-                raise PolicyError(f"cannot load the LM from {cfg.lm_path}: {exc}") from exc
+            text_tok = PretrainedTokenizer.load(cfg.lm_path)
+            lm = build_lm(text_tok.vocab_size + cfg.n_bins, pretrained=cfg.lm_path)
             cfg.lm_family = lm.config.model_type
         else:
-            text_tok = TextTokenizer.train(instructions, cfg.text_vocab_size)
-            lm = None
-        vocab = text_tok.vocab_size + cfg.n_bins
-        if lm is None:
-            from transformers import AutoModelForCausalLM
-
-            lm = AutoModelForCausalLM.from_config(_tiny_lm_config(cfg, vocab))
-        else:
-            lm.resize_token_embeddings(vocab)  # dedicated action tokens after the text vocabulary
+            text_tok = instruction_tokenizer(instructions, cfg.text_vocab_size)
+            lm = build_lm(text_tok.vocab_size + cfg.n_bins,
+                          tiny=TinyLM(cfg.lm_family, cfg.lm_hidden, cfg.lm_layers, cfg.lm_heads))
         if state_stats is None:
             cfg.use_state = False
         return cls(cfg, vision, lm, text_tok, ActionTokenizer(action_stats, cfg.n_bins),
@@ -304,25 +286,23 @@ class VLAModel(nn.Module):
     # --- LoRA -----------------------------------------------------------------------------------
     def add_lora(self, rank: int = 32, alpha: int | None = None) -> None:
         """Wrap the LM's linear layers with LoRA adapters and freeze everything else."""
-        from peft import LoraConfig, get_peft_model
-
         alpha = alpha or rank
         self.cfg.lora_rank, self.cfg.lora_alpha = rank, alpha
-        self.lm = get_peft_model(self.lm, LoraConfig(r=rank, lora_alpha=alpha,
-                                                     target_modules="all-linear", lora_dropout=0.0))
+        self.lm = add_lora_adapters(self.lm, LoRA(rank, alpha, target_modules="all-linear"))
         for name, p in self.named_parameters():
             p.requires_grad = "lora_" in name
 
     def merge_lora(self) -> None:
         """Fold adapters into the base weights for inference speed (irreversible)."""
         if self.cfg.lora_rank:
-            self.lm = self.lm.merge_and_unload()
+            self.lm = merge_lora_adapters(self.lm)
             self.cfg.lora_rank = 0
 
     # --- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None,
                         write_extra: Callable[[Path], None] | None = None) -> Path:
-        """Write weights, config, tokenizer and statistics to a temp dir, then rename into place.
+        """Write weights, config, tokenizer and statistics to a temp dir, then rename into place
+        (``common.atomic.atomic_dir``).
 
         ``extra`` adds keys to config.json; ``write_extra(tmp_dir)`` adds files (optimizer state)
         before the rename, so they are part of the same all-or-nothing commit.
@@ -330,12 +310,9 @@ class VLAModel(nn.Module):
         from safetensors.torch import save_file
 
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-        try:
-            lm = self.lm.get_base_model() if self.cfg.lora_rank else self.lm
+        with atomic_dir(directory) as tmp:
             config = {"vla": self.cfg.to_dict(), "vision": self.vision.config_dict(),
-                      "lm": lm.config.to_dict(), "action_offset": self.action_offset,
+                      "lm": lm_config_dict(self.lm), "action_offset": self.action_offset,
                       "format": "embodied-vla/1", **(extra or {})}
             (tmp / "config.json").write_text(json.dumps(config, indent=2))
             stats = {"action": self.action_tokenizer.to_dict(), "state": self.state_stats}
@@ -345,17 +322,6 @@ class VLAModel(nn.Module):
             save_file(_untie(state), str(tmp / "model.safetensors"))
             if write_extra is not None:
                 write_extra(tmp)
-            if directory.exists():
-                old = directory.with_name(directory.name + ".old")
-                shutil.rmtree(old, ignore_errors=True)
-                directory.rename(old)
-                tmp.rename(directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return directory
 
     @classmethod
@@ -376,8 +342,8 @@ class VLAModel(nn.Module):
         except (json.JSONDecodeError, KeyError) as exc:
             raise PolicyError(f"checkpoint {directory} has a corrupt config/stats: {exc}") from exc
         vision = VisionEncoder.from_config_dict(config["vision"])
-        lm = _lm_from_config_dict(config["lm"])
-        text_tok = TextTokenizer.load(directory / "tokenizer")
+        lm = build_lm(config=config["lm"])
+        text_tok = load_tokenizer(directory / "tokenizer")
         model = cls(cfg, vision, lm, text_tok, ActionTokenizer.from_dict(stats["action"]),
                     stats.get("state"))
         lora_rank = cfg.lora_rank

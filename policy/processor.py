@@ -1,7 +1,9 @@
 """Raw observations and instructions -> the tensors the model eats, with one-line errors.
 
 Shared by training (batched from a dataset) and inference (from an env), so both see exactly the
-same resizing, normalisation and padding.
+same resizing, normalisation and padding. Images go through ``perception.image``, the one
+preprocessing every encoder uses; instructions through the checkpoint's ``perception.text``
+tokenizer.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
+from perception.image import resize_images
+from perception.image import to_tensor as _to_tensor
+from perception.text import Tokenizer
 from policy.errors import PolicyError
-from policy.text_tokenizer import TextTokenizer
 
 
 def check_image(image: object, name: str, size: int) -> np.ndarray:
@@ -27,32 +30,22 @@ def check_image(image: object, name: str, size: int) -> np.ndarray:
     return image
 
 
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-    """``[..., H, W, 3]`` uint8 -> ``[..., size, size, 3]`` uint8 (area/bilinear, antialiased)."""
-    if images.shape[-3] == size and images.shape[-2] == size:
-        return images
-    lead = images.shape[:-3]
-    x = torch.from_numpy(np.ascontiguousarray(images)).reshape(-1, *images.shape[-3:])
-    x = x.permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    x = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return x.reshape(*lead, size, size, 3).numpy()
-
-
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``[B, C, S, S, 3]`` -> float ``[B, C, 3, S, S]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 1, 4, 2, 3).float() / 255.0
+    """uint8 ``[B, C, S, S, 3]`` (already at model size) -> float ``[B, C, 3, S, S]`` in [0, 1]."""
+    return _to_tensor(images)
 
 
-def encode_instructions(texts: Sequence[str], tokenizer: TextTokenizer,
+def encode_instructions(texts: Sequence[str], tokenizer: Tokenizer,
                         max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids and mask ``[B, max_len]``; empty instructions are refused."""
+    """Left-padded ids and mask ``[B, max_len]``: BOS (when the tokenizer has one) and the text,
+    its last ``max_len`` tokens if longer; empty instructions are refused."""
     ids = torch.full((len(texts), max_len), tokenizer.pad_id, dtype=torch.long)
     mask = torch.zeros((len(texts), max_len), dtype=torch.long)
+    bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise PolicyError("the instruction is empty; say what the robot should do")
-        tok = tokenizer.encode(text.strip())[-max_len:]
+        tok = (bos + tokenizer.encode(text.strip()))[-max_len:]
         ids[i, max_len - len(tok):] = torch.tensor(tok)
         mask[i, max_len - len(tok):] = 1
     return ids, mask
@@ -83,4 +76,4 @@ def observations_to_arrays(observations: Sequence[Mapping], cameras: Sequence[st
                 raise PolicyError(f"observation lacks camera {cam!r} (has: {sorted(obs)})")
             per_cam.append(check_image(obs[cam], cam, obs_size))
         batch.append(np.stack(per_cam))
-    return resize_uint8(np.stack(batch), model_size)
+    return resize_images(np.stack(batch), model_size)

@@ -24,7 +24,7 @@ from common.schedule import warmup_cosine
 from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
 
-from policy.train_config import TrainConfig, add_arguments  # noqa: F401 (re-exported)
+from policy.train_config import TrainConfig, add_arguments, model_config_from_args
 
 
 # --- distributed helpers -------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: 
     if model_cfg.film and model.film is None:
         model.add_film()  # starts as the identity: the checkpoint's predictions are unchanged
     if cfg.lora:
-        model.add_lora(cfg.lora_r)
+        model.add_lora(cfg.lora_rank)
     return model
 
 
@@ -118,6 +118,8 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     if resume_dir is not None:  # the run's own configs win over flags
         saved = json.loads((resume_dir / "config.json").read_text())
         keep = {"save_every": cfg.save_every, "stop_after": cfg.stop_after}
+        if "lora_r" in saved["train"]:  # runs written before the flag became --lora-rank
+            saved["train"]["lora_rank"] = saved["train"].pop("lora_r")
         cfg = TrainConfig(**{**saved["train"], **keep, "resume": str(resume_dir)})
         model_cfg = VLAConfig.from_dict(saved["model"])
     model_cfg = model_cfg or VLAConfig()
@@ -300,7 +302,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     cfg = from_args(TrainConfig, args)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    model_cfg = from_args(VLAConfig, args)
+    model_cfg = model_config_from_args(args)
     ckpt = train(cfg, model_cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"checkpoint: {ckpt}")

@@ -1,4 +1,8 @@
-"""Training settings and their flags, kept free of torch so `embodied --help` stays instant."""
+"""Training settings and their flags, kept free of torch so `embodied --help` stays instant.
+
+Both dataclasses become flags through ``common.config``: ``TrainConfig`` (the loop) and
+``VLAConfig`` (the model built from scratch), so every flag's help is the field's own.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,22 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
+from common.config import add_dataclass_args, from_args
 from policy.configuration_vla import VLAConfig
 
-# VLAConfig fields the data or the trainer decide; not user flags.
-_DERIVED = {"state_dim", "obs_image_size", "lora_rank", "lora_alpha"}
+# VLAConfig fields the data or the trainer decide; not user flags (LoRA's rank is ``--lora-rank``
+# of TrainConfig, applied by the trainer).
+_DERIVED = ("state_dim", "obs_image_size", "lora_rank", "lora_alpha")
+# Where the data comes from: a dataset, or the run being resumed (its config names the dataset).
+_SOURCE = ("dataset", "resume")
 
 
 @dataclass
 class TrainConfig:
-    dataset: str = field(default="", metadata={"help": "LeRobot v3 dataset directory"})
+    dataset: str = field(default="", metadata={"help": "LeRobot v3 dataset directory (required unless --resume)", "metavar": "DIR"})
     out: str = field(default="", metadata={"help": "run directory (default runs/policy/<time>)"})
     init: str = field(default="", metadata={"help": "checkpoint to fine-tune (its stats are validated against the dataset)"})
-    resume: str = field(default="", metadata={"help": "run directory to continue from its latest checkpoint"})
+    resume: str = field(default="", metadata={"help": "run directory to continue from its latest checkpoint, with its own settings", "metavar": "RUN_DIR"})
     steps: int = field(default=1500, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "global batch (all ranks, all accumulation steps)"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per step and rank"})
@@ -26,7 +34,7 @@ class TrainConfig:
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up from 0"})
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine floor as a fraction of lr"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters on the LM's linear layers only"})
-    lora_r: int = field(default=32, metadata={"help": "LoRA rank"})
+    lora_rank: int = field(default=32, metadata={"help": "LoRA rank (with --lora)", "aliases": ("--lora-r",)})
     augment: bool = field(default=False, metadata={"help": "random resized crop + colour jitter; off by default because with fixed cameras a pixel's place is a place on the table, and a 0.85-area crop moves it by ~5 cm (what the policy must resolve)"})
     drop_noops: bool = field(default=True, metadata={"help": "drop idle frames (no motion, no gripper change)"})
     early_frames: int = field(default=0, metadata={"help": "with --early-repeat: the first N kept frames of each episode are drawn more often (where the policy decides which object to go for)"})
@@ -43,23 +51,21 @@ class TrainConfig:
 
 # --- flags ---------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from common.config import add_dataclass_args
-
-    add_dataclass_args(parser, TrainConfig)
+    """``embodied train``'s flags: the loop's, then the model's (one spelling each)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    add_dataclass_args(source, TrainConfig,
+                       skip=[f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SOURCE])
+    add_dataclass_args(parser, TrainConfig, skip=_SOURCE)
     group = parser.add_argument_group("model (ignored with --init/--resume, except --film, which "
-                                       "adds FiLM to the checkpoint being fine-tuned)")
-    for f in dataclasses.fields(VLAConfig):
-        if f.name in _DERIVED:
-            continue
-        typ = {"int": int, "float": float, "str": str, "bool": bool}.get(str(f.type), f.type)
-        flag = "--" + f.name.replace("_", "-")
-        if typ is bool:
-            group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
-                               help=f"{f.metadata.get('help', '')} (default: {f.default})")
-        else:
-            group.add_argument(flag, dest=f.name, type=typ, default=None,
-                               help=f"{f.metadata.get('help', '')} (default: {f.default})")
-    parser.add_argument("--vision", dest="vision_path", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--lm", dest="lm_path", default=None, help=argparse.SUPPRESS)
+                                      "adds FiLM to the checkpoint being fine-tuned)")
+    add_dataclass_args(group, VLAConfig, skip=_DERIVED)
+    # older spellings, accepted for one release
+    group.add_argument("--vision", dest="vision_path", default=None, help=argparse.SUPPRESS)
+    group.add_argument("--lm", dest="lm_path", default=None, help=argparse.SUPPRESS)
 
 
+def model_config_from_args(args: argparse.Namespace) -> VLAConfig:
+    """The model flags only: ``--lora-rank`` is the trainer's and must not reach VLAConfig.lora_rank
+    (which says the checkpoint already carries adapters)."""
+    flags = {k: v for k, v in vars(args).items() if k not in _DERIVED}
+    return from_args(VLAConfig, argparse.Namespace(**flags))

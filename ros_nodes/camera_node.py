@@ -17,6 +17,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from ros_nodes.convert import camera_info, image_to_msg
+from ros_nodes.errors import NodeParameterError
 from ros_nodes.runtime import SENSOR_QOS, declare
 
 
@@ -44,6 +45,22 @@ def default_K(width: int, height: int, fov_deg: float = 60.0) -> np.ndarray:
     return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
 
 
+def read_intrinsics(path: str) -> np.ndarray:
+    """The 3x3 camera matrix ``K`` from a JSON file ``{"K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]}``."""
+    file = Path(path)
+    if not file.is_file():
+        raise NodeParameterError(f"intrinsics file {file} not found")
+    try:
+        K = np.asarray(json.loads(file.read_text())["K"], dtype=np.float64).reshape(3, 3)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NodeParameterError(f"intrinsics file {file} is not JSON: {exc}") from None
+    except (KeyError, TypeError, ValueError):
+        raise NodeParameterError(f'intrinsics file {file} needs "K": a 3x3 matrix of numbers') from None
+    if not np.all(np.isfinite(K)):
+        raise NodeParameterError(f"intrinsics file {file}: K has non-finite values")
+    return K
+
+
 class CameraNode(Node):
     def __init__(self, **node_kwargs) -> None:
         super().__init__("camera", **node_kwargs)
@@ -56,20 +73,16 @@ class CameraNode(Node):
         # Hold frames until this many subscribers matched (benchmarks and lock-step tests count frames).
         self.wait_subscribers = int(declare(self, "wait_subscribers", 0))
         intrinsics = declare(self, "intrinsics", "")  # JSON file with "K" (3x3), else a 60° pinhole
+        if source == "synthetic" and (width < 1 or height < 1):
+            raise NodeParameterError(f"parameters width and height must be positive, got {width}x{height}")
         self.source = source
         self._frames = self._open(source, width, height)
         first = next(self._frames, None)
         if first is None:
-            raise ValueError(f"camera source {source!r} has no frames")
+            raise NodeParameterError(f"camera source {source!r} has no frames")
         self._next = first
         h, w = first.shape[:2]
-        if intrinsics:
-            path = Path(intrinsics)
-            if not path.is_file():
-                raise ValueError(f"intrinsics file {path} not found")
-            self.K = np.asarray(json.loads(path.read_text())["K"], dtype=np.float64).reshape(3, 3)
-        else:
-            self.K = default_K(w, h)
+        self.K = read_intrinsics(intrinsics) if intrinsics else default_K(w, h)
         self.size = (w, h)
         self.image_pub = self.create_publisher(Image, f"camera/{self.name}/image_raw", SENSOR_QOS)
         self.info_pub = self.create_publisher(CameraInfo, f"camera/{self.name}/camera_info", SENSOR_QOS)

@@ -7,14 +7,15 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
-        "serve", help="serve a policy (and video QA) to robots over ZeroMQ",
+        "serve", help="serve a policy to robots over ZeroMQ",
         description="Runs the models on this machine for robots elsewhere. Binds 127.0.0.1 by default: "
         "pass --bind tcp://0.0.0.0:5555 to expose it, ideally with CURVE keys (--curve-secret, "
-        "--curve-authorized). Robots use ros_nodes.zmq_client.InferenceClient (numpy+pyzmq+msgpack only).")
+        "--curve-authorized). Robots use ros_nodes.zmq_client.RemotePolicy (numpy+pyzmq+msgpack only).")
     serve.add_argument("--policy", required=True, metavar="CKPT", help="policy checkpoint directory")
-    serve.add_argument("--qa", metavar="CKPT", help="video-QA checkpoint directory (optional)")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint (default: %(default)s)")
-    serve.add_argument("--max-batch", type=int, default=8, help="requests batched per forward pass")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                       help="ZeroMQ endpoint, tcp://HOST:PORT (default: %(default)s)")
+    serve.add_argument("--max-batch", type=int, default=8,
+                       help="requests batched per forward pass, at least 1 (default: %(default)s)")
     serve.add_argument("--curve-secret", metavar="FILE", help="server secret key file (zmq certificate)")
     serve.add_argument("--curve-authorized", metavar="DIR", help="directory of allowed client public keys")
     serve.set_defaults(func=_serve)
@@ -38,8 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "success rate through ROS should equal the in-process one.")
     demo.add_argument("--checkpoint", default="checkpoints/vla-default", help="policy checkpoint (default: %(default)s)")
     demo.add_argument("--server", default="", help="use an `embodied serve` endpoint instead of a local model")
-    demo.add_argument("--task", default="PickUp")
-    demo.add_argument("--episodes", type=int, default=10)
+    demo.add_argument("--task", default="PickUp",
+                      help="tabletop task family the sim robot runs (default: %(default)s)")
+    demo.add_argument("--episodes", type=int, default=10,
+                      help="episodes to run, one seed each from --seed on (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=100000, help="first held-out seed (default: %(default)s)")
     demo.add_argument("--out", metavar="FILE.json", help="write the result JSON here")
     demo.set_defaults(func=_demo)
@@ -58,21 +61,20 @@ def _serve(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from ros_nodes.zmq_server import InferenceServer, ServerConfig
+
+    # Settings first: a typo in --bind should not wait for a model to load.
+    cfg = ServerConfig(endpoint=args.bind, max_batch=args.max_batch, curve_secret_key=args.curve_secret,
+                       curve_authorized_dir=args.curve_authorized)
+
     import torch
 
     torch.set_num_threads(inference_threads())
 
     from policy.predict import Policy
     from ros_nodes.services import PolicyService
-    from ros_nodes.zmq_server import InferenceServer, ServerConfig
 
     services = [PolicyService(Policy.from_pretrained(args.policy), {"checkpoint": args.policy})]
-    if args.qa:
-        from ros_nodes.services import QAService
-
-        services.append(QAService.from_pretrained(args.qa))
-    cfg = ServerConfig(endpoint=args.bind, max_batch=args.max_batch, curve_secret_key=args.curve_secret,
-                       curve_authorized_dir=args.curve_authorized)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     with InferenceServer(services, cfg) as server:

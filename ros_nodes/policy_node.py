@@ -23,8 +23,10 @@ from sensor_msgs.msg import Image, JointState
 from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Bool, String
 
-from ros_nodes.backends import ActionBackend, make_backend
+from policy.base import BasePolicy
+from policy.executor import ChunkExecutor
 from ros_nodes.convert import action_to_twist
+from ros_nodes.errors import NodeParameterError
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare, receive_image
 from ros_nodes.watchdog import Watchdog
 
@@ -33,8 +35,22 @@ def _stamp_key(stamp) -> tuple[int, int]:
     return int(stamp.sec), int(stamp.nanosec)
 
 
+def load_policy(checkpoint: str = "", server: str = "", timeout_ms: float = 150.0) -> BasePolicy:
+    """A checkpoint in this process, or a policy served by `embodied serve` at ``server``."""
+    if bool(checkpoint) == bool(server):
+        raise NodeParameterError("give exactly one of the parameters checkpoint (a directory) or server "
+                                 "(an `embodied serve` endpoint)")
+    if checkpoint:
+        from policy.predict import Policy
+
+        return Policy.from_pretrained(checkpoint)
+    from ros_nodes.zmq_client import InferenceClient, RemotePolicy
+
+    return RemotePolicy(InferenceClient(server, timeout_ms=timeout_ms))
+
+
 class PolicyNode(Node):
-    def __init__(self, backend: ActionBackend | None = None, **node_kwargs) -> None:
+    def __init__(self, policy: BasePolicy | None = None, **node_kwargs) -> None:
         super().__init__("policy", **node_kwargs)
         self.cameras = list(declare(self, "cameras", ["agentview", "wrist"]))
         self.mode = declare(self, "mode", "observation")
@@ -48,8 +64,14 @@ class PolicyNode(Node):
         # the checkpoint uses it; lock-step waits for the state with the images' stamp.
         self.use_state = bool(declare(self, "use_state", False))
         if self.mode not in ("observation", "timer"):
-            raise ValueError(f"mode must be 'observation' or 'timer', not {self.mode!r}")
-        self.backend = backend or make_backend(checkpoint, server, timeout_ms)
+            raise NodeParameterError(f"parameter mode must be 'observation' or 'timer', not {self.mode!r}")
+        if rate_hz <= 0 or deadline_ms <= 0 or timeout_ms <= 0:
+            raise NodeParameterError(f"parameters rate_hz, deadline_ms and server_timeout_ms must be positive, "
+                                     f"got {rate_hz}, {deadline_ms}, {timeout_ms}")
+        self.policy = policy if policy is not None else load_policy(checkpoint, server, timeout_ms)
+        # One robot: the executor plays each chunk (the checkpoint's replan) exactly as eval does.
+        # (Not `self.executor`: rclpy.Node already has one, the ROS executor that spins it.)
+        self.chunks = ChunkExecutor(self.policy)
         # The watchdog guards the inputs; the model is guarded by its own timeout (shorter than the
         # deadline) and stops the robot on any failure, yet is retried every tick so it can recover.
         self.watchdog = Watchdog(deadline_ms / 1000.0, ("images",))
@@ -81,7 +103,7 @@ class PolicyNode(Node):
     def _on_instruction(self, msg: String) -> None:
         if msg.data != self.instruction:
             self.instruction = msg.data
-            self.backend.reset()
+            self.chunks.reset()
 
     def _on_episode(self, msg: String) -> None:
         try:
@@ -98,7 +120,7 @@ class PolicyNode(Node):
                                                             "t": time.time()})))
 
     def _begin_episode(self, event: dict) -> None:
-        self.backend.reset()
+        self.chunks.reset()
         self._pending.clear()
         self._acted = (None, None)
         if isinstance(event.get("stamp"), list) and len(event["stamp"]) == 2:
@@ -168,7 +190,7 @@ class PolicyNode(Node):
             self._stop("no instruction yet")
             return None
         try:
-            action = np.asarray(self.backend.predict(images, self.instruction), dtype=np.float32).reshape(-1)
+            action = self.chunks.act([images], [self.instruction])[0]
         except Exception as exc:  # noqa: BLE001 - any model/server failure means: stop the robot
             self._stop(f"model unavailable: {type(exc).__name__}: {exc}")
             return None
@@ -204,7 +226,7 @@ class PolicyNode(Node):
                                                         "t": time.time(), "dropped": self.dropped})))
 
     def close(self) -> None:
-        close = getattr(self.backend, "close", None)
+        close = getattr(self.policy, "close", None)
         if callable(close):
             close()
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Callable
 
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from ros_nodes.launch import READY_FILE_ENV
 
+from common.errors import is_user_error
+from ros_nodes.errors import NodeParameterError
+from ros_nodes.launch import READY_FILE_ENV
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 # Fast DDS sends a 640x480 image (921 kB) as many UDP fragments by default, and best-effort sensor
@@ -34,9 +38,14 @@ RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
-    """Create the node with ``factory`` and spin until SIGINT/SIGTERM or the node asks to stop."""
+    """Create the node with ``factory`` and spin until SIGINT/SIGTERM or the node asks to stop.
+
+    A node that cannot start as configured (a user error: a bad parameter, a missing file) prints
+    one line to stderr and the process exits with status 2, however it was launched.
+    """
     rclpy.init(args=args)
     stop = threading.Event()
+    return_code = 0
 
     def on_term(signum, frame):  # SIGTERM from `embodied ros up` or systemd: shut down like SIGINT
         stop.set()
@@ -56,6 +65,11 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
+        if node is not None or not is_user_error(exc):
+            raise
+        print(f"{getattr(factory, '__name__', 'node')}: error: {exc}", file=sys.stderr, flush=True)
+        return_code = 2
     finally:
         # A launcher's SIGINT may land while a node that finished by itself is closing; the clean-up
         # is short, so let it finish instead of dying mid-way with a KeyboardInterrupt traceback.
@@ -71,12 +85,18 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         rclpy.try_shutdown()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
-    return int(getattr(node, "exit_code", 0) or 0)
+    return return_code or int(getattr(node, "exit_code", 0) or 0)
 
 
 def declare(node: Node, name: str, default):
-    """Declare a typed parameter (the type follows the default) and return its value."""
-    return node.declare_parameter(name, default).value
+    """Declare a typed parameter (the type follows the default) and return its value; a value of
+    another type (``-p rate_hz:=fast``) is a ``NodeParameterError``."""
+    try:
+        return node.declare_parameter(name, default).value
+    except InvalidParameterTypeException:
+        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                list: "a list"}.get(type(default), type(default).__name__)
+        raise NodeParameterError(f"parameter {name} must be {kind} (default {default!r})") from None
 
 
 def receive_image(node: Node, msg, colour: bool = True, where: str = ""):

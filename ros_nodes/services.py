@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from policy.base import BasePolicy
 from ros_nodes.zmq_server import Request
 
 
-class BatchPolicy(Protocol):
-    """Anything with ``predict_chunk_batch`` (-> [B, K, 7], preferred: stateless, so many robots can
-    share one model) or ``predict_batch`` (-> [B, 7])."""
-
-    def predict_batch(self, observations: list[dict[str, np.ndarray]], instructions: list[str]) -> np.ndarray: ...
-
-
 class PolicyService:
-    """``predict``: arrays ``image.<camera>`` (uint8 HxWx3) and optional ``state``; header ``instruction``."""
+    """``predict``: arrays ``image.<camera>`` (uint8 HxWx3) and optional ``state``; header ``instruction``.
+
+    One ``predict_chunk`` call per batch (many robots, one forward pass); each robot gets the first
+    ``replan`` actions of its chunk (the policy's ``describe()["replan"]``, the whole chunk when it
+    names none): the client plays what it gets, so it gets what a local executor would play.
+    """
 
     ops = ("predict",)
 
-    def __init__(self, policy: BatchPolicy, description: dict[str, Any] | None = None) -> None:
+    def __init__(self, policy: BasePolicy, description: dict[str, Any] | None = None) -> None:
         self.policy = policy
         self.description = description or {}
+        self.replan: int | None = policy.describe().get("replan") or None
 
     def info(self) -> dict[str, Any]:
-        describe = getattr(self.policy, "describe", None)
-        return {**(describe() if callable(describe) else {}), **self.description}
+        return {**self.policy.describe(), **self.description}
 
     def run_batch(self, op: str, requests: list[Request]) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
         observations, instructions = [], []
@@ -46,11 +45,8 @@ class PolicyService:
                 obs["state"] = req.arrays["state"]
             observations.append(obs)
             instructions.append(instruction)
-        predict = getattr(self.policy, "predict_chunk_batch", None) or self.policy.predict_batch
-        actions = np.asarray(predict(observations, instructions), dtype=np.float32)
-        replan = getattr(self.policy, "replan", None)
-        if replan and actions.ndim == 3:  # the client plays what it gets: send what a local run plays
-            actions = actions[:, :replan]
-        if len(actions) != len(requests):
-            raise RuntimeError(f"policy returned {len(actions)} actions for {len(requests)} requests")
-        return [({}, {"action": a}) for a in actions]
+        chunks = np.asarray(self.policy.predict_chunk(observations, instructions), dtype=np.float32)
+        if chunks.ndim != 3 or len(chunks) != len(requests):
+            raise RuntimeError(f"policy returned actions of shape {list(chunks.shape)} for {len(requests)} "
+                               "requests (need [B, K, 7])")
+        return [({}, {"action": c[:self.replan]}) for c in chunks]

@@ -33,6 +33,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
 
 from ros_nodes.convert import camera_info, image_to_msg, twist_to_action
+from ros_nodes.errors import NodeParameterError
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare
 
 
@@ -58,6 +59,10 @@ class SimRobotNode(Node):
         max_steps = int(declare(self, "max_steps", 0))  # 0 = the task's own limit
         self.handshake = bool(declare(self, "handshake", False)) and self.lockstep
         self.handshake_timeout_s = float(declare(self, "handshake_timeout_s", 30.0))
+        resend_s = float(declare(self, "resend_s", 0.2))
+        if size < 1 or rate_hz <= 0 or self.deadline_s <= 0 or resend_s <= 0:
+            raise NodeParameterError(f"parameters image_size, rate_hz, deadline_ms and resend_s must be positive, "
+                                     f"got {size}, {rate_hz}, {self.deadline_s * 1000:g}, {resend_s}")
         self._awaiting: tuple[int, float] | None = None  # (episode, since) until the policy acks
         self.env = sim.make(self.task, cameras=tuple(self.cameras), image_size=(size, size),
                             instruction_split=instruction_split, max_steps=max_steps or None)
@@ -82,7 +87,7 @@ class SimRobotNode(Node):
         self.done = False
         self._reset()
         if self.lockstep:
-            self.create_timer(float(declare(self, "resend_s", 0.2)), self._publish_obs)
+            self.create_timer(resend_s, self._publish_obs)
         else:
             self.create_timer(1.0 / rate_hz, self._on_tick)
 

@@ -1,5 +1,9 @@
 """The robot-side client of the inference server: numpy, pyzmq and msgpack only.
 
+``InferenceClient`` speaks the wire protocol (any op); ``RemotePolicy`` puts a served policy behind
+the one policy interface (``policy.base.BasePolicy``), so a robot plays remote chunks with the
+same ``ChunkExecutor`` as local ones and takes the same actions.
+
 Timeouts are applied to the socket and to every wait (GR00T's client stored a timeout it never
 set, so a dead server hung the robot). When a reply does not come in time the socket is closed
 and a fresh one connects, so a late reply to an abandoned request can never be mistaken for the
@@ -13,11 +17,12 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import zmq
 
+from policy.base import BasePolicy, Observation
 from ros_nodes.zmq_protocol import ProtocolError, decode, encode
 
 
@@ -119,15 +124,6 @@ class InferenceClient:
     def info(self, timeout_ms: float | None = None) -> dict[str, Any]:
         return self.call("info", timeout_ms=timeout_ms)[0]
 
-    def predict(self, images: dict[str, np.ndarray], instruction: str, state: np.ndarray | None = None,
-                timeout_ms: float | None = None) -> np.ndarray:
-        """The policy's action (``[7]`` or a chunk ``[K, 7]``) for one observation."""
-        arrays = {f"image.{name}": np.asarray(img) for name, img in images.items()}
-        if state is not None:
-            arrays["state"] = np.asarray(state, dtype=np.float32)
-        _, out = self.call("predict", {"instruction": instruction}, arrays, timeout_ms)
-        return out["action"]
-
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close(linger=0)
@@ -138,3 +134,35 @@ class InferenceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RemotePolicy(BasePolicy):
+    """A policy served by `embodied serve`: ``predict_chunk`` is one ``predict`` request per robot.
+
+    The server sends the actions a local run of the same checkpoint plays (it truncates each chunk
+    to the checkpoint's ``replan``), so ``describe()`` names no ``replan``: the executor plays
+    what arrives. It stays local on purpose: asking the server would block a robot whose server
+    is not up yet, and the policy node must start anyway and recover when the server comes.
+    A timeout raises ``ServerTimeout``; the caller stops the robot.
+    """
+
+    def __init__(self, client: InferenceClient, timeout_ms: float | None = None) -> None:
+        self.client = client
+        self.timeout_ms = timeout_ms  # None: the client's own timeout
+
+    def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
+        chunks = []
+        for obs, instruction in zip(observations, instructions, strict=True):
+            arrays = {f"image.{k}": np.asarray(v) for k, v in obs.items() if k != "state"}
+            if "state" in obs:
+                arrays["state"] = np.asarray(obs["state"], dtype=np.float32)
+            _, out = self.client.call("predict", {"instruction": instruction}, arrays, self.timeout_ms)
+            action = np.asarray(out["action"], dtype=np.float32)
+            chunks.append(action[None] if action.ndim == 1 else action)
+        return np.stack(chunks)
+
+    def describe(self) -> dict[str, Any]:
+        return {"endpoint": self.client.endpoint}
+
+    def close(self) -> None:
+        self.client.close()

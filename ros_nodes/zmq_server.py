@@ -11,6 +11,7 @@ per-request limit answers with an error reply.
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,23 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
+from ros_nodes.errors import ServeError
 from ros_nodes.zmq_protocol import ProtocolError, decode, encode, error_reply
+
+# tcp://HOST:PORT (PORT 1-65535, or * for any free port), ipc://PATH or inproc://NAME.
+_TCP = re.compile(r"tcp://(?P<host>[^:/\s]+|\[[0-9a-fA-F:.]+\]):(?P<port>\*|\d+)")
+_OTHER = re.compile(r"(ipc|inproc)://\S+")
+
+
+def check_endpoint(endpoint: str) -> str:
+    """``endpoint`` if a server can bind it, else a ``ServeError`` saying what a good one looks like."""
+    tcp = _TCP.fullmatch(endpoint)
+    if tcp is None and _OTHER.fullmatch(endpoint) is None:
+        raise ServeError(f"bad endpoint {endpoint!r}: use tcp://HOST:PORT (e.g. tcp://127.0.0.1:5555), "
+                         "ipc://PATH or inproc://NAME")
+    if tcp is not None and tcp["port"] != "*" and not 1 <= int(tcp["port"]) <= 65535:
+        raise ServeError(f"bad endpoint {endpoint!r}: the port must be 1-65535 (or * for any free port)")
+    return endpoint
 
 
 @dataclass
@@ -34,6 +51,13 @@ class ServerConfig:
     default_deadline_ms: float = 1000.0  # used when a request names no deadline
     curve_secret_key: str | None = None  # server key file (zmq.auth certificate); enables CURVE
     curve_authorized_dir: str | None = None  # directory of client public keys allowed to connect
+
+    def __post_init__(self) -> None:
+        check_endpoint(self.endpoint)
+        if self.max_batch < 1:
+            raise ServeError(f"max_batch (--max-batch) must be at least 1, got {self.max_batch}")
+        if self.max_queue < 1:
+            raise ServeError(f"max_queue must be at least 1, got {self.max_queue}")
 
 
 class Service(Protocol):
@@ -75,6 +99,7 @@ class InferenceServer:
         self._ready = threading.Event()
         self._threads: list[threading.Thread] = []
         self._auth = None
+        self._bind_error: str | None = None
         self.started = time.monotonic()
         self.served = 0
         self.errors = 0
@@ -89,7 +114,10 @@ class InferenceServer:
         self._threads = [io, worker]
         io.start()
         if not self._ready.wait(10.0) or self._bind_error:
-            raise RuntimeError(f"inference server failed to bind {self.config.endpoint}: {self._bind_error}")
+            error = self._bind_error or "timed out"
+            self._threads = [io]  # the worker never started
+            self.stop()
+            raise ServeError(f"cannot serve on {self.config.endpoint}: {error}")
         worker.start()
         return self
 
@@ -110,31 +138,38 @@ class InferenceServer:
     # -- I/O thread: never runs a model --------------------------------------------------------
     def _make_socket(self) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.config.hard_limit_bytes)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        if self.config.curve_secret_key:
-            from zmq.auth import CURVE_ALLOW_ANY, load_certificate
-            from zmq.auth.thread import ThreadAuthenticator
-
-            public, secret = load_certificate(self.config.curve_secret_key)
-            if secret is None:
-                raise ValueError(f"{self.config.curve_secret_key} holds no secret key")
-            self._auth = ThreadAuthenticator(self.ctx)
-            self._auth.start()
-            if self.config.curve_authorized_dir:
-                self._auth.configure_curve(domain="*", location=str(Path(self.config.curve_authorized_dir)))
-            else:
-                self._auth.configure_curve(domain="*", location=CURVE_ALLOW_ANY)
-            sock.curve_secretkey = secret
-            sock.curve_publickey = public
-            sock.curve_server = True
-        sock.bind(self.config.endpoint)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, self.config.hard_limit_bytes)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+            if self.config.curve_secret_key:
+                self._enable_curve(sock)
+            sock.bind(self.config.endpoint)
+        except Exception:
+            sock.close(linger=0)
+            raise
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return sock
 
+    def _enable_curve(self, sock: zmq.Socket) -> None:
+        from zmq.auth import CURVE_ALLOW_ANY, load_certificate
+        from zmq.auth.thread import ThreadAuthenticator
+
+        public, secret = load_certificate(self.config.curve_secret_key)
+        if secret is None:
+            raise ValueError(f"{self.config.curve_secret_key} holds no secret key")
+        self._auth = ThreadAuthenticator(self.ctx)
+        self._auth.start()
+        if self.config.curve_authorized_dir:
+            self._auth.configure_curve(domain="*", location=str(Path(self.config.curve_authorized_dir)))
+        else:
+            self._auth.configure_curve(domain="*", location=CURVE_ALLOW_ANY)
+        sock.curve_secretkey = secret
+        sock.curve_publickey = public
+        sock.curve_server = True
+
     def _io_loop(self) -> None:
-        self._bind_error: str | None = None
+        self._bind_error = None
         try:
             sock = self._make_socket()
         except Exception as exc:  # noqa: BLE001 - reported to start()

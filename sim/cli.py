@@ -10,27 +10,6 @@ import json
 import sys
 
 
-# One-line help for the collect flags (the dataclass comments say why each default is what it is).
-COLLECT_HELP = {
-    "task": "task, comma list or 'all'",
-    "episodes": "total episodes wanted in the dataset",
-    "out": "dataset directory",
-    "seed": "base seed; attempt k uses seed+k",
-    "depth": "log depth maps into gt/*.npz",
-    "fps": "dataset fps; 0 = env control rate",
-    "skip_idle": "drop no-op frames",
-    "keep_failures": "also save failed attempts",
-    "max_steps": "step cap per episode",
-    "max_attempts": "give up after this many attempts; 0 = 2*episodes+10",
-    "crf": "x264 quality (lower = sharper)",
-    "pix_fmt": "yuv444p (full-resolution colour: small objects keep theirs) or yuv420p",
-    "burst_prob": "per-step chance of 1-3 random full-speed executed moves, the expert's labels recorded",
-    "perturb": "std (m) of noise on the executed moves only: off-course states with the expert's corrections (DART)",
-    "progress": "progress bar",
-    "fsync": "fsync every file (power-cut safe; --no-fsync is faster, still crash safe)",
-}
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from sim.collect import CollectConfig
     from common.config import add_dataclass_args
@@ -43,34 +22,30 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Runs the scripted expert and saves successful episodes. Re-running the "
                         "same command resumes; asking for N episodes when N exist does nothing.")
     add_dataclass_args(c, CollectConfig)
-    for action in c._actions:
-        if action.dest == "drive_prob":  # only meaningful with a driver: `embodied dagger` sets it
-            action.help = argparse.SUPPRESS
-        elif action.dest in COLLECT_HELP:
-            action.help = f"{COLLECT_HELP[action.dest]} {action.help}"
     c.add_argument("--size", default=None, metavar="WxH", help="image size (default: 128x128)")
     c.add_argument("--cameras", default=None, metavar="A,B", help="cameras (default: agentview,wrist)")
     c.set_defaults(func=_collect)
 
     r = ssub.add_parser("record", help="render one expert rollout (or a billiards shot) to an mp4")
     r.add_argument("--task", required=True, help="task name, e.g. PickUp or Billiards")
-    r.add_argument("--out", required=True, metavar="FILE.mp4")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--camera", default=None, help="default: agentview (tabletop), overhead (billiards)")
-    r.add_argument("--size", default="256x256", metavar="WxH")
-    r.add_argument("--max-steps", type=int, default=400)
+    r.add_argument("--out", required=True, metavar="FILE.mp4", help="video to write")
+    r.add_argument("--seed", type=int, default=0, help="episode seed (default: 0)")
+    r.add_argument("--camera", default=None,
+                   help="camera to film (default: agentview for tabletop, overhead for billiards)")
+    r.add_argument("--size", default="256x256", metavar="WxH", help="frame size (default: 256x256)")
+    r.add_argument("--max-steps", type=int, default=400, help="step cap of a tabletop rollout (default: 400)")
     r.set_defaults(func=_record)
 
     s = ssub.add_parser("sheet", help="PNG contact sheet: a few frames of each task with its instruction")
-    s.add_argument("--out", default="sheet.png", metavar="FILE.png")
+    s.add_argument("--out", default="sheet.png", metavar="FILE.png", help="PNG to write (default: sheet.png)")
     s.add_argument("--task", default=None, help="comma list (default: every tabletop task + Billiards)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--tile", type=int, default=160, help="tile height in pixels")
-    s.add_argument("--frames", type=int, default=4, help="frames per task")
+    s.add_argument("--seed", type=int, default=0, help="episode seed of every row (default: 0)")
+    s.add_argument("--tile", type=int, default=160, help="tile height in pixels (default: 160)")
+    s.add_argument("--frames", type=int, default=4, help="frames per task (default: 4)")
     s.set_defaults(func=_sheet)
 
     ls = ssub.add_parser("list", help="tasks and example instructions")
-    ls.add_argument("--examples", type=int, default=3, help="instructions shown per task")
+    ls.add_argument("--examples", type=int, default=3, help="instructions shown per task (default: 3)")
     ls.set_defaults(func=_list)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 

@@ -58,25 +58,38 @@ class Driver(Protocol):
 
 @dataclass
 class CollectConfig:
-    task: str = "PickUp"  # a task, a comma list ("PickUp,Push") or "all" (every tabletop task)
-    episodes: int = 10  # saved episodes in the dataset in total (not per run: re-running resumes)
-    out: str = "data/demos"  # dataset directory (LeRobot v3 layout)
-    seed: int = 0  # base seed: attempt k uses seed + k, so runs are reproducible
-    image_size: tuple[int, int] = (128, 128)  # (width, height); 128 keeps CPU collection fast
-    cameras: tuple[str, ...] = ("agentview", "wrist")  # what OpenVLA-style policies consume
-    depth: bool = False  # also log depth maps into the ground-truth npz (large)
-    fps: int = 0  # dataset fps; 0 = the env's control rate (env.metadata["render_fps"], else 10)
-    skip_idle: bool = True  # drop no-op frames: a policy should not learn to stand still
-    keep_failures: bool = False  # save failed attempts too (flagged success=False)
-    perturb: float = 0.0  # m, std of noise added to the executed (not the recorded) translation
-    burst_prob: float = 0.0  # per-step chance of 1-3 executed random full-speed moves (recorded: the expert's)
-    drive_prob: float = 1.0  # with a driver: share of steps whose executed action is the driver's
-    max_steps: int = 400  # hard cap per episode on top of the env's own time limit
-    max_attempts: int = 0  # give up after this many attempts; 0 = 2 x episodes + 10
-    crf: int = 10  # x264 quality of the stored videos (lower = sharper, larger)
-    pix_fmt: str = "yuv444p"  # yuv444p keeps small objects' colours; yuv420p for old players
-    fsync: bool = True  # make each episode durable across power cuts too (~10 ms per file)
-    progress: bool = True  # tqdm progress bar on stderr
+    """What `embodied sim collect` records; each field's help is its flag's help."""
+
+    task: str = field(default="PickUp", metadata={"help": "task, comma list (PickUp,Push) or 'all' (every tabletop task)"})
+    # not per run: re-running resumes until the dataset holds this many
+    episodes: int = field(default=10, metadata={"help": "total episodes wanted in the dataset"})
+    out: str = field(default="data/demos", metadata={"help": "dataset directory (LeRobot v3 layout)", "metavar": "DIR"})
+    seed: int = field(default=0, metadata={"help": "base seed; attempt k uses seed+k, so runs are reproducible"})
+    # 128 keeps CPU collection fast; set by --size WxH
+    image_size: tuple[int, int] = field(default=(128, 128), metadata={"help": "(width, height)", "flag": False})
+    # what OpenVLA-style policies consume; set by --cameras A,B
+    cameras: tuple[str, ...] = field(default=("agentview", "wrist"), metadata={"help": "camera names", "flag": False})
+    depth: bool = field(default=False, metadata={"help": "log depth maps into gt/*.npz (large)"})
+    # the env's control rate is env.metadata["render_fps"], else 10
+    fps: int = field(default=0, metadata={"help": "dataset fps; 0 = the env's control rate"})
+    skip_idle: bool = field(default=True, metadata={"help": "drop no-op frames: a policy should not learn to stand still"})
+    keep_failures: bool = field(default=False, metadata={"help": "also save failed attempts (flagged success=False)"})
+    perturb: float = field(default=0.0, metadata={
+        "help": "std (m) of noise on the executed moves only: off-course states with the expert's corrections (DART)"})
+    burst_prob: float = field(default=0.0, metadata={
+        "help": "per-step chance of 1-3 random full-speed executed moves, the expert's labels recorded"})
+    # only meaningful with a driver: `embodied dagger` sets it
+    drive_prob: float = field(default=1.0, metadata={
+        "help": "with a driver: share of steps whose executed action is the driver's", "flag": False})
+    max_steps: int = field(default=400, metadata={"help": "step cap per episode on top of the env's own time limit"})
+    max_attempts: int = field(default=0, metadata={"help": "give up after this many attempts; 0 = 2*episodes+10"})
+    crf: int = field(default=10, metadata={"help": "x264 quality of the stored videos (lower = sharper, larger)"})
+    pix_fmt: str = field(default="yuv444p", metadata={
+        "help": "yuv444p keeps small objects' colours; yuv420p for old players"})
+    # ~10 ms per file on a slow disk
+    fsync: bool = field(default=True, metadata={
+        "help": "fsync every file (power-cut safe; --no-fsync is faster, still crash safe)"})
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bar on stderr"})
 
 
 def parse_tasks(spec: str) -> list[str]:

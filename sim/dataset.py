@@ -11,8 +11,9 @@ episode index, so every episode is its own unit of commit)::
     videos/observation.images.<cam>/chunk-000/file-007.mp4
     gt/episode_000007.json / .npz                  ground truth (events, object poses, depth)
 
-Crash safety. Every file is written under ``<name>.tmp`` and renamed into place; an episode's
-row in ``meta/episodes`` is renamed LAST, so an episode exists exactly when its marker does.
+Crash safety. Every file is written to a temporary sibling (``.<name>.*.tmp``, by
+``common.atomic``) and renamed into place; an episode's row in ``meta/episodes`` is renamed
+LAST, so an episode exists exactly when its marker does.
 ``info.json``, ``stats.json`` and ``tasks.parquet`` are derived data, rewritten atomically after
 every episode from the committed episodes only. Opening a writer on an existing directory keeps
 the committed episodes, deletes temporary files and files of uncommitted episodes, and continues
@@ -35,7 +36,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from common.jsonable import to_jsonable
+from common.atomic import atomic_path, write_json
 from sim.errors import SimError
 from sim.video import VideoWriter, effective_pix_fmt, pick_codec, read_mp4
 
@@ -76,41 +76,13 @@ def _io_error(what: str, exc: OSError) -> SimError:
 
 
 # --------------------------------------------------------------------------- atomic file helpers
+# Every file goes through common.atomic (temporary sibling renamed into place). With ``sync`` the
+# file, then its directory, are fsynced around the rename, in call order, so an episode's files
+# reach the disk in commit order (marker last).
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_synced(tmp: Path, final: Path, sync: bool = True, sync_dir: bool = True) -> None:
-    """Rename ``tmp`` onto ``final`` (atomic), with fsyncs of the file and its directory.
-
-    The rename alone protects against a process crash. The fsyncs make the file durable across a
-    power cut, and because every step of a commit goes through here, an episode's files reach the
-    disk in commit order (marker last).
-    """
-    if sync:
-        _fsync(tmp)
-    os.replace(tmp, final)
-    if sync and sync_dir:
-        _fsync(final.parent)
-
-
-def _write_json_atomic(path: Path, obj: Any, **sync: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
-    _replace_synced(tmp, path, **sync)
-
-
-def _write_parquet_atomic(path: Path, table: pa.Table, **sync: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    _replace_synced(tmp, path, **sync)
+def _write_parquet_atomic(path: Path, table: pa.Table, sync: bool, sync_dir: bool = True) -> None:
+    with atomic_path(path, sync=sync, sync_dir=sync_dir) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _read_parquet(path: Path) -> pa.Table:
@@ -346,13 +318,10 @@ class LeRobotWriter:
         data = pa.table({k: (_fixed_list(v) if v.ndim == 2 else pa.array(v)) for k, v in numeric.items()})
         written: list[Path] = []
         try:
-            # 1. videos (already encoded into .tmp files while recording)
+            # 1. videos (already encoded into temporary files while recording; fsynced on close)
             for writer in rec.videos.values():
                 writer.close()
                 written.append(writer.path)
-                if self.sync:
-                    _fsync(writer.path)
-                    _fsync(writer.path.parent)
             # 2. frames
             data_path = self.root / DATA_PATH.format(**loc)
             _write_parquet_atomic(data_path, data, sync=self.sync)
@@ -363,14 +332,12 @@ class LeRobotWriter:
                   "instruction": rec.task, "seed": rec.seed, "success": bool(success), "length": n,
                   "fps": self.fps}
             gt_json = gt_base.with_suffix(".json")
-            _write_json_atomic(gt_json, gt, sync=self.sync)
+            write_json(gt_json, gt, sync=self.sync)
             written.append(gt_json)
             if rec.gt_frames:
                 gt_npz = gt_base.with_suffix(".npz")
-                tmp = gt_npz.with_name(gt_npz.name + ".tmp")
-                with open(tmp, "wb") as fh:
+                with atomic_path(gt_npz, sync=self.sync) as tmp, open(tmp, "wb") as fh:
                     np.savez_compressed(fh, **{k: np.stack(v) for k, v in rec.gt_frames.items()})
-                _replace_synced(tmp, gt_npz, sync=self.sync)
                 written.append(gt_npz)
             # 4. the commit marker, last
             hists = {f"{IMAGE_PREFIX}{cam}": h for cam, h in rec.hists.items()}
@@ -454,10 +421,10 @@ class LeRobotWriter:
             "task_index": pa.array([i for _, i in tasks], pa.int64()),
             "task": pa.array([t for t, _ in tasks], pa.string())}), **sync)
         if self._episodes:
-            _write_json_atomic(meta / "stats.json", self._aggregate_stats(), **sync)
+            write_json(meta / "stats.json", self._aggregate_stats(), **sync)
         else:
             (meta / "stats.json").unlink(missing_ok=True)
-        _write_json_atomic(meta / "info.json", info, **sync)
+        write_json(meta / "info.json", info, **sync)
 
     def _aggregate_stats(self) -> dict[str, Any]:
         return aggregate_stats([e.numeric for e in self._episodes], [e.hists for e in self._episodes])
@@ -471,7 +438,8 @@ class EpisodeRecorder:
         self.writer, self.index, self.task, self.seed, self.task_family = writer, index, task, seed, task_family
         loc = _chunk_file(index)
         self.videos = {cam: VideoWriter(writer.root / VIDEO_PATH.format(video_key=IMAGE_PREFIX + cam, **loc),
-                                        fps=writer.fps, crf=writer.crf, pix_fmt=writer.pix_fmt)
+                                        fps=writer.fps, crf=writer.crf, pix_fmt=writer.pix_fmt,
+                                        sync=writer.sync)
                        for cam in writer.cameras}
         self.hists = {cam: np.zeros((3, 256), np.int64) for cam in writer.cameras}
         self.states: list[np.ndarray] = []
@@ -700,7 +668,3 @@ class LeRobotDataset:
         for i in range(self.num_episodes):
             yield self.episode(i)
 
-
-def remove_dataset(root: str | Path) -> None:
-    """Delete a dataset directory (used by tools that overwrite on request)."""
-    shutil.rmtree(root, ignore_errors=True)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from common.atomic import atomic_path
 from sim.errors import SimError
 from sim.registry import TABLETOP_TASKS, check_task
 
@@ -131,10 +132,8 @@ def contact_sheet(rollouts: Sequence[Rollout], out: str | Path, n_frames: int = 
         y += tile + pad
     out = Path(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        sheet.save(tmp, format="PNG")
-        tmp.replace(out)
+        with atomic_path(out, suffix=".png") as tmp:
+            sheet.save(tmp, format="PNG")
     except OSError as exc:
         raise SimError(f"cannot write {out}: {exc.strerror or exc}") from exc
     return out

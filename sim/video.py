@@ -3,9 +3,10 @@
 Why a module of our own rather than ``imageio``: we need three guarantees the datasets and shot
 videos rely on.
 
-* Crash safety: :class:`VideoWriter` encodes into ``<name>.tmp`` and renames onto the final name
-  only when the file is complete, so a crash never leaves a truncated mp4 under a name a reader
-  trusts. A writer that leaves its ``with`` block on an exception deletes its temporary file.
+* Crash safety: :class:`VideoWriter` encodes into a temporary sibling (``common.atomic``) and
+  renames it onto the final name only when the file is complete, so a crash never leaves a
+  truncated mp4 under a name a reader trusts. A writer that leaves its ``with`` block on an
+  exception deletes its temporary file. ``sync=True`` also fsyncs the file and its folder.
 * Exact frame counts: one encoded frame per ``write`` (constant frame rate, pts = frame number), so
   ``read_mp4`` returns exactly as many frames as were written.
 * Any size: yuv420p needs even width and height; odd frames are padded by repeating the last
@@ -22,7 +23,6 @@ H.264 (libx264) is used when the local FFmpeg has it, otherwise MPEG-4 part 2, w
 from __future__ import annotations
 
 import errno
-import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -30,6 +30,7 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
+from common.atomic import replace, temp_sibling
 from sim.errors import SimError
 
 PIX_FMTS = ("yuv420p", "yuv444p")
@@ -64,14 +65,15 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | Path, fps: float, crf: int = 18, codec: str | None = None,
-                 pix_fmt: str = "yuv420p") -> None:
+                 pix_fmt: str = "yuv420p", sync: bool = False) -> None:
         # crf 18 is visually lossless for x264; datasets want sharp frames more than small files.
         self.path = Path(path)
         self.fps = fps
         self.crf = crf
         self.codec = codec or pick_codec()
         self.pix_fmt = effective_pix_fmt(pix_fmt, self.codec)
-        self.tmp_path = self.path.with_name(self.path.name + ".tmp")
+        self.sync = sync  # fsync the finished file and its folder (datasets: survive power cuts)
+        self.tmp_path: Path | None = None  # created with the first frame
         self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
         self._stream = None
@@ -80,9 +82,11 @@ class VideoWriter:
 
     def _open(self, height: int, width: int) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp_path = temp_sibling(self.path)
             self._container = av.open(str(self.tmp_path), mode="w", format="mp4")
         except OSError as exc:
+            if self.tmp_path is not None:
+                self.tmp_path.unlink(missing_ok=True)
             raise SimError(f"cannot write video {self.path}: {_reason(exc)}") from exc
         self._container.metadata["comment"] = f"{_SIZE_TAG}{width}x{height}"
         rate = Fraction(self.fps).limit_denominator(1001)
@@ -137,7 +141,7 @@ class VideoWriter:
         self._encode(None)
         try:
             self._container.close()
-            os.replace(self.tmp_path, self.path)
+            replace(self.tmp_path, self.path, sync=self.sync)
         except OSError as exc:
             self.abort()
             raise SimError(f"cannot write video {self.path}: {_reason(exc)}") from exc
@@ -152,7 +156,8 @@ class VideoWriter:
                 self._container.close()
             except Exception:  # noqa: BLE001 - best effort on an already failing path
                 pass
-        self.tmp_path.unlink(missing_ok=True)
+        if self.tmp_path is not None:
+            self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "VideoWriter":
         return self

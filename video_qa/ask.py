@@ -9,7 +9,6 @@ keyframes instead. Over-long questions are truncated with a warning; empty or un
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +35,11 @@ class VideoQA:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "VideoQA":
-        from video_qa.modeling import VideoLM
-        from video_qa.train import TRAIN_META
+        from video_qa.configuration_train import read_train_meta
+        from video_qa.modeling_videolm import VideoLM
 
         model = VideoLM.from_pretrained(directory)
-        meta = Path(directory) / TRAIN_META
-        sampler = json.loads(meta.read_text()).get("sampler", "motion") if meta.is_file() else "motion"
-        return cls(model, sampler)
+        return cls(model, read_train_meta(directory).get("sampler", "motion"))
 
     def _question(self, question: str) -> tuple[str, bool]:
         if not isinstance(question, str) or not question.strip():
@@ -58,7 +55,7 @@ class VideoQA:
         """Answer ``question`` about frames (array ``[T,H,W,3]``, list of images or of
         ``perception.frames.Frame``) or a ``StreamMemory``."""
         from video_qa.memory import StreamMemory
-        from video_qa.train import frame_indices
+        from video_qa.inputs import frame_indices
 
         text, cut = self._question(question)
         n = self.model.cfg.num_frames

@@ -8,8 +8,9 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     from common.config import add_dataclass_args
-    from video_qa.configuration import VideoLMConfig
-    from video_qa.train import TrainQAConfig
+    from video_qa.configuration_train import SAMPLERS
+    from video_qa.configuration_train import TrainQAConfig
+    from video_qa.configuration_videolm import VideoLMConfig
 
     t = sub.add_parser("train-qa", help="train the video-QA model on generated simulator QA",
                        description="Generates (or reuses) billiards/tabletop QA under --data-dir, trains, "
@@ -21,12 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train both ablation arms in one run and write ablation.json")
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("eval-qa", help="exact-match accuracy of a video-QA checkpoint per question type")
-    e.add_argument("--checkpoint", required=True, metavar="DIR")
-    e.add_argument("--data-dir", default=None, help="QA data (default: the one it was trained on)")
-    e.add_argument("--split", default="test", choices=("train", "test"))
-    e.add_argument("--sampler", default=None, help="keyframe sampler (default: the training one)")
-    e.add_argument("--limit", type=int, default=0, help="questions to evaluate (0 = all)")
+    e = sub.add_parser("eval-qa", help="exact-match accuracy of a video-QA checkpoint per question type",
+                       description="Scores a checkpoint on held-out episodes. Without --data-dir it uses "
+                       "the data it was trained on, or, where those are not here (a fresh clone), "
+                       "simulates its test clips again from the recipe in its qa_train.json, once, "
+                       "cached under runs/qa/heldout/.")
+    e.add_argument("--checkpoint", required=True, metavar="DIR", help="a video-QA checkpoint directory")
+    e.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="QA data (default: the data it was trained on, else its test clips simulated again)")
+    e.add_argument("--split", default="test", choices=("train", "test"), help="which clips to score")
+    e.add_argument("--sampler", default=None, choices=SAMPLERS,
+                   help="keyframe sampler (default: the one it was trained with)")
+    e.add_argument("--limit", type=int, default=0, help="questions per template set to evaluate (0 = all)")
+    e.add_argument("--workers", type=int, default=1,
+                   help="processes simulating the test clips when they must be made again")
     e.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
     e.set_defaults(func=_eval)
 
@@ -44,34 +53,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from common.config import from_args
-    from video_qa.configuration import VideoLMConfig
-    from video_qa.train import TrainQAConfig, ablation, train
+    from video_qa.configuration_train import TrainQAConfig
+    from video_qa.configuration_videolm import VideoLMConfig
 
     cfg, model_cfg = from_args(TrainQAConfig, args), from_args(VideoLMConfig, args)
-    run = ablation(cfg, model_cfg) if args.ablation else train(cfg, model_cfg)
+    if args.ablation:
+        from video_qa.ablation import ablation
+
+        run = ablation(cfg, model_cfg)
+    else:
+        from video_qa.train import train
+
+        run = train(cfg, model_cfg)
     print(f"run directory: {run}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import sys
 
     from common.atomic import write_json
-    from video_qa.data import QADataset
-    from video_qa.errors import VideoQAError
-    from video_qa.evaluate import evaluate
-    from video_qa.modeling import VideoLM
-    from video_qa.train import TRAIN_META
+    from video_qa.evaluate import evaluate_checkpoint
 
-    meta_file = Path(args.checkpoint) / TRAIN_META
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    data_dir = args.data_dir or meta.get("data_dir")
-    if not data_dir:
-        raise VideoQAError(f"no --data-dir given and {meta_file} does not name one")
-    model = VideoLM.from_pretrained(args.checkpoint)
-    result = evaluate(model, QADataset(data_dir), args.sampler or meta.get("sampler", "motion"),
-                      args.split, limit=args.limit or None)
-    result["checkpoint"] = str(args.checkpoint)
+    result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.sampler,
+                                 limit=args.limit or None, workers=args.workers,
+                                 log=lambda line: print(line, file=sys.stderr))
     if args.out:
         write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=2,

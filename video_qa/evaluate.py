@@ -4,16 +4,25 @@ Answers are compared after normalisation (case, surrounding spaces, a final full
 timestamp answer counts as correct within ``TIME_TOLERANCE`` seconds: the model sees a handful of
 sampled frames, so it can only place an event between two of them; the strict string match and the
 mean absolute error are reported beside it.
+
+:func:`evaluate_checkpoint` is `embodied eval-qa`: where the data a checkpoint was trained on are
+not on this machine (a fresh clone), it simulates the test clips again from the recipe recorded
+with the checkpoint, once, and scores on those.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from video_qa.data import TYPES, QA, QADataset, parse_time
+from video_qa.configuration_train import TRAIN_META, read_train_meta
+from video_qa.dataset import HELDOUT_ROOT, DataRecipe, QADataset, heldout_data
+from video_qa.errors import VideoQAError
+from video_qa.inputs import clip_views, example_for
+from video_qa.questions import QA, TYPES, parse_time
 
 TIME_TOLERANCE = 0.3  # s
 DESCRIPTIVE = ("description",)
@@ -61,11 +70,9 @@ def score(qas: Sequence[QA], preds: Sequence[str]) -> dict[str, Any]:
 
 def predict(model: Any, dataset: QADataset, qas: Sequence[QA], sampler: str,
             batch_size: int = 64, views: dict[str, Any] | None = None) -> list[str]:
-    """Greedy answers; ``views`` (``video_qa.train.clip_views``) reuses sampled frames or cached
+    """Greedy answers; ``views`` (``video_qa.inputs.clip_views``) reuses sampled frames or cached
     features, else every clip is sampled (and, with a frozen encoder, encoded) once here."""
     import torch
-
-    from video_qa.train import clip_views, example_for
 
     missing = {q.clip for q in qas} - set(views or {})
     if missing:
@@ -104,4 +111,40 @@ def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
     result["examples"] = [{"clip": q.clip, "type": q.type, "q": q.question, "gold": q.answer,
                            "pred": p} for q, p in list(zip(seen, seen_preds))[:: max(1, len(seen) // 24)]]
     result["types"] = list(TYPES)
+    return result
+
+
+def data_for(checkpoint: str | Path, data_dir: str | Path | None = None, split: str = "test",
+             workers: int = 1, heldout_root: str | Path = HELDOUT_ROOT,
+             log: Callable[[str], None] | None = print) -> Path:
+    """The QA data to score ``checkpoint`` on: ``data_dir`` if given, else the data it was trained
+    on if they are here, else its test clips simulated again from its recorded recipe."""
+    if data_dir is not None:
+        return Path(data_dir)
+    meta = read_train_meta(checkpoint)
+    trained_on = meta.get("data_dir")
+    if trained_on and (Path(trained_on) / "qa.jsonl").is_file():
+        return Path(trained_on)
+    if "data" not in meta:
+        raise VideoQAError(f"no --data-dir given, and {Path(checkpoint) / TRAIN_META} names neither "
+                           "data that exist here nor the recipe to simulate them")
+    if split != "test":
+        raise VideoQAError(f"only the test split can be simulated again; the {split} data "
+                           f"({trained_on}) are not here: pass --data-dir")
+    return heldout_data(DataRecipe.from_dict(meta["data"]), heldout_root, workers=workers, log=log)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None = None,
+                        split: str = "test", sampler: str | None = None, limit: int | None = None,
+                        workers: int = 1, heldout_root: str | Path = HELDOUT_ROOT,
+                        log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Load ``checkpoint`` and :func:`evaluate` it (its training sampler unless ``sampler``)."""
+    from video_qa.modeling_videolm import VideoLM
+
+    data = data_for(checkpoint, data_dir, split, workers, heldout_root, log)
+    model = VideoLM.from_pretrained(checkpoint)
+    sampler = sampler or read_train_meta(checkpoint).get("sampler", "motion")
+    result = evaluate(model, QADataset(data), sampler, split, limit=limit)
+    result["checkpoint"] = str(checkpoint)
+    result["data_dir"] = str(data)
     return result

@@ -24,8 +24,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from video_qa.data import CELL_CLASSES, QADataset, cell_targets, split_of
+from common.atomic import atomic_dir
+from common.schedule import warmup_cosine
+from video_qa.dataset import QADataset, split_of
 from video_qa.errors import VideoQAError
+from video_qa.labels import CELL_CLASSES, cell_targets
+
+WARMUP_STEPS = 100  # linear warm-up before the cosine decay
+
 
 @dataclass
 class FrameEncoderConfig:
@@ -135,8 +141,7 @@ def pretrain(data_dir: str | Path, out: str | Path, encoder: Any,
         return torch.from_numpy(imgs).float().div_(255.0).permute(0, 3, 1, 2)
 
     def lr_at(step: int) -> float:
-        warm = min(1.0, (step + 1) / 100)
-        return cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        return cfg.lr * warmup_cosine(step, cfg.steps, WARMUP_STEPS)
 
     t0 = time.time()
     history = []
@@ -176,23 +181,13 @@ def pretrain(data_dir: str | Path, out: str | Path, encoder: Any,
 
 
 def save(encoder: Any, head: Any, out: str | Path, meta: dict[str, Any]) -> Path:
-    """Our checkpoint layout (see the module docstring), written to a temp dir then renamed."""
-    import os
-    import shutil
-
+    """Our checkpoint layout (see the module docstring), committed whole or not at all."""
     from safetensors.torch import save_file
 
-    out = Path(out)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    (tmp / "config.json").write_text(json.dumps({"vision": encoder.config_dict(),
-                                                 "frame_encoder": meta}, indent=2))
-    weights = {f"vision.{k}": v.contiguous() for k, v in encoder.state_dict().items()}
-    weights.update({f"cell_head.{k}": v.contiguous() for k, v in head.state_dict().items()})
-    save_file(weights, str(tmp / "model.safetensors"))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    with atomic_dir(out) as tmp:
+        (tmp / "config.json").write_text(json.dumps({"vision": encoder.config_dict(),
+                                                     "frame_encoder": meta}, indent=2))
+        weights = {f"vision.{k}": v.contiguous() for k, v in encoder.state_dict().items()}
+        weights.update({f"cell_head.{k}": v.contiguous() for k, v in head.state_dict().items()})
+        save_file(weights, str(tmp / "model.safetensors"))
+    return Path(out)

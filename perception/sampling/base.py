@@ -25,10 +25,6 @@ THUMB_WIDTH = 80
 NOISE_LEVEL = 4.0
 
 
-def stream_length(x: Any) -> int:
-    return len(x)
-
-
 def check_budget(n: int, budget: int) -> int:
     budget = int(budget)
     if budget < 1:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import mujoco
 import numpy as np
 
+from common.atomic import atomic_path, write_text
 from sim.billiards.events import Event, EventDetector
 from sim.billiards.stroke import Stroke
 from sim.billiards.world import BilliardsWorld
@@ -219,11 +220,12 @@ def _write_ground_truth(record: ShotRecord, out: Path, cameras: list[str]) -> No
         "camera_pose": {k: v.tolist() for k, v in record.camera_pose.items()},
         "cue_frame": "origin at the tip, +z toward the butt; cue_pose maps cue -> world",
     }
-    (out / GT_JSON).write_text(json.dumps(meta, indent=1))
+    write_text(out / GT_JSON, json.dumps(meta, indent=1))
     arrays = {"times": record.times, "cue_pose": record.cue_pose, "ball_pos": record.ball_pos,
               "ball_vel": record.ball_vel, "potted": record.potted}
     arrays.update({f"depth_{k}": v for k, v in record.depth.items()})
-    np.savez_compressed(out / GT_NPZ, **arrays)
+    with atomic_path(out / GT_NPZ) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
 
 
 def load_shot(directory: str | Path, frames: bool = True) -> ShotRecord:

@@ -5,22 +5,27 @@ import numpy as np
 
 from agent.agent import Agent, AgentConfig
 from agent.world import SimWorld
+from policy.base import BasePolicy
 from sim.tabletop.experts import make_expert
 
 
-class ExpertPolicy:
-    """The scripted expert behind the policy interface: proves the command loop can succeed."""
+class ExpertPolicy(BasePolicy):
+    """The scripted expert behind the policy interface (one-action chunks): proves the command
+    loop can succeed. It reads the sim, so it serves this one world's robot only."""
 
     def __init__(self, world):
         self.world = world
         self.expert = None
+        self.resets = 0
 
     def reset(self):
+        self.resets += 1
         self.expert = make_expert(self.world.unwrapped, seed=0)
         self.expert.reset()
 
-    def predict(self, obs, instruction):
-        return self.expert.act(obs)
+    def predict_chunk(self, observations, instructions):
+        assert len(observations) == 1
+        return np.asarray(self.expert.act(observations[0]), np.float32)[None, None]
 
 
 def test_agent_answers_and_commands():
@@ -34,6 +39,7 @@ def test_agent_answers_and_commands():
     assert agent.handle("pick up the golden banana").kind == "refused"
     done = agent.handle(f"pick up the {target.name}")
     assert done.kind == "done" and done.data["success"] and done.data["steps"] < 60
+    assert agent.policy.resets == 1  # every command starts a fresh episode of the policy
     assert "succeeded" in agent.handle("what did the robot just do?").text
     assert len(world.memory) == world.steps + 1
     assert agent.handle("stop").kind == "stopped"
@@ -47,4 +53,29 @@ def test_stop_ends_a_running_command():
     target = next(o for o in world.objects())
     reply = agent.handle(f"touch the {target.name}")
     assert reply.kind == "stopped" and "operator" in reply.text and reply.data["steps"] == 2
+    world.close()
+
+
+class StillPolicy(BasePolicy):
+    """Chunks of four zero moves, of which the checkpoint plays two (replan=2)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_chunk(self, observations, instructions):
+        self.calls += 1
+        return np.zeros((len(observations), 4, 7), np.float32)
+
+    def describe(self):
+        return {"replan": 2}
+
+
+def test_commands_play_chunks_through_the_executor():
+    world = SimWorld("Reach", seed=1, image_size=32, cameras=("agentview",))
+    policy = StillPolicy()
+    agent = Agent(world, policy=policy, config=AgentConfig(max_steps=6))
+    target = next(o for o in world.objects())
+    reply = agent.handle(f"touch the {target.name}")
+    assert reply.kind == "stopped" and "timeout" in reply.text and reply.data["steps"] == 6
+    assert policy.calls == 3  # two actions of each chunk, then a new model call
     world.close()

@@ -4,11 +4,7 @@ the needle found, at toy sizes."""
 import argparse
 import json
 
-import pytest
-
-pytest.importorskip("sim.tabletop.experts")
-
-from bench import niah_bench  # noqa: E402
+from bench import niah_bench
 
 
 def test_needle_found_with_a_fixed_context_and_flat_memory():

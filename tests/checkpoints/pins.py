@@ -30,7 +30,7 @@ QUESTIONS = ["how many objects are on the table?", "what colour is the object th
 
 def make_inputs() -> dict[str, np.ndarray]:
     """Real frames (an expert PickUp episode and a billiards shot) so the answers are not noise."""
-    from video_qa.data import simulate_billiards, simulate_tabletop
+    from video_qa.simulate import simulate_billiards, simulate_tabletop
 
     import sim
 
@@ -53,11 +53,11 @@ def policy_chunks(inputs: dict[str, np.ndarray]) -> list[list[list[float]]]:
 
     policy = Policy.from_pretrained(VLA)
     obs = {k: inputs[k] for k in ("agentview", "wrist", "state")}
-    return [policy.predict_chunk(obs, text).tolist() for text in INSTRUCTIONS]
+    return [policy.predict_chunk([obs], [text])[0].tolist() for text in INSTRUCTIONS]
 
 
 def qa_answers(inputs: dict[str, np.ndarray]) -> list[str]:
-    from video_qa.modeling import VideoLM
+    from video_qa.modeling_videolm import VideoLM
 
     model = VideoLM.from_pretrained(QA)
     out = []

@@ -50,6 +50,18 @@ def test_atomic_writes_replace_whole_and_leave_nothing_on_failure(tmp_path):
     assert np.load(tmp_path / "arr.npz")["a"].tolist() == [0, 1, 2]
 
 
+def test_committed_files_and_directories_get_the_usual_modes(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(tmp_path / "f.txt", "x")
+        with atomic.atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "w").write_text("v")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
 def test_atomic_dir_replaces_an_existing_directory_only_when_complete(tmp_path):
     final = tmp_path / "ckpt"
     with atomic.atomic_dir(final) as tmp:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import sim.billiards.cue as cue_mod
 from perception.pose import metrics as M
 from perception.pose.model import box_model, cue_model, cylinder_model
 
@@ -89,7 +90,6 @@ def test_models_diameter_and_symmetries():
 
 
 def test_cue_model_matches_the_simulator_constants():
-    cue_mod = pytest.importorskip("sim.billiards.cue")
     cue = cue_model()
     assert cue.dims == (cue_mod.CUE_LENGTH, cue_mod.TIP_RADIUS, cue_mod.BUTT_RADIUS)
     assert cue.parts[0].z1 == pytest.approx(cue_mod.TIP_LENGTH)

@@ -50,3 +50,20 @@ def test_embodied_train_then_resume_and_errors(tmp_path, capsys):
                  "--steps", "1", *TINY]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("embodied train: error:") and "\n" not in err
+
+
+def test_train_flags_map_onto_both_configs_and_lora_rank_stays_the_trainers():
+    import argparse
+
+    from common.config import from_args
+    from policy.train_config import TrainConfig, add_arguments, model_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--dataset", "d", "--lora", "--lora-r", "8", "--lm-hidden", "64",
+                              "--vision", "enc", "--no-use-state", "--lr", "1"])
+    cfg, model = from_args(TrainConfig, args), model_config_from_args(args)
+    assert cfg.dataset == "d" and cfg.lora and cfg.lora_rank == 8 and cfg.lr == 1.0
+    assert model.lora_rank == 0  # adapters are added by the trainer, not declared by the flags
+    assert model.lm_hidden == 64 and model.vision_path == "enc" and model.use_state is False
+    assert model.lm_layers == 3  # untouched fields keep VLAConfig's defaults

@@ -58,11 +58,11 @@ def test_film_round_trips_through_save_pretrained(tmp_path):
     _randomise(model.film)
     img = image_with_square(False, np.random.default_rng(1))
     obs = {"agentview": img, "wrist": img, "state": np.zeros(STATE_DIM, np.float32)}
-    before = Policy(model).predict_chunk(obs, TEXTS[0])
+    before = Policy(model).predict_chunk([obs], [TEXTS[0]])
     model.save_pretrained(tmp_path / "ckpt")
     loaded = Policy.from_pretrained(tmp_path / "ckpt")
     assert loaded.cfg.film
-    assert np.array_equal(loaded.predict_chunk(obs, TEXTS[0]), before)
+    assert np.array_equal(loaded.predict_chunk([obs], [TEXTS[0]]), before)
 
 
 def test_film_needs_a_convolutional_tower():

@@ -55,7 +55,7 @@ def test_trained_policy_looks_at_the_image(tmp_path):
     for left in (True, False):
         img = image_with_square(left, rng)
         obs = {"agentview": img, "wrist": img[::-1].copy(), "state": np.zeros(STATE_DIM, np.float32)}
-        actions[left] = policy.predict_chunk(obs, "move to the square")[0]
+        actions[left] = policy.predict_chunk([obs], ["move to the square"])[0, 0]
     assert actions[True][0] < -0.01 and actions[False][0] > 0.01  # dx follows the square's side
     assert actions[True][6] == 1.0 and actions[False][6] == 0.0
     metrics = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -66,7 +66,7 @@ def test_trained_policy_looks_at_the_image(tmp_path):
 def test_lora_trains_only_adapters(tmp_path):
     ds = SyntheticDataset(num_episodes=2, length=3)
     base = train(_cfg(tmp_path, "base", steps=2, save_every=100), tiny_config(), ds)
-    tuned = train(_cfg(tmp_path, "lora", steps=3, init=str(base), lora=True, lora_r=4,
+    tuned = train(_cfg(tmp_path, "lora", steps=3, init=str(base), lora=True, lora_rank=4,
                        save_every=100), None, ds)
     before = load_file(str(base / "model.safetensors"))
     after = load_file(str(tuned / "model.safetensors"))

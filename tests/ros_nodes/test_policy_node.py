@@ -11,32 +11,46 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from ros_nodes.backends import RemoteBackend
+from policy.base import BasePolicy
 from ros_nodes.convert import image_to_msg
 from ros_nodes.policy_node import PolicyNode
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ros_nodes.services import PolicyService
+from ros_nodes.zmq_client import InferenceClient, RemotePolicy
 from ros_nodes.zmq_server import InferenceServer, ServerConfig
 from tests.ros_nodes.conftest import spin_until
 
 
-class BrightnessBackend:
-    """Deterministic: dx = mean brightness of the agent view, gripper closes on 'pick'."""
+class BrightnessPolicy(BasePolicy):
+    """Deterministic one-action chunks: dx = mean brightness of the agent view, gripper closes on 'pick'."""
 
     def __init__(self):
         self.resets = 0
         self.calls = 0
 
-    def predict(self, images, instruction):
-        self.calls += 1
-        return np.array([images["agentview"].mean() / 255.0, 0, 0, 0, 0, 0, float("pick" in instruction)],
-                        np.float32)
-
-    def predict_batch(self, observations, instructions):
-        return np.stack([self.predict(o, i) for o, i in zip(observations, instructions)])
+    def predict_chunk(self, observations, instructions):
+        self.calls += len(observations)
+        return np.stack([[[o["agentview"].mean() / 255.0, 0, 0, 0, 0, 0, float("pick" in i)]]
+                         for o, i in zip(observations, instructions)]).astype(np.float32)
 
     def reset(self):
         self.resets += 1
+
+
+class ChunkOfThree(BasePolicy):
+    """Chunks whose action j moves j+1 cm in x; the checkpoint plays 2 of each 3 (replan=2)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_chunk(self, observations, instructions):
+        self.calls += 1
+        chunk = np.zeros((len(observations), 3, 7), np.float32)
+        chunk[:, :, 0] = [0.01, 0.02, 0.03]
+        return chunk
+
+    def describe(self):
+        return {"replan": 2}
 
 
 class Robot:
@@ -57,9 +71,9 @@ class Robot:
             self.img_pubs[c].publish(image_to_msg(np.full((8, 8, 3), value, np.uint8), stamp, c))
 
 
-def make_node(backend, **params):
+def make_node(policy, **params):
     """A policy node with parameters set the way a launcher sets them (overrides)."""
-    return PolicyNode(backend, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    return PolicyNode(policy, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
 
 
 def wire(ros, node, instruction: str):
@@ -73,7 +87,7 @@ def wire(ros, node, instruction: str):
 
 
 def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
-    backend = BrightnessBackend()
+    backend = BrightnessPolicy()
     node = make_node(backend, cameras=["agentview"], mode="observation")
     robot, ex = wire(ros, node, "pick up the red cube")
     assert spin_until(ex, lambda: node.instruction == "pick up the red cube")
@@ -93,10 +107,33 @@ def test_observation_mode_answers_each_image_once_with_its_stamp(ros):
     robot.node.destroy_node()
 
 
+def test_node_plays_chunks_through_the_executor_with_the_policys_replan(ros):
+    policy = ChunkOfThree()
+    node = make_node(policy, cameras=["agentview"], mode="observation")
+    robot, ex = wire(ros, node, "go")
+    assert spin_until(ex, lambda: node.instruction == "go")
+    played = []
+    for n in range(1, 4):
+        stamp = robot.node.get_clock().now().to_msg()
+
+        def answered():
+            robot.publish(10 * n, stamp)
+            return [t for t in robot.twists if (t.header.stamp.sec, t.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)]
+
+        assert spin_until(ex, answered, timeout_s=10)
+        played.append(round(answered()[0].twist.linear.x, 3))
+    # Two actions of each chunk, then a fresh chunk: 1, 2, 1 cm, from two model calls.
+    assert played == [0.01, 0.02, 0.01]
+    assert policy.calls == 2
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
 def test_reset_is_acked_every_time_but_handled_once(ros):
     """A lock-step sim re-sends an unacknowledged reset; each copy is acknowledged, but only the
     first resets the model (a late copy mid-episode would drop the action chunk being played)."""
-    backend = BrightnessBackend()
+    backend = BrightnessPolicy()
     node = make_node(backend, cameras=["agentview"], mode="observation")
     robot, ex = wire(ros, node, "push")
     episode = robot.node.create_publisher(String, "sim/episode", LATCHED_QOS)
@@ -119,7 +156,7 @@ def test_reset_is_acked_every_time_but_handled_once(ros):
 def test_a_stopped_observation_is_retried_when_resent(ros):
     """Lock-step: an observation answered with a stop (here: no instruction yet) is not marked done,
     so the sim's re-sent copy gets a real action once the instruction arrives (no deadlock)."""
-    backend = BrightnessBackend()
+    backend = BrightnessPolicy()
     node = make_node(backend, cameras=["agentview"], mode="observation")
     robot = Robot(ros)
     ex = SingleThreadedExecutor()
@@ -138,7 +175,7 @@ def test_a_stopped_observation_is_retried_when_resent(ros):
 
 
 def test_malformed_images_are_dropped_and_node_keeps_running(ros):
-    backend = BrightnessBackend()
+    backend = BrightnessPolicy()
     node = make_node(backend, cameras=["agentview"], mode="observation")
     robot, ex = wire(ros, node, "push")
     assert spin_until(ex, lambda: node.instruction == "push")
@@ -162,10 +199,10 @@ def test_malformed_images_are_dropped_and_node_keeps_running(ros):
 
 
 def test_watchdog_stops_when_server_dies_and_resumes(ros):
-    server = InferenceServer([PolicyService(BrightnessBackend())],
+    server = InferenceServer([PolicyService(BrightnessPolicy())],
                              ServerConfig(endpoint="tcp://127.0.0.1:*")).start()
     endpoint = server.endpoint
-    backend = RemoteBackend(endpoint, timeout_ms=100)
+    backend = RemotePolicy(InferenceClient(endpoint, timeout_ms=100))
     node = make_node(backend, cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=200.0)
     robot, ex = wire(ros, node, "go")
 
@@ -184,7 +221,7 @@ def test_watchdog_stops_when_server_dies_and_resumes(ros):
     # After the stop, every command is a zero twist (the gripper is held, not opened).
     assert spin_until(ex, feed_and(lambda: len(robot.twists) > n + 2))
     assert robot.twists[-1].twist.linear.x == 0.0
-    server = InferenceServer([PolicyService(BrightnessBackend())], ServerConfig(endpoint=endpoint)).start()
+    server = InferenceServer([PolicyService(BrightnessPolicy())], ServerConfig(endpoint=endpoint)).start()
     robot.status.clear()
     assert spin_until(ex, feed_and(lambda: any(s["state"] == "running" for s in robot.status)), timeout_s=15)
     assert spin_until(ex, feed_and(lambda: robot.twists[-1].twist.linear.x > 0.4))
@@ -196,7 +233,7 @@ def test_watchdog_stops_when_server_dies_and_resumes(ros):
 
 
 def test_watchdog_stops_when_images_go_stale(ros):
-    node = make_node(BrightnessBackend(), cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=150.0)
+    node = make_node(BrightnessPolicy(), cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=150.0)
     robot, ex = wire(ros, node, "go")
     assert spin_until(ex, lambda: (robot.publish(200, robot.node.get_clock().now().to_msg()),
                                    any(s["state"] == "running" for s in robot.status))[1])

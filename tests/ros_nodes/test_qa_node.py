@@ -20,7 +20,7 @@ def _tiny_checkpoint(path):
     import torch
 
     from tests.video_qa.helpers import tiny_config
-    from video_qa.modeling import VideoLM
+    from video_qa.modeling_videolm import VideoLM
 
     torch.manual_seed(0)
     VideoLM(tiny_config()).save_pretrained(path)

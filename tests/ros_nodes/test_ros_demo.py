@@ -39,15 +39,17 @@ def _node_logs(log_dir: Path) -> str:
 
 def _in_process_final_tcp(seed: int) -> list[float]:
     import sim
+    from policy.executor import ChunkExecutor
     from policy.predict import Policy
 
     policy = Policy.from_pretrained(CKPT)
+    executor = ChunkExecutor(policy)
     size = policy.cfg.obs_image_size
     env = sim.make("Reach", render_mode="rgb_array", image_size=(size, size))
     obs, info = env.reset(seed=seed)
     done = False
     while not done:
-        obs, _, terminated, truncated, info = env.step(policy.predict(obs, info["instruction"]))
+        obs, _, terminated, truncated, info = env.step(executor.act([obs], [info["instruction"]])[0])
         done = terminated or truncated
     env.close()
     return [float(v) for v in obs["state"][:3]]

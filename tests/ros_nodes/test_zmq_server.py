@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 import zmq
 
+from policy.base import BasePolicy
 from ros_nodes.services import PolicyService
-from ros_nodes.zmq_client import InferenceClient, ServerError, ServerTimeout
+from ros_nodes.zmq_client import InferenceClient, RemotePolicy, ServerError, ServerTimeout
 from ros_nodes.zmq_protocol import ProtocolError, decode, encode
 from ros_nodes.zmq_server import InferenceServer, ServerConfig
 
 
-class MeanColourPolicy:
-    """A deterministic stand-in model: the action is a function of the image and instruction."""
+class MeanColourPolicy(BasePolicy):
+    """A deterministic stand-in model: a one-action chunk, a function of the image and instruction."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.batches: list[int] = []
 
-    def predict_batch(self, observations, instructions):
+    def predict_chunk(self, observations, instructions):
         if len({o["agentview"].shape for o in observations}) > 1:
             raise ValueError("mixed image sizes in one batch")
         self.batches.append(len(observations))
@@ -31,8 +32,13 @@ class MeanColourPolicy:
         out = []
         for obs, text in zip(observations, instructions):
             mean = obs["agentview"].reshape(-1, 3).mean(0) / 255.0
-            out.append(np.array([*mean, len(text), 0, 0, 1], dtype=np.float32))
+            out.append(np.array([[*mean, len(text), 0, 0, 1]], dtype=np.float32))
         return np.stack(out)
+
+
+def remote_chunk(client, img, text, timeout_ms=None):
+    """One robot's predict through the client-side policy: the chunk ``[K, 7]`` it plays."""
+    return RemotePolicy(client, timeout_ms).predict_chunk([{"agentview": img}], [text])[0]
 
 
 def _server(policy, **cfg):
@@ -43,27 +49,41 @@ def test_predict_round_trip_matches_in_process_call():
     policy = MeanColourPolicy()
     with _server(policy) as server, InferenceClient(server.endpoint, timeout_ms=2000) as client:
         img = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-        remote = client.predict({"agentview": img}, "pick up the red cube")
-        local = policy.predict_batch([{"agentview": img}], ["pick up the red cube"])[0]
+        remote = RemotePolicy(client).predict_chunk([{"agentview": img}] * 2, ["pick up the red cube", "go"])
+        local = policy.predict_chunk([{"agentview": img}] * 2, ["pick up the red cube", "go"])
+        assert remote.shape == (2, 1, 7)
         np.testing.assert_array_equal(remote, local)
         health = client.health()
-        assert health["status"] == "serving" and health["served"] == 1 and "predict" in health["ops"]
+        assert health["status"] == "serving" and health["served"] == 2 and "predict" in health["ops"]
 
 
-class ChunkPolicy:
+class ChunkPolicy(BasePolicy):
     """Chunks of 4 actions numbered 0..3, executed 2 at a time (a checkpoint with replan=2)."""
 
-    replan = 2
-
-    def predict_chunk_batch(self, observations, instructions):
+    def predict_chunk(self, observations, instructions):
         return np.stack([np.arange(4 * 7, dtype=np.float32).reshape(4, 7)] * len(observations))
+
+    def describe(self):
+        return {"chunk": 4, "replan": 2}
 
 
 def test_server_sends_only_the_actions_a_local_policy_would_play():
     with _server(ChunkPolicy()) as server, InferenceClient(server.endpoint, timeout_ms=2000) as client:
-        chunk = client.predict({"agentview": np.zeros((8, 8, 3), np.uint8)}, "go")
+        chunk = remote_chunk(client, np.zeros((8, 8, 3), np.uint8), "go")
+        info = client.info()["services"]["predict"]
     assert chunk.shape == (2, 7)
     np.testing.assert_array_equal(chunk, np.arange(14, dtype=np.float32).reshape(2, 7))
+    assert info == {"chunk": 4, "replan": 2}
+    # The robot's executor plays all it got, then asks again: a local executor's order exactly.
+    from policy.executor import ChunkExecutor
+
+    with _server(ChunkPolicy()) as server, InferenceClient(server.endpoint, timeout_ms=2000) as client:
+        remote = ChunkExecutor(RemotePolicy(client))
+        played = [remote.act([{"agentview": np.zeros((8, 8, 3), np.uint8)}], ["go"])[0] for _ in range(3)]
+    local = ChunkExecutor(ChunkPolicy())
+    expected = [local.act([{"agentview": np.zeros((8, 8, 3), np.uint8)}], ["go"])[0] for _ in range(3)]
+    np.testing.assert_array_equal(played, expected)
+    np.testing.assert_array_equal(np.array(played)[:, 0], [0, 7, 0])
 
 
 def test_protocol_round_trip_and_refuses_object_dtype():
@@ -84,7 +104,7 @@ def test_dynamic_batching_across_clients():
 
         def ask():
             with InferenceClient(server.endpoint, timeout_ms=5000) as c:
-                results.append(c.predict({"agentview": img}, "go"))
+                results.append(remote_chunk(c, img, "go"))
 
         threads = [threading.Thread(target=ask) for _ in range(6)]
         for t in threads:
@@ -103,7 +123,7 @@ def test_health_is_answered_while_inference_runs():
 
         def slow():
             with InferenceClient(server.endpoint, timeout_ms=5000) as c:
-                c.predict({"agentview": img}, "go")
+                remote_chunk(c, img, "go")
                 order.append("predict")
 
         t = threading.Thread(target=slow)
@@ -120,8 +140,7 @@ def test_expired_deadline_is_refused_without_running():
     policy = MeanColourPolicy(delay=0.5)
     img = np.zeros((8, 8, 3), np.uint8)
     with _server(policy, batch_wait_ms=0) as server:
-        t = threading.Thread(target=lambda: InferenceClient(server.endpoint, timeout_ms=5000).predict(
-            {"agentview": img}, "go"))
+        t = threading.Thread(target=lambda: remote_chunk(InferenceClient(server.endpoint, timeout_ms=5000), img, "go"))
         t.start()
         time.sleep(0.1)
         with InferenceClient(server.endpoint, timeout_ms=3000) as c:
@@ -150,11 +169,11 @@ def test_bad_requests_get_error_replies():
             c.call("fly")
         assert exc.value.code == "unknown_op" and "predict" in str(exc.value)
         with pytest.raises(ServerError, match="instruction"):
-            c.predict({"agentview": np.zeros((4, 4, 3), np.uint8)}, "  ")
+            remote_chunk(c, np.zeros((4, 4, 3), np.uint8), "  ")
         with pytest.raises(ServerError, match="uint8"):
-            c.predict({"agentview": np.zeros((4, 4, 3), np.float32)}, "go")
+            remote_chunk(c, np.zeros((4, 4, 3), np.float32), "go")
         with pytest.raises(ServerError, match="exceeds"):
-            c.predict({"agentview": np.zeros((2600, 2600, 3), np.uint8)}, "go", timeout_ms=5000)
+            remote_chunk(c, np.zeros((2600, 2600, 3), np.uint8), "go", timeout_ms=5000)
         assert c.health()["status"] == "serving"
 
 
@@ -192,7 +211,7 @@ def test_fuzz_thousand_random_payloads_server_keeps_serving():
         sock.close()
         assert replies == 1000
         with InferenceClient(server.endpoint, timeout_ms=2000) as c:
-            assert c.predict({"agentview": img}, "still there?").shape == (7,)
+            assert remote_chunk(c, img, "still there?").shape == (1, 7)
 
 
 def test_client_timeout_is_applied_and_reconnects_when_server_returns():
@@ -204,16 +223,16 @@ def test_client_timeout_is_applied_and_reconnects_when_server_returns():
     img = np.zeros((8, 8, 3), np.uint8)
     with InferenceClient(endpoint, timeout_ms=200) as c:
         with pytest.raises(ServerTimeout):
-            c.predict({"agentview": img}, "anyone?")
+            remote_chunk(c, img, "anyone?")
         server = InferenceServer([PolicyService(MeanColourPolicy())], ServerConfig(endpoint=endpoint)).start()
         try:
             for _ in range(20):  # the client reconnects on its own; allow the TCP handshake
                 try:
-                    action = c.predict({"agentview": img}, "back?", timeout_ms=500)
+                    action = remote_chunk(c, img, "back?", timeout_ms=500)
                     break
                 except ServerTimeout:
                     continue
-            assert action.shape == (7,)
+            assert action.shape == (1, 7)
         finally:
             server.stop()
 
@@ -235,14 +254,14 @@ def test_curve_refuses_unauthenticated_clients(tmp_path):
     with InferenceServer([PolicyService(MeanColourPolicy())], cfg).start() as server:
         with InferenceClient(server.endpoint, timeout_ms=3000, server_public_key=str(server_public),
                              client_key=str(tmp_path / "robot.key_secret")) as good:
-            assert good.predict({"agentview": img}, "go").shape == (7,)
+            assert remote_chunk(good, img, "go").shape == (1, 7)
         with InferenceClient(server.endpoint, timeout_ms=500, server_public_key=str(server_public),
                              client_key=str(stranger_secret)) as stranger:
             with pytest.raises(ServerTimeout):
-                stranger.predict({"agentview": img}, "go")
+                remote_chunk(stranger, img, "go")
         with InferenceClient(server.endpoint, timeout_ms=500) as plain:
             with pytest.raises(ServerTimeout):
-                plain.predict({"agentview": img}, "go")
+                remote_chunk(plain, img, "go")
 
 
 def test_client_module_imports_no_torch():
@@ -252,3 +271,47 @@ def test_client_module_imports_no_torch():
     code = "import sys, ros_nodes.zmq_client; print('torch' in sys.modules or 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_bad_endpoints_and_busy_ports_are_user_errors():
+    from common.errors import is_user_error
+    from ros_nodes.errors import ServeError
+
+    for bad in ("garbage", "tcp://127.0.0.1", "tcp://127.0.0.1:0", "tcp://127.0.0.1:65536", "udp://x:1"):
+        with pytest.raises(ServeError, match="bad endpoint"):
+            ServerConfig(endpoint=bad)
+    with pytest.raises(ServeError, match="max_batch"):
+        ServerConfig(max_batch=0)
+    ServerConfig(endpoint="tcp://[::1]:5555")
+    ServerConfig(endpoint="ipc:///tmp/embodied.sock")
+    with _server(MeanColourPolicy()) as server:
+        threads = threading.active_count()
+        with pytest.raises(ServeError, match="in use") as exc:
+            InferenceServer([PolicyService(MeanColourPolicy())], ServerConfig(endpoint=server.endpoint)).start()
+        assert is_user_error(exc.value)
+        assert threading.active_count() == threads  # the failed server left no thread behind
+        with InferenceClient(server.endpoint, timeout_ms=2000) as c:  # the first one still serves
+            assert remote_chunk(c, np.zeros((4, 4, 3), np.uint8), "go").shape == (1, 7)
+
+
+CKPT = __import__("pathlib").Path(__file__).resolve().parents[2] / "checkpoints" / "vla-default"
+
+
+@pytest.mark.skipif(not CKPT.is_dir(), reason="no shipped checkpoint")
+def test_remote_checkpoint_plays_the_same_actions_as_a_local_one():
+    from policy.executor import ChunkExecutor
+    from policy.predict import Policy
+
+    policy = Policy.from_pretrained(CKPT)
+    spec = policy.describe()
+    assert 1 <= spec["replan"] < spec["chunk"]  # the shipped checkpoint replans mid-chunk
+    rng = np.random.default_rng(0)
+    size = spec["image_size"]
+    steps = [{**{c: rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for c in spec["cameras"]},
+              "state": rng.standard_normal(policy.cfg.state_dim).astype(np.float32)} for _ in range(7)]
+    local = ChunkExecutor(policy)
+    expected = [local.act([o], ["pick up the red cube"])[0] for o in steps]
+    with _server(policy) as server, InferenceClient(server.endpoint, timeout_ms=10000) as client:
+        remote = ChunkExecutor(RemotePolicy(client))
+        played = [remote.act([o], ["pick up the red cube"])[0] for o in steps]
+    np.testing.assert_array_equal(np.array(played), np.array(expected))

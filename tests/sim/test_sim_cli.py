@@ -4,13 +4,9 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from agent.cli import main
 from sim.dataset import LeRobotDataset
 from sim.video import video_info
-
-pytest.importorskip("sim.tabletop.experts")
 
 
 def _json_tail(text: str) -> dict:

@@ -1,6 +1,6 @@
 """Tiny configs shared by the video QA tests: small enough that a model overfits in seconds."""
 
-from video_qa.configuration import VideoLMConfig
+from video_qa.configuration_videolm import VideoLMConfig
 
 
 def tiny_config(**overrides) -> VideoLMConfig:

@@ -9,7 +9,7 @@ from tests.video_qa.helpers import tiny_config
 from video_qa.ask import VideoQA, read_video
 from video_qa.errors import VideoQAError
 from video_qa.memory import StreamMemory
-from video_qa.modeling import VideoLM
+from video_qa.modeling_videolm import VideoLM
 
 
 @pytest.fixture(scope="module")

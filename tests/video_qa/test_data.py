@@ -2,8 +2,11 @@ import re
 
 import numpy as np
 
-from video_qa import data
-from video_qa.data import NOT_SEEN, billiards_questions, tabletop_questions
+from video_qa import questions
+from video_qa.dataset import QADataset, generate
+from video_qa.labels import AUX_LABELS, SPATIAL_LABELS, frame_labels
+from video_qa.questions import NOT_SEEN, QA, billiards_questions, tabletop_questions
+from video_qa.simulate import DATA_VERSION
 
 
 def _shot_summary():
@@ -19,7 +22,7 @@ def _answers(qas, kind):
 
 def test_billiards_questions_match_ground_truth():
     qas = billiards_questions(_shot_summary(), "c", "train", np.random.default_rng(0))
-    assert {q.type for q in qas} == set(data.TYPES)
+    assert {q.type for q in qas} == set(questions.TYPES)
     assert set(_answers(qas, "counting").values()) == {"2"}
     assert set(_answers(qas, "ordering").values()) == {"blue"}
     assert set(_answers(qas, "attribute").values()) == {"blue"}  # blue was potted first (1.2 s)
@@ -43,10 +46,10 @@ def test_billiards_questions_match_ground_truth():
 
 def test_each_type_has_a_held_out_template_never_used_in_training_questions():
     qas = billiards_questions(_shot_summary(), "c", "train", np.random.default_rng(1))
-    for kind in data.TYPES:
+    for kind in questions.TYPES:
         held = {q.template for q in qas if q.type == kind and q.heldout}
         seen = {q.template for q in qas if q.type == kind and not q.heldout}
-        assert held == {len(data.BILLIARDS_TEMPLATES[kind]) - 1}
+        assert held == {len(questions.BILLIARDS_TEMPLATES[kind]) - 1}
         assert not held & seen
 
 
@@ -75,8 +78,8 @@ def test_tabletop_questions_match_ground_truth():
 
 def test_generated_clips_match_the_simulator(tmp_path):
     """One real billiards shot and one tabletop episode: summary == the sim's own record."""
-    qa_file = data.generate(tmp_path, n_billiards=1, n_tabletop=1, log=None)
-    ds = data.QADataset(tmp_path)
+    qa_file = generate(tmp_path, n_billiards=1, n_tabletop=1, log=None)
+    ds = QADataset(tmp_path)
     frames, times, summary = ds.clip("billiards_0000")
     assert frames.shape[0] == len(times) == len(summary["times"]) and frames.dtype == np.uint8
     pot_events = {e["a"]: e["t"] for e in summary["events"] if e["kind"] == "pot"}
@@ -91,7 +94,7 @@ def test_generated_clips_match_the_simulator(tmp_path):
     assert abs(times[np.argmax(lifted)] - summary["lift_time"]) < 0.01
     # per-frame pixels (version 2): the first frame's column is the one spatial questions use,
     # and every point lies inside the frame it was measured in
-    assert summary["version"] == data.DATA_VERSION and summary["height"] == frames.shape[1]
+    assert summary["version"] == DATA_VERSION and summary["height"] == frames.shape[1]
     for obj in summary["objects"]:
         track = summary["track"][obj["name"]]
         assert len(track) == len(times) and abs(track[0][0] - obj["u"]) < 0.06
@@ -109,8 +112,6 @@ def test_generated_clips_match_the_simulator(tmp_path):
 
 
 def test_frame_labels_follow_the_ground_truth():
-    from video_qa.data import AUX_LABELS, frame_labels
-
     col = {name: i for i, name in enumerate(AUX_LABELS)}
     shot = {"source": "billiards", "pot_times": {"green": 2.5}}
     labels, mask = frame_labels(shot, np.array([1.0, 3.0]))
@@ -128,8 +129,6 @@ def test_frame_labels_follow_the_ground_truth():
 
 
 def test_spatial_labels_say_where_each_object_is_and_mask_the_rest():
-    from video_qa.data import AUX_LABELS, SPATIAL_LABELS, frame_labels
-
     n = len(AUX_LABELS)
     col = {name: n + i for i, name in enumerate(SPATIAL_LABELS)}
     episode = {"source": "tabletop", "lift_time": None, "receptacle": {"kind": "bowl", "u": 60.0},
@@ -171,5 +170,5 @@ def test_questions_record_which_thing_they_name_and_where_the_name_ends():
     spatial = next(q for q in shot if q.type == "spatial")
     words = [w for w in spatial.question.replace("?", "").split() if w in ("white", "yellow", "blue", "red")]
     assert [t for t, _ in spatial.refs] == ["ball:" + ("cue" if w == "white" else w) for w in words]
-    back = data.QA.from_dict(spatial.to_dict())  # refs survive qa.jsonl
+    back = QA.from_dict(spatial.to_dict())  # refs survive qa.jsonl
     assert back == spatial

@@ -1,6 +1,6 @@
 import pytest
 
-from video_qa.data import QA
+from video_qa.questions import QA
 from video_qa.evaluate import is_correct, score
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from video_qa.errors import VideoQAError
-from video_qa.data import CELL_CLASSES, cell_labels, cell_of, cell_targets
+from video_qa.labels import CELL_CLASSES, cell_labels, cell_of, cell_targets
 
 COL = {name: i for i, name in enumerate(CELL_CLASSES)}
 

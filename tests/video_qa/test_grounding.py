@@ -1,11 +1,10 @@
 import pytest
 import torch
 
-from video_qa.grounding import QuestionGrounding
+from video_qa.modeling_grounding import QuestionGrounding
 
 
-VARIANTS = {"plain": {}, "relate": {"relate": True}, "where": {"where": True},
-            "compare": {"relate": True, "compare": True}}
+VARIANTS = {"plain": {}, "relate": {"relate": True}, "compare": {"relate": True, "compare": True}}
 
 
 def _setup(seed=0, variant="plain", cells=5):
@@ -55,9 +54,8 @@ def test_what_a_question_reads_comes_from_the_cells(variant):
 
 
 def test_with_relate_the_read_out_knows_where_the_cells_are():
-    """Convolutional cells say what, hardly where: without ``relate`` or ``where`` the read-out is
-    blind to a shuffle of a frame's cells; with either (each value carries its cell's (x, y), or
-    the matches' mean position is added) it is not."""
+    """Convolutional cells say what, hardly where: without ``relate`` the read-out is blind to a
+    shuffle of a frame's cells; with it (each value carries its cell's (x, y)) it is not."""
     perm = torch.randperm(16, generator=torch.Generator().manual_seed(1))
     for variant in VARIANTS:
         blind = variant == "plain"

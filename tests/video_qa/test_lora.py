@@ -5,7 +5,7 @@ import torch
 import transformers
 
 from tests.video_qa.helpers import tiny_config
-from video_qa.modeling import VideoLM
+from video_qa.modeling_videolm import VideoLM
 
 
 def test_pretrained_lm_gets_lora_adapters_and_round_trips(tmp_path):

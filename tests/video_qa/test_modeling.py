@@ -6,7 +6,8 @@ import torch
 
 from tests.video_qa.helpers import tiny_config
 from video_qa.errors import VideoQAError
-from video_qa.modeling import MeanPooling, TokenMining, VideoLM
+from video_qa.modeling_pooling import MeanPooling, TokenMining
+from video_qa.modeling_videolm import VideoLM
 
 
 @pytest.mark.parametrize("iters", [0, 2])  # independent queries, and queries competing for patches
@@ -138,7 +139,7 @@ def test_unknown_pooling_lists_valid_ones():
 
 
 def test_per_frame_auxiliary_loss_adds_to_the_answer_loss_and_round_trips(tmp_path):
-    from video_qa.data import AUX_LABELS
+    from video_qa.labels import AUX_LABELS
 
     torch.manual_seed(0)
     model = VideoLM(tiny_config(aux_frame_weight=1.0))
@@ -183,7 +184,7 @@ def test_frame_encoder_shared_with_a_policy_checkpoint_round_trips(tmp_path):
 
 
 def test_spatial_head_reads_its_own_columns_and_round_trips(tmp_path):
-    from video_qa.data import AUX_LABELS, SPATIAL_LABELS
+    from video_qa.labels import AUX_LABELS, SPATIAL_LABELS
 
     torch.manual_seed(0)
     model = VideoLM(tiny_config(aux_spatial_weight=1.0))  # spatial head only, no facts head
@@ -229,7 +230,7 @@ def test_packed_questions_see_the_frames_and_themselves_only():
 
 
 def test_collate_teaches_the_token_that_ends_each_name_where_that_thing_is():
-    from video_qa.data import CELL_CLASSES
+    from video_qa.labels import CELL_CLASSES
 
     torch.manual_seed(0)
     model = VideoLM(tiny_config())
@@ -253,7 +254,7 @@ def test_collate_teaches_the_token_that_ends_each_name_where_that_thing_is():
 
 
 def test_with_compare_the_other_question_tokens_are_taught_to_find_nothing():
-    from video_qa.data import CELL_CLASSES
+    from video_qa.labels import CELL_CLASSES
 
     torch.manual_seed(0)
     model = VideoLM(tiny_config(grounding_compare=True))
@@ -291,8 +292,8 @@ def test_the_grounding_loss_alone_teaches_a_name_to_find_its_cell():
     """Four things, each a distinct feature in one random cell of one frame; after a short
     training on the grounding loss only, the token that ends a name scores its thing's cell
     above every other cell."""
-    from video_qa.data import CELL_CLASSES
-    from video_qa.modeling import balanced_bce
+    from video_qa.labels import CELL_CLASSES
+    from video_qa.modeling_videolm import balanced_bce
 
     torch.manual_seed(0)
     model = VideoLM(tiny_config(num_frames=1, tokens_per_frame=2))
@@ -336,12 +337,50 @@ def test_the_grounding_loss_alone_teaches_a_name_to_find_its_cell():
 
 
 def test_a_config_saved_before_a_field_existed_loads_as_it_was_trained():
-    from video_qa.configuration import LEGACY_DEFAULTS, VideoLMConfig
+    from video_qa.configuration_videolm import LEGACY_DEFAULTS, VideoLMConfig
 
     old = VideoLMConfig().to_dict()
     for key in LEGACY_DEFAULTS:
         old.pop(key)
     cfg = VideoLMConfig.from_dict(old)
     assert (cfg.tokenizer, cfg.mining_iters, cfg.grounding) == ("byte", 0, False)
-    assert not cfg.grounding_relate and not cfg.grounding_where and not cfg.grounding_compare
+    assert not cfg.grounding_relate and not cfg.grounding_compare
     assert VideoLMConfig.from_dict(VideoLMConfig().to_dict()) == VideoLMConfig()  # new ones as saved
+
+
+def test_a_removed_experiment_loads_while_off_and_is_refused_while_on(tmp_path):
+    """``grounding_where`` is gone: the shipped checkpoint's config says ``false`` and still loads;
+    one that used it gets one line, not a missing-weights traceback."""
+    import json
+
+    from video_qa.configuration_videolm import VideoLMConfig
+
+    assert VideoLMConfig.from_dict({**VideoLMConfig().to_dict(), "grounding_where": False}) == VideoLMConfig()
+    with pytest.raises(VideoQAError, match="grounding_where") as exc:
+        VideoLMConfig.from_dict({**VideoLMConfig().to_dict(), "grounding_where": True})
+    assert "\n" not in str(exc.value)
+    model = VideoLM(tiny_config())
+    model.save_pretrained(tmp_path / "ckpt")
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert "grounding_where" not in meta["video_lm"]
+    meta["video_lm"]["grounding_where"] = True
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(VideoQAError, match="grounding_where"):
+        VideoLM.from_pretrained(tmp_path / "ckpt")
+
+
+def test_save_pretrained_leaves_nothing_behind_when_it_fails(tmp_path, monkeypatch):
+    """A failed save keeps the previous checkpoint whole and leaves no temporary directory."""
+    model = VideoLM(tiny_config())
+    model.save_pretrained(tmp_path / "ckpt")
+    before = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+
+    def broken(directory):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model.tokenizer, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == before
+    VideoLM.from_pretrained(tmp_path / "ckpt")  # still loads

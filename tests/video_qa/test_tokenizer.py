@@ -12,7 +12,7 @@ TEXTS = ["When was the red ball potted?", "红球是什么时候进袋的？", "
 
 @functools.lru_cache(maxsize=1)
 def _bpe() -> BPETokenizer:
-    from video_qa.data import template_corpus
+    from video_qa.questions import template_corpus
 
     return BPETokenizer.train(template_corpus(), 512)
 
@@ -48,7 +48,7 @@ def test_bpe_makes_template_words_single_tokens_and_held_out_wording_falls_back_
 
 
 def test_bpe_training_is_deterministic():
-    from video_qa.data import template_corpus
+    from video_qa.questions import template_corpus
 
     a = BPETokenizer.train(template_corpus(), 400)
     b = BPETokenizer.train(template_corpus(), 400)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from video_qa.errors import VideoQAError
-from video_qa.train import TrainQAConfig, clip_weights
+from video_qa.configuration_train import TrainQAConfig
+from video_qa.train import clip_weights
 
 
 def test_billiards_share_sets_how_often_each_world_is_drawn():

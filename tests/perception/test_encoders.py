@@ -91,30 +91,39 @@ def test_load_pretrained_conv_backbone_from_local_dir(tmp_path, family):
     assert out.shape == (1, 49, 32) and torch.isfinite(out).all()
 
 
-def test_a_policy_checkpoint_lends_its_vision_tower(tmp_path):
-    """The video-QA model can start from the encoder a policy trained (cell positions included)."""
-    from policy.modeling_vla import VLAModel
-    from policy_helpers import tiny_config as tiny_policy_config
+def _save_as_checkpoint(encoder: VisionEncoder, directory) -> None:
+    """The layout a policy's or frame encoder's ``save_pretrained`` writes: config.json with a
+    "vision" entry beside other models' entries, and model.safetensors with vision.* weights."""
+    import json
 
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps({"vision": encoder.config_dict(),
+                                                       "lm": {"model_type": "llama"}}))
+    weights = {f"vision.{k}": v.contiguous() for k, v in encoder.state_dict().items()}
+    save_file({**weights, "projector.weight": torch.zeros(2, 2)}, str(directory / "model.safetensors"))
+
+
+def test_a_checkpoint_lends_its_vision_tower(tmp_path):
+    """Another model can start from the encoder a checkpoint trained (cell positions included);
+    tests/policy/test_model.py checks that the policy's checkpoints have this layout."""
     torch.manual_seed(0)
-    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
-    model = VLAModel.build(tiny_policy_config(state_dim=0, use_state=False), stats, ["go"]).eval()
+    enc = build_vision_encoder("bit", image_size=32, patch_size=8, hidden_size=32, num_layers=1)
     with torch.no_grad():  # distinctive learned cell positions: they must travel too
-        model.vision.backbones[0].pos_embed.normal_()
-    model.save_pretrained(tmp_path / "policy")
-    encoder = load_vision_encoder(tmp_path / "policy").eval()
-    x = torch.rand(2, 3, encoder.image_size, encoder.image_size)
+        enc.backbones[0].pos_embed.normal_()
+    _save_as_checkpoint(enc.eval(), tmp_path / "ckpt")
+    loaded = load_vision_encoder(tmp_path / "ckpt").eval()
+    x = torch.rand(2, 3, loaded.image_size, loaded.image_size)
     with torch.no_grad():
-        assert torch.equal(encoder(x), model.vision(x))
+        assert torch.equal(loaded(x), enc(x))
 
 
 def test_a_checkpoint_without_vision_weights_is_a_one_line_error(tmp_path):
-    from policy_helpers import save_sim_checkpoint
-
-    ckpt = tmp_path / "policy"
-    save_sim_checkpoint(ckpt)
     from safetensors.torch import load_file, save_file
 
+    ckpt = tmp_path / "ckpt"
+    _save_as_checkpoint(build_vision_encoder("resnet", 32, 8, 32, 1), ckpt)
     weights = {k: v for k, v in load_file(str(ckpt / "model.safetensors")).items()
                if not k.startswith("vision.")}
     save_file(weights, str(ckpt / "model.safetensors"))

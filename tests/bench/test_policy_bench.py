@@ -1,3 +1,5 @@
+"""`embodied bench policy`: every decoding path is measured and the ratios favour one-pass decoding."""
+
 import argparse
 
 from bench import policy_bench

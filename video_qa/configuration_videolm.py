@@ -1,4 +1,8 @@
-"""VideoLM configuration: one typed dataclass, a reason beside every default."""
+"""VideoLM configuration: one typed dataclass, a reason beside every default.
+
+Every field is also an `embodied train-qa` flag (``common.config``): its ``help`` metadata is the
+flag's help.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,11 @@ POOLINGS = ("mining", "mean")
 TOKENIZERS = ("bpe", "byte")
 # What a checkpoint saved before a field existed meant by it: such configs load as they were.
 LEGACY_DEFAULTS: dict[str, Any] = {"tokenizer": "byte", "mining_iters": 0, "grounding": False,
-                                   "grounding_relate": False, "grounding_where": False,
-                                   "grounding_compare": False}
+                                   "grounding_relate": False, "grounding_compare": False}
+# Removed experiments: a saved config may still name them, switched off (accepted and ignored).
+# ``grounding_where`` (each token's find as three numbers) did not help spatial questions and hurt
+# held-out phrasings (0.27 vs 0.37; video_qa/README.md); the computed comparison replaced it.
+REMOVED: tuple[str, ...] = ("grounding_where",)
 
 
 @dataclass
@@ -27,27 +34,24 @@ class VideoLMConfig:
     patch_size: int = field(default=16, metadata={"help": "patch size (ViT) or stride (conv): 16 -> 8x8 cells at 128 px"})
     vision_hidden: int = field(default=128, metadata={"help": "features per cell (conv: the last stage's width)"})
     vision_layers: int = field(default=1, metadata={"help": "blocks per stage (conv) or transformer layers (ViT)"})
-    vision_heads: int = 4
+    vision_heads: int = field(default=4, metadata={"help": "attention heads (ViT families only)"})
     # Frozen by default: the encoder is pretrained on its own (far cheaper per frame than through
     # the LM), and a frozen encoder's features are computed once per clip and cached.
-    freeze_vision: bool = True
+    freeze_vision: bool = field(default=True, metadata={"help": "keep the frame encoder fixed and cache its features per clip"})
     # --- frame tokens ---
-    pooling: str = field(default="mining", metadata={"help": "\"mining\" (TokenMining, learned queries) or \"mean\" (ablation baseline)"})
+    pooling: str = field(default="mining", metadata={"help": "\"mining\" (TokenMining, learned queries) or \"mean\" (ablation baseline)", "choices": POOLINGS})
     tokens_per_frame: int = field(default=8, metadata={"help": "HiLight keeps a few tokens per frame; <= 32 by contract"})
     mining_heads: int = field(default=4, metadata={"help": "heads of the non-competitive TokenMining attention (mining_iters 0)"})
     # Competition (Slot Attention) was tried as the default and lost: 0.705 against 0.787 for
     # independent queries in the ground-truth-features diagnostic (video_qa/README.md).
     mining_iters: int = field(default=0, metadata={"help": "0 = independent queries; >= 1 = queries compete for patches (Slot Attention), refined this many times"})
     num_frames: int = field(default=8, metadata={"help": "frames per question; the sampler picks them from the clip"})
-    # Weight of the per-frame auxiliary loss (video_qa.data.frame_labels) on each frame's tokens;
+    # Weight of the per-frame auxiliary loss (video_qa.labels.frame_labels) on each frame's tokens;
     # training only, 0 = off. The head is kept in the checkpoint so a saved model reloads as is.
-    # Question tokens cross-attend to the frames' cells before the LM (video_qa.grounding): how a
+    # Question tokens cross-attend to the frames' cells before the LM (video_qa.modeling_grounding): how a
     # small LM trained from scratch finds the thing a question names.
     grounding: bool = field(default=True, metadata={"help": "ground each question's tokens in the frames' cells (sigmoid cross-attention) before the LM"})
     grounding_relate: bool = field(default=True, metadata={"help": "cells carry their (x, y); the question's names compare what they found (spatial questions)"})
-    # Tried for spatial questions and not kept as default: 0.861 vs 0.865 overall, spatial 0.48 vs
-    # 0.53, held-out phrasings 0.27 vs 0.37 (video_qa/README.md).
-    grounding_where: bool = field(default=False, metadata={"help": "add what each question token found as numbers (mean x, y of its matches, match strength)"})
     # Computed, not learned: the position each name found minus what the question's earlier names
     # found ("left of" is the sign of a difference). Off-name tokens are taught to find nothing.
     # Took spatial questions from 0.53 to 0.77 in a 5,000-step run (0.85 with more steps, warm).
@@ -58,14 +62,14 @@ class VideoLMConfig:
     # --- language model ---
     lm_path: str | None = field(default=None, metadata={"help": "local pretrained causal LM dir; None = tiny Llama, trained here"})
     lm_hidden: int = field(default=128, metadata={"help": "tiny default: a 2-core CPU trains it in ~10 minutes"})
-    lm_layers: int = 2
-    lm_heads: int = 4
-    lm_intermediate: int = 256
+    lm_layers: int = field(default=2, metadata={"help": "tiny LM: transformer layers"})
+    lm_heads: int = field(default=4, metadata={"help": "tiny LM: attention heads"})
+    lm_intermediate: int = field(default=256, metadata={"help": "tiny LM: MLP width"})
     max_positions: int = field(default=1024, metadata={"help": "prompt (frames + text + question) + answer, in tokens"})
     lora_rank: int = field(default=8, metadata={"help": "used when lm_path is set (pretrained LMs are LoRA-tuned, tiny ones fully)"})
-    lora_alpha: int = 16
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scale (alpha / rank), with --lm-path"})
     # --- text ---
-    tokenizer: str = field(default="bpe", metadata={"help": "\"bpe\" (byte-level BPE learned from the question templates) or \"byte\"; both round-trip any language"})
+    tokenizer: str = field(default="bpe", metadata={"help": "\"bpe\" (byte-level BPE learned from the question templates) or \"byte\"; both round-trip any language", "choices": TOKENIZERS})
     bpe_vocab: int = field(default=512, metadata={"help": "BPE vocabulary: 256 bytes + merges (the template words need ~250)"})
     max_question_bytes: int = field(default=256, metadata={"help": "longer questions are truncated with a warning"})
     max_frame_text_bytes: int = field(default=48, metadata={"help": "optional per-frame text (events/subtitles)"})
@@ -86,6 +90,12 @@ class VideoLMConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VideoLMConfig":
+        """A saved config: fields it predates take their :data:`LEGACY_DEFAULTS`; a removed
+        experiment is accepted while off and refused (one line) while on."""
+        on = [k for k in REMOVED if d.get(k)]
+        if on:
+            raise VideoQAError(f"this checkpoint uses {', '.join(on)}, an experiment removed from "
+                               "VideoLM; retrain it with `embodied train-qa`")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in LEGACY_DEFAULTS.items() if k not in d}
         values.update({k: v for k, v in d.items() if k in known})

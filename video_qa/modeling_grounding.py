@@ -21,8 +21,9 @@ fixed (x, y) code; with ``relate`` a second text block runs AFTER the read-out, 
 one name can compare what they found with what the other name found before the LM sees them.
 
 Comparing takes more than knowing: with each name's position in its read-out (``relate``), or as
-two numbers (``where``), "left of" stayed at chance for 5,000 steps although the grounding alone
-put both things in the right columns for 93 % of the training questions (video_qa/README.md). With
+two numbers (a ``where`` feature, since removed), "left of" stayed at chance for 5,000 steps
+although the grounding alone put both things in the right columns for 93 % of the training
+questions (video_qa/README.md). With
 ``compare`` the comparison is computed, not learned: each token gets its found position minus the
 mean position of what the question's EARLIER tokens found (weighted by how strongly they found
 it), so the second name of "is the a left of the b?" carries x_b - x_a, a number whose sign is the
@@ -47,7 +48,7 @@ class QuestionGrounding(nn.Module):
 
     def __init__(self, d_lm: int, d_vis: int, max_frames: int, heads: int = 4,
                  max_question_tokens: int = 256, embedding_std: float = 0.02,
-                 relate: bool = False, where: bool = False, compare: bool = False) -> None:
+                 relate: bool = False, compare: bool = False) -> None:
         super().__init__()
         if d_lm % heads:
             raise ValueError(f"LM width {d_lm} is not divisible by {heads} grounding heads")
@@ -71,9 +72,6 @@ class QuestionGrounding(nn.Module):
         self.score_bias = nn.Parameter(torch.full((heads,), -4.0))
         self.out = nn.Linear(d_lm, d_lm)
         self.relate = relate
-        self.where = where
-        if where:  # what each token found, reduced to three numbers: mean x, mean y, how strongly
-            self.where_in = nn.Linear(3, d_lm)
         self.compare = compare
         if compare:  # (x, y) found minus (x, y) the earlier tokens found, own and earlier strength
             self.compare_in = nn.Linear(4, d_lm)
@@ -160,13 +158,8 @@ class QuestionGrounding(nn.Module):
         read = (torch.sigmoid(logits) @ self._split(value)).transpose(1, 2).reshape(b, length, d)
         x = x + self.out(read)
         # head-averaged: what the grounding loss trains, near 0 off the named thing
-        match = torch.sigmoid(logits.mean(1)) if self.where or self.compare else None
+        match = torch.sigmoid(logits.mean(1)) if self.compare else None
         xy_all = xy_cells.repeat(t, 1)  # [T*N, 2]
-        if self.where:
-            # The read-out mixes "where" into 128 numbers the LM must learn to decode; comparing
-            # two things' columns ("left of") is easier from the weighted mean position itself.
-            found, strength = self._finds(match, xy_all)
-            x = x + self.where_in(torch.cat([found, strength[..., None]], dim=-1))
         if self.relate:  # compare what the question's names found
             x = self._self_attend(x, same, self.rel_norm, self.rel_qkv, self.rel_out,
                                   self.rel_norm_mlp, self.rel_mlp)

@@ -22,9 +22,6 @@ The loss covers the answer and ``<eos>`` only.
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,78 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.atomic import atomic_dir
 from perception.lm_cache import cache_kwarg, cache_of
-from video_qa.configuration import VideoLMConfig
+from video_qa.configuration_videolm import VideoLMConfig
 from video_qa.errors import VideoQAError
+from video_qa.labels import AUX_LABELS, CELL_CLASSES, SPATIAL_LABELS
+from video_qa.modeling_pooling import MeanPooling, TokenMining
 from video_qa.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer, load_tokenizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-class TokenMining(nn.Module):
-    """Learned queries cross-attending to ONE frame's patch tokens: ``[F, N, D] -> [F, K, D]``.
-
-    Frames are the batch dimension of the attention, so a frame's tokens are a function of its own
-    patches only; that is what lets long streams be encoded frame by frame and cached.
-
-    ``iters`` = 0: one cross-attention, each query on its own (softmax over the patches). With
-    ``iters`` >= 1 the queries compete for patches as in Slot Attention (softmax over the
-    queries, then a weighted mean over the patches, refined ``iters`` times with a GRU): each
-    token tends to take one object, keeping its identity and position together. Independent
-    queries blend several objects into one token, and the LM can no longer tell which thing is
-    where (measured with ground-truth facts as patches: yes/no 0.49 against 0.74 for one token
-    per object; video_qa/README.md).
-    """
-
-    def __init__(self, dim: int, num_tokens: int, heads: int, iters: int = 0) -> None:
-        super().__init__()
-        self.iters = iters
-        self.queries = nn.Parameter(torch.randn(num_tokens, dim) * dim ** -0.5)
-        self.norm_kv = nn.LayerNorm(dim)
-        self.norm_q = nn.LayerNorm(dim)
-        self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        if iters:
-            self.to_q = nn.Linear(dim, dim, bias=False)
-            self.to_k = nn.Linear(dim, dim, bias=False)
-            self.to_v = nn.Linear(dim, dim, bias=False)
-            self.gru = nn.GRUCell(dim, dim)
-        else:
-            self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        kv = self.norm_kv(patches)
-        if not self.iters:
-            q = self.norm_q(self.queries).unsqueeze(0).expand(patches.shape[0], -1, -1)
-            x = self.queries + self.attn(q, kv, kv, need_weights=False)[0]
-            return x + self.mlp(self.norm_mlp(x))
-        f, _, d = patches.shape
-        k, v = self.to_k(kv), self.to_v(kv)
-        slots = self.queries.unsqueeze(0).expand(f, -1, -1)
-        for _ in range(self.iters):
-            logits = self.to_q(self.norm_q(slots)) @ k.transpose(1, 2) * d ** -0.5  # [F, K, N]
-            attn = logits.softmax(dim=1) + 1e-8  # queries compete for each patch
-            attn = attn / attn.sum(dim=2, keepdim=True)  # then average the patches each one won
-            updates = attn @ v
-            slots = self.gru(updates.reshape(-1, d), slots.reshape(-1, d)).reshape(f, -1, d)
-            slots = slots + self.mlp(self.norm_mlp(slots))
-        return slots
-
-
-class MeanPooling(nn.Module):
-    """Ablation baseline with the same budget: average the patch grid into ``K`` spatial cells."""
-
-    def __init__(self, num_tokens: int) -> None:
-        super().__init__()
-        rows = max(d for d in range(1, int(math.isqrt(num_tokens)) + 1) if num_tokens % d == 0)
-        self.grid_out = (rows, num_tokens // rows)
-
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        f, n, d = patches.shape
-        side = int(math.isqrt(n))
-        grid = patches.transpose(1, 2).reshape(f, d, side, n // side)
-        return F.adaptive_avg_pool2d(grid, self.grid_out).flatten(2).transpose(1, 2)
 
 
 def _build_vision(cfg: VideoLMConfig, vision_state: dict[str, Any] | None):
@@ -179,7 +114,7 @@ def default_tokenizer(cfg: VideoLMConfig) -> Tokenizer:
     """A new model's tokenizer: bytes, or BPE merges learned from the training templates."""
     if cfg.tokenizer == "byte":
         return ByteTokenizer()
-    from video_qa.data import template_corpus
+    from video_qa.questions import template_corpus
 
     return BPETokenizer.train(template_corpus(), cfg.bpe_vocab)
 
@@ -204,20 +139,15 @@ class VideoLM(nn.Module):
             self.pool = MeanPooling(cfg.tokens_per_frame)
         self.projector = nn.Sequential(nn.Linear(dv, dl), nn.GELU(), nn.Linear(dl, dl))
         if cfg.grounding:
-            from video_qa.grounding import QuestionGrounding
+            from video_qa.modeling_grounding import QuestionGrounding
 
             heads = next(h for h in (4, 2, 1) if dl % h == 0)
             std = float(getattr(self.lm.config, "initializer_range", 0.02))
             self.grounding = QuestionGrounding(dl, dv, cfg.num_frames, heads, embedding_std=std,
-                                               relate=cfg.grounding_relate, where=cfg.grounding_where,
-                                               compare=cfg.grounding_compare)
+                                               relate=cfg.grounding_relate, compare=cfg.grounding_compare)
         if cfg.aux_frame_weight > 0:
-            from video_qa.data import AUX_LABELS
-
             self.aux_head = nn.Linear(dl, len(AUX_LABELS))
         if cfg.aux_spatial_weight > 0:
-            from video_qa.data import SPATIAL_LABELS
-
             self.spatial_head = nn.Linear(dl, len(SPATIAL_LABELS))
         if cfg.freeze_vision:
             self.vision.requires_grad_(False)
@@ -283,8 +213,6 @@ class VideoLM(nn.Module):
         The question's first tokens up to a name's end must encode as a prefix of the whole
         question (true at word boundaries for bytes and for BPE); a name cut off by truncation, or
         a class the cells do not have, is skipped."""
-        from video_qa.data import CELL_CLASSES
-
         out = []
         for thing, end in refs:
             if thing not in CELL_CLASSES:
@@ -347,10 +275,8 @@ class VideoLM(nn.Module):
                 loss = loss + self.cfg.grounding_weight * F.binary_cross_entropy_with_logits(
                     off, torch.zeros_like(off))
         if frame_labels is not None:
-            from video_qa.data import AUX_LABELS
-
             per_frame = vis.mean(2)
-            n = len(AUX_LABELS)  # facts first, then where things are (video_qa.data.frame_labels)
+            n = len(AUX_LABELS)  # facts first, then where things are (video_qa.labels.frame_labels)
             for head, weight, cols in ((getattr(self, "aux_head", None), self.cfg.aux_frame_weight,
                                         slice(0, n)),
                                        (getattr(self, "spatial_head", None),
@@ -398,83 +324,10 @@ class VideoLM(nn.Module):
 
     def collate(self, examples: Sequence[dict[str, Any]], device: torch.device | None = None
                 ) -> dict[str, torch.Tensor]:
-        """Examples with ``frames [T,H,W,3]`` (or cached ``patches [T,N,D]``), ``times`` and
-        either ``question``/``answer`` or lists ``questions``/``answers`` (several turns about the
-        same frames; ``texts`` optional) -> right-padded training tensors."""
-        tok = self.tokenizer
-        rows, labels, turns, positions, qmask, qpos = [], [], [], [], [], []
-        ground_at: list[tuple[int, int]] = []  # (row, position) of a token that ends a name
-        ground_target: list[np.ndarray] = []  # [T * N]: the cells where that thing is
-        ground_off: list[tuple[int, int]] = []  # (row, position) of a question token naming nothing
-        for row, ex in enumerate(examples):
-            questions = ex["questions"] if "questions" in ex else [ex["question"]]
-            answers = ex["answers"] if "answers" in ex else [ex["answer"]]
-            refs = ex.get("refs", ())
-            refs = refs if "questions" in ex else [refs]
-            ids = self.prefix_ids(ex["times"], ex.get("texts"))
-            n_prefix = len(ids)
-            lab, turn, pos = [-100] * n_prefix, [0] * n_prefix, list(range(n_prefix))
-            is_q, q_pos = [False] * n_prefix, [0] * n_prefix
-            for k, (q, a) in enumerate(zip(questions, answers), start=1):
-                ans, _ = tok.truncate(a, self.cfg.max_answer_bytes)
-                qi, ai = self.question_ids(q), tok.encode(ans) + [tok.eos_id]
-                if "cells" in ex and k - 1 < len(refs):
-                    ends = self._name_ends(q, qi, refs[k - 1])
-                    for at, cls in ends:
-                        ground_at.append((row, len(ids) + at))
-                        ground_target.append(np.asarray(ex["cells"])[:, :, cls].reshape(-1))
-                    if self.cfg.grounding_compare:
-                        named = {at for at, _ in ends}
-                        ground_off += [(row, len(ids) + i) for i in range(len(qi)) if i not in named]
-                ids += qi + ai
-                lab += [-100] * len(qi) + ai
-                turn += [k] * (len(qi) + len(ai))
-                pos += range(n_prefix, n_prefix + len(qi) + len(ai))
-                is_q += [True] * len(qi) + [False] * len(ai)
-                q_pos += list(range(len(qi))) + [0] * len(ai)
-            rows.append(ids)
-            labels.append(lab)
-            turns.append(turn)
-            positions.append(pos)
-            qmask.append(is_q)
-            qpos.append(q_pos)
-        width = max(len(r) for r in rows)
-        ids_t = torch.full((len(rows), width), tok.pad_id, dtype=torch.long)
-        lab_t = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        turn_t = torch.full((len(rows), width), -1, dtype=torch.long)
-        pos_t = torch.zeros((len(rows), width), dtype=torch.long)
-        q_t = torch.zeros((len(rows), width), dtype=torch.bool)
-        qpos_t = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r)
-            ids_t[i, :n] = torch.tensor(r)
-            lab_t[i, :n] = torch.tensor(labels[i])
-            mask[i, :n] = 1
-            turn_t[i, :n] = torch.tensor(turns[i])
-            pos_t[i, :n] = torch.tensor(positions[i])
-            q_t[i, :n] = torch.tensor(qmask[i])
-            qpos_t[i, :n] = torch.tensor(qpos[i])
-        dev = device or self.device
-        out = {"input_ids": ids_t.to(dev), "labels": lab_t.to(dev), "attention_mask": mask.to(dev),
-               "position_ids": pos_t.to(dev), "question": q_t.to(dev), "question_pos": qpos_t.to(dev)}
-        if any(len(ex.get("questions", ())) > 1 for ex in examples):
-            out["turns"] = turn_t.to(dev)
-        else:  # one question each: the plain causal mask; turns only tell the grounding apart
-            out["question_turns"] = turn_t.to(dev)
-        if ground_at and hasattr(self, "grounding"):
-            out["ground_at"] = torch.tensor(ground_at, dtype=torch.long, device=dev)
-            out["ground_target"] = torch.from_numpy(np.stack(ground_target).astype(np.float32)).to(dev)
-            if ground_off:
-                out["ground_off"] = torch.tensor(ground_off, dtype=torch.long, device=dev)
-        if all("frame_labels" in ex for ex in examples):
-            out["frame_labels"] = torch.stack([torch.as_tensor(ex["frame_labels"]) for ex in examples]).to(dev)
-            out["frame_mask"] = torch.stack([torch.as_tensor(ex["frame_mask"]) for ex in examples]).to(dev)
-        if all("patches" in ex for ex in examples):
-            out["patches"] = torch.stack([torch.as_tensor(ex["patches"]) for ex in examples]).to(dev)
-        else:
-            out["images"] = torch.stack([self.preprocess(ex["frames"]) for ex in examples]).to(dev)
-        return out
+        """Right-padded training tensors for ``examples`` (``video_qa.processor_videolm.collate``)."""
+        from video_qa.processor_videolm import collate
+
+        return collate(self, examples, device)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -541,29 +394,18 @@ class VideoLM(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path) -> Path:
-        """config.json + model.safetensors + tokenizer.json, written to a temp dir then renamed,
-        so a crash never leaves a half-written checkpoint under the final name."""
+        """config.json + model.safetensors + tokenizer.json, built in a temporary directory that
+        replaces ``directory`` whole once complete (removed on failure), so a crash never leaves
+        a half-written checkpoint under the final name."""
         from safetensors.torch import save_model
 
-        final = Path(directory)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(final.name + f".tmp-{os.getpid()}")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
         meta = {"video_lm": self.cfg.to_dict(), "vision": self.vision.config_dict(),
                 "lm": self._lm_arch}
-        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-        save_model(self, str(tmp / WEIGHTS_NAME))
-        self.tokenizer.save(tmp)
-        if final.exists():
-            old = final.with_name(final.name + f".old-{os.getpid()}")
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
-        return final
+        with atomic_dir(directory) as tmp:
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+            save_model(self, str(tmp / WEIGHTS_NAME))
+            self.tokenizer.save(tmp)
+        return Path(directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "VideoLM":

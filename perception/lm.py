@@ -1,0 +1,122 @@
+"""One causal-LM builder: a tiny one from a config, a pretrained one from a local directory, or a
+saved architecture rebuilt for its weights; LoRA adapters through ``peft``. Shared by the policy
+and video QA, so both get their language model the same way.
+
+- Tiny (:class:`TinyLM`): a Llama-family ``transformers`` model (Llama or Qwen2) trained here from
+  scratch; small enough for CPU training. Untied input/output embeddings: the policy reads its
+  action logits from the output rows of its own action tokens, which must not be the inputs'.
+- Pretrained (``pretrained=dir``): ``AutoModelForCausalLM.from_pretrained`` on a local directory
+  (no downloads), its embedding table resized to the caller's vocabulary (action tokens after the
+  text vocabulary, or a tokenizer of our own).
+- Saved (``config=``): the dict :func:`lm_config_dict` returned, rebuilt with fresh weights that
+  the caller then loads from its checkpoint.
+
+The KV-cache argument's name, which changed between ``transformers`` releases, is in
+``perception.lm_cache``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from perception.errors import PerceptionError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+LM_FAMILIES = {"llama": "LlamaConfig", "qwen2": "Qwen2Config"}  # tiny families -> config class
+
+
+@dataclass(frozen=True)
+class TinyLM:
+    """A tiny causal LM's shape."""
+
+    family: str = "llama"  # llama | qwen2
+    hidden: int = 192
+    layers: int = 3
+    heads: int = 3  # as many key/value heads: no grouped-query attention at this size
+    intermediate: int | None = None  # MLP width; None = 4 x hidden
+    max_positions: int = 1024  # longer than any prompt here (policy ~60, video QA ~250 tokens)
+
+
+@dataclass(frozen=True)
+class LoRA:
+    """LoRA adapters (``peft``): ``rank`` 0 means none."""
+
+    rank: int
+    alpha: int | None = None  # scaling numerator; None = rank (scaling 1)
+    target_modules: str | tuple[str, ...] = "all-linear"  # or e.g. ("q_proj", "k_proj", "v_proj", "o_proj")
+    modules_to_save: tuple[str, ...] = ()  # trained in full beside the adapters, e.g. a new vocabulary's
+    # ("embed_tokens", "lm_head")
+    dropout: float = 0.0
+
+
+def build_lm(vocab_size: int | None = None, *, tiny: TinyLM | None = None,
+             pretrained: str | Path | None = None, config: Mapping[str, Any] | None = None,
+             lora: LoRA | None = None) -> nn.Module:
+    """A causal LM from exactly one of ``tiny`` (needs ``vocab_size``), ``pretrained`` (a local
+    directory; resized to ``vocab_size`` when given) or ``config`` (a saved architecture), with
+    ``lora`` adapters added when given (then only the adapters and ``lora.modules_to_save`` train).
+    """
+    if sum(x is not None for x in (tiny, pretrained, config)) != 1:
+        raise ValueError("build_lm needs exactly one of tiny=, pretrained= or config=")
+    import transformers
+
+    if tiny is not None:
+        if vocab_size is None:
+            raise ValueError("a tiny LM needs vocab_size")
+        lm = transformers.AutoModelForCausalLM.from_config(tiny_lm_config(tiny, vocab_size))
+    elif config is not None:
+        d = {k: v for k, v in config.items() if k != "transformers_version"}
+        if "model_type" not in d:
+            raise PerceptionError("a saved LM config needs its model_type")
+        lm = transformers.AutoModelForCausalLM.from_config(
+            transformers.AutoConfig.for_model(d.pop("model_type"), **d))
+    else:
+        try:
+            lm = transformers.AutoModelForCausalLM.from_pretrained(str(pretrained),
+                                                                   local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise PerceptionError(f"cannot load the language model from {pretrained}: {exc}") from exc
+        if vocab_size is not None:
+            lm.resize_token_embeddings(vocab_size)
+    return add_lora(lm, lora) if lora is not None and lora.rank else lm
+
+
+def tiny_lm_config(tiny: TinyLM, vocab_size: int) -> Any:
+    """The ``transformers`` config of a tiny LM."""
+    import transformers
+
+    if tiny.family not in LM_FAMILIES:
+        raise PerceptionError(f"unknown LM family {tiny.family!r}; available: {', '.join(LM_FAMILIES)}")
+    cls = getattr(transformers, LM_FAMILIES[tiny.family])
+    return cls(vocab_size=vocab_size, hidden_size=tiny.hidden,
+               intermediate_size=tiny.intermediate or 4 * tiny.hidden,
+               num_hidden_layers=tiny.layers, num_attention_heads=tiny.heads,
+               num_key_value_heads=tiny.heads, max_position_embeddings=tiny.max_positions,
+               tie_word_embeddings=False, attention_dropout=0.0)
+
+
+def add_lora(lm: nn.Module, lora: LoRA) -> nn.Module:
+    """``lm`` wrapped with LoRA adapters; its base weights are frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    target = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    return get_peft_model(lm, LoraConfig(r=lora.rank, lora_alpha=lora.alpha or lora.rank,
+                                         target_modules=target, lora_dropout=lora.dropout,
+                                         modules_to_save=list(lora.modules_to_save) or None))
+
+
+def merge_lora(lm: nn.Module) -> nn.Module:
+    """Adapters folded into the base weights (faster inference; irreversible); a model without
+    adapters is returned as it is."""
+    return lm.merge_and_unload() if hasattr(lm, "merge_and_unload") else lm
+
+
+def lm_config_dict(lm: nn.Module) -> dict[str, Any]:
+    """The architecture to save beside the weights (``build_lm(config=...)`` rebuilds it); the
+    base model's under any adapters."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return {k: v for k, v in base.config.to_dict().items() if k != "transformers_version"}
