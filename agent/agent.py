@@ -1,8 +1,9 @@
 """The operator's agent: questions get answers, commands run the policy until success, timeout or stop.
 
 Every action the policy proposes passes the safety filter; a model slower than its deadline stops
-the robot rather than letting a stale action through; a ``stop`` from the operator (or Ctrl-C)
-ends a running command at the next control step.
+the robot rather than letting a stale action through; an observation the policy refuses (a NaN
+state) or a model that cannot answer (a server gone) stops it too, and the reply says why; a
+``stop`` from the operator (or Ctrl-C) ends a running command at the next control step.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from agent.router import Route, route
+from common.errors import is_user_error
 from agent.safety import SafetyFilter
 from policy.base import BasePolicy
 from policy.executor import ChunkExecutor
@@ -140,7 +142,13 @@ class Agent:
                 reason = "stopped by the operator"
                 break
             t0 = time.perf_counter()
-            raw = self.executor.act([self.world.obs], [instruction])[0]
+            try:
+                raw = self.executor.act([self.world.obs], [instruction])[0]
+            except Exception as exc:  # noqa: BLE001 - a refused input or a lost model: stop, say why
+                if not is_user_error(exc):
+                    raise  # a bug, not a robot condition: keep its traceback
+                reason = f"the policy could not act ({exc})"
+                break
             late_ms = (time.perf_counter() - t0) * 1e3
             if late_ms > self.cfg.model_deadline_ms:
                 reason = f"the model took {late_ms:.0f} ms (deadline {self.cfg.model_deadline_ms:.0f} ms)"

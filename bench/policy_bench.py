@@ -54,11 +54,9 @@ def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermedia
     corpus = ["pick up the red cube", "touch the blue cylinder", "push the green cube to the left"]
     model = VLAModel.build(cfg, stats, corpus, {"mean": [0.0] * 15, "std": [1.0] * 15})
     if intermediate:  # widen the MLP to the 7B shape (build() uses 4x hidden)
-        import transformers
+        from perception.lm import build_lm, lm_config_dict
 
-        lm_cfg = model.lm.config
-        lm_cfg.intermediate_size = intermediate
-        model.lm = transformers.AutoModelForCausalLM.from_config(lm_cfg)
+        model.lm = build_lm(config={**lm_config_dict(model.lm), "intermediate_size": intermediate})
     obs = {"agentview": np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8),
            "wrist": np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8),
            "state": np.zeros(15, np.float32)}
@@ -78,8 +76,8 @@ def _paths(model, obs: dict, instruction: str, only: tuple[str, ...] = ()
     import numpy as np
     import torch
 
-    from policy.processor import (encode_instructions, images_to_tensor, normalize_state,
-                                  observations_to_arrays)
+    from perception.image import to_tensor
+    from policy.processor import encode_instructions, normalize_state, observations_to_arrays
 
     cfg = model.cfg
     k = cfg.chunk
@@ -91,7 +89,7 @@ def _paths(model, obs: dict, instruction: str, only: tuple[str, ...] = ()
         arrays = observations_to_arrays([obs], cfg.camera_list, cfg.obs_image_size, cfg.image_size)
         ids, mask = encode_instructions([instruction], model.text_tokenizer, cfg.max_text_tokens)
         state = normalize_state(np.asarray(obs["state"])[None], model.state_stats)
-        return model.embed_prefix(images_to_tensor(arrays).to(device, dtype), ids.to(device),
+        return model.embed_prefix(to_tensor(arrays).to(device, dtype), ids.to(device),
                                   mask.to(device), state.to(device, dtype))
 
     def run(fn):

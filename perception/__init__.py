@@ -13,8 +13,8 @@ never another package of ours; heavy modules are imported by their users, not he
   ``load_encoder``).
 - ``text``: tokenizers behind one interface and one save format (``train_bpe``,
   ``byte_tokenizer``, ``word_tokenizer``, ``PretrainedTokenizer``, ``load_tokenizer``); ``lm``: the
-  one causal-LM builder (``build_lm`` tiny / pretrained / saved, LoRA); ``lm_cache``: the KV-cache
-  argument's name.
+  one causal-LM builder (``build_lm`` tiny / pretrained / saved, LoRA) and the KV-cache argument's
+  name (``cache_kwarg``, ``cache_of``).
 - ``pose``: ``CuePoseEstimator``, ``CueTracker``, ``pose.objects.ObjectPoseEstimator``,
   ``pose.metrics`` (BOP), ``pose.model`` (``cue_model``, ``box_model``, ``cylinder_model``).
 """

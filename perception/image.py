@@ -74,10 +74,30 @@ def preprocess_images(images: Images, size: int,
     return to_tensor(resize_images(images, size), device)
 
 
+def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` scaled down, aspect kept, so its longer side is ``max_side`` (sides
+    rounded, at least 1 px); an image already that small is returned as a copy. For what is kept
+    at a reduced size and resized to an encoder's square later (video QA's memory keyframes), with
+    the same resampling as :func:`resize_images`."""
+    image = _check(np.asarray(image))
+    if image.ndim != 3:
+        raise PerceptionError(f"expected one [H, W, 3] image, got shape {image.shape}")
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return image.copy()
+    return _resize(image, max(1, round(w * scale)), max(1, round(h * scale)))
+
+
 def _resize_one(frame: np.ndarray, size: int) -> np.ndarray:
+    return _resize(frame, size, size)
+
+
+def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The one resampling call: OpenCV's area interpolation."""
     import cv2
 
-    return cv2.resize(np.ascontiguousarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _check(images: np.ndarray) -> np.ndarray:

@@ -11,13 +11,18 @@ and video QA, so both get their language model the same way.
 - Saved (``config=``): the dict :func:`lm_config_dict` returned, rebuilt with fresh weights that
   the caller then loads from its checkpoint.
 
-The KV-cache argument's name, which changed between ``transformers`` releases, is in
-``perception.lm_cache``.
+Decoding with a KV cache (:func:`cache_kwarg`, :func:`cache_of`): ``transformers`` 5.x renamed
+``past_key_values`` to ``cache`` (in the call and in the output); the old name still works there
+but warns on every first call and is due to be removed, while 4.x knows only the old one. The
+policy and the video-QA model both decode with a KV cache, so both ask here instead of hard-coding
+either spelling: a dependency upgrade must not silently break or slow decoding.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -120,3 +125,18 @@ def lm_config_dict(lm: nn.Module) -> dict[str, Any]:
     base model's under any adapters."""
     base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
     return {k: v for k, v in base.config.to_dict().items() if k != "transformers_version"}
+
+
+@lru_cache(maxsize=1)
+def cache_kwarg() -> str:
+    """``"cache"`` on releases whose causal LMs take it, else ``"past_key_values"``."""
+    from transformers import LlamaForCausalLM
+
+    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters \
+        else "past_key_values"
+
+
+def cache_of(output: Any) -> Any:
+    """The KV cache a forward pass returned, without touching a deprecated attribute."""
+    name = cache_kwarg()
+    return output[name] if name in output.keys() else getattr(output, name, None)

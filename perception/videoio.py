@@ -1,6 +1,8 @@
 """Writing videos (overlays, test fixtures) with PyAV; reading lives in :mod:`perception.sources`.
 
-perception depends on no other package of ours, so it carries its own few lines of encoder.
+perception depends on no other package of ours (``common`` aside), so it carries its own few lines
+of encoder. The file is committed atomically (``common.atomic``): a crash or a bad frame never
+leaves a truncated video under the final name.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
+from common.atomic import atomic_path
 from perception.frames import even_size, to_rgb8
 
 
@@ -20,11 +23,17 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.
     ``faststart`` puts the index at the front of an mp4, so a file cut short still opens (the
     truncated-video tests rely on that; it costs a second pass over the file).
     """
+    path = Path(path)
+    # The temporary file keeps the final suffix: PyAV picks the container from it.
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        return _encode(tmp, frames, fps, codec, crf, faststart)
+
+
+def _encode(path: Path, frames: Iterable[np.ndarray], fps: float, codec: str, crf: int,
+            faststart: bool) -> int:
     import av
     from fractions import Fraction
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     opts = {"movflags": "+faststart"} if faststart else {}
     n = 0
     with av.open(str(path), "w", options=opts) as c:

@@ -46,5 +46,31 @@ class BasePolicy(abc.ABC):
         - ``"replan"``: how many actions of each chunk to play before predicting again (the
           checkpoint's setting); absent means the whole chunk.
         - ``"chunk"``, ``"cameras"``, ``"image_size"``, ``"use_state"``: what it predicts and reads.
+        - ``"state_dim"``: the length of ``"state"`` it reads, None when it reads none.
         """
         return {}
+
+
+def check_observations(observations: Sequence[Observation]) -> None:
+    """Refuse inputs no policy may act on, whatever the backend: raises ``PolicyError``.
+
+    A state with NaN or infinity (a dead encoder, a driver bug) would otherwise become a confident,
+    full-size motion. Cheap, so it runs every control step, queued actions or not. Which keys are
+    images, their dtype (uint8 RGB: it cannot hold NaN) and the state's range against a
+    checkpoint's statistics are checked by the policy that knows them (``policy.predict``).
+    """
+    from policy.errors import PolicyError
+
+    for i, obs in enumerate(observations):
+        if not isinstance(obs, Mapping):
+            raise PolicyError(f"observation {i} must be a dict of camera images (and 'state'), "
+                              f"got {type(obs).__name__}")
+        if "state" not in obs:
+            continue
+        try:
+            state = np.asarray(obs["state"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PolicyError(f"observation {i}: 'state' is not an array of numbers") from None
+        if not np.all(np.isfinite(state)):
+            raise PolicyError(f"observation {i}: 'state' contains NaN or infinity at "
+                              f"{np.flatnonzero(~np.isfinite(state.reshape(-1))).tolist()}: refusing to act on it")

@@ -217,13 +217,14 @@ def augment(images: torch.Tensor, generator: torch.Generator, crop_scale: float 
 def make_batch(table: FrameTable, idx: np.ndarray, text_ids: torch.Tensor, text_mask: torch.Tensor,
                action_tok: ActionTokenizer, state_stats: dict | None) -> dict[str, torch.Tensor]:
     """Tensors for frames ``idx``; ``text_ids``/``text_mask`` are pre-encoded per instruction."""
-    from policy.processor import images_to_tensor, normalize_state
+    from perception.image import to_tensor
+    from policy.processor import normalize_state
 
     chunk = table.chunks[idx]  # [B, K, 7]
     tid = torch.from_numpy(table.task_ids[idx])
     extra = {} if table.targets is None else {"aux_target": torch.from_numpy(table.targets[idx])}
     return {**extra,
-        "images": images_to_tensor(table.images[idx]),
+        "images": to_tensor(table.images[idx]),
         "text_ids": text_ids[tid],
         "text_mask": text_mask[tid],
         "state": normalize_state(table.states[idx], state_stats),

@@ -14,6 +14,7 @@ Action tokens are dedicated ids appended after the text vocabulary: id = offset 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -25,11 +26,11 @@ from torch.nn import functional as F
 
 from common.atomic import atomic_dir
 from perception.encoders import VisionEncoder, build_vision_encoder, load_vision_encoder
-from perception.lm import LoRA, TinyLM, build_lm, lm_config_dict
+from perception.lm import LoRA, TinyLM, build_lm, cache_kwarg, cache_of, lm_config_dict
 from perception.lm import add_lora as add_lora_adapters, merge_lora as merge_lora_adapters
-from perception.lm_cache import cache_kwarg, cache_of
 from perception.text import PretrainedTokenizer, Tokenizer, load_tokenizer, train_bpe
 from policy.action_tokenizer import ActionTokenizer
+from policy.checkpoint_check import check_config, check_stats, check_weights, read_weight_shapes
 from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
 
@@ -338,21 +339,25 @@ class VLAModel(nn.Module):
         try:
             config = json.loads((directory / "config.json").read_text())
             stats = json.loads((directory / "stats.json").read_text())
-            cfg = VLAConfig.from_dict(config["vla"])
-        except (json.JSONDecodeError, KeyError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise PolicyError(f"checkpoint {directory} has a corrupt config/stats: {exc}") from exc
-        vision = VisionEncoder.from_config_dict(config["vision"])
-        lm = build_lm(config=config["lm"])
+        # Untrusted files: every field, statistic and size is checked, and the architecture is
+        # matched against the weights' header on the meta device, before anything is allocated.
+        cfg = check_config(config, directory)
+        check_stats(stats, cfg, directory)
         text_tok = load_tokenizer(directory / "tokenizer")
-        model = cls(cfg, vision, lm, text_tok, ActionTokenizer.from_dict(stats["action"]),
-                    stats.get("state"))
-        lora_rank = cfg.lora_rank
-        if lora_rank:
-            model.add_lora(lora_rank, cfg.lora_alpha)
+        weights_path = directory / "model.safetensors"
+        shapes = read_weight_shapes(weights_path)
+        with torch.device("meta"):
+            skeleton = cls._assemble(dataclasses.replace(cfg), config, stats, text_tok, directory)
+        state = skeleton.state_dict()
+        check_weights(state, shapes, weights_path, {k for k in state if _is_tied(skeleton, k)})
+        del skeleton, state
+        model = cls._assemble(cfg, config, stats, text_tok, directory)
         try:
-            weights = load_file(str(directory / "model.safetensors"))
+            weights = load_file(str(weights_path))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
-            raise PolicyError(f"cannot read {directory / 'model.safetensors'}: {exc}") from exc
+            raise PolicyError(f"cannot read {weights_path}: {exc}") from exc
         result = model.load_state_dict(weights, strict=False)
         bad = [k for k in result.missing_keys if not _is_tied(model, k)]
         if bad or result.unexpected_keys:
@@ -361,6 +366,32 @@ class VLAModel(nn.Module):
         if merge_lora:
             model.merge_lora()
         return model.eval()
+
+    @classmethod
+    def _assemble(cls, cfg: VLAConfig, config: dict, stats: dict, text_tok: Tokenizer,
+                  directory: Path) -> "VLAModel":
+        """The architecture of a checked config (on the current default device), adapters added."""
+        where = directory / "config.json"
+        try:
+            vision = VisionEncoder.from_config_dict(config["vision"])
+        except Exception as exc:  # noqa: BLE001 - any failure here means an unusable config
+            raise PolicyError(f"{where}: field 'vision' cannot be built: {_first_line(exc)}") from None
+        try:
+            lm = build_lm(config=config["lm"])
+        except Exception as exc:  # noqa: BLE001 - e.g. an unknown model_type
+            raise PolicyError(f"{where}: field 'lm' cannot be built: {_first_line(exc)}") from None
+        model = cls(cfg, vision, lm, text_tok, ActionTokenizer.from_dict(stats["action"]),
+                    stats.get("state"))
+        if cfg.lora_rank:
+            model.add_lora(cfg.lora_rank, cfg.lora_alpha)
+        return model
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception as one short line (transformers lists every model type it knows)."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {line[:limit]}{'...' if len(line) > limit else ''}"
 
 
 def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

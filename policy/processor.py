@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from perception.image import resize_images
-from perception.image import to_tensor as _to_tensor
 from perception.text import Tokenizer
 from policy.errors import PolicyError
 
@@ -28,11 +27,6 @@ def check_image(image: object, name: str, size: int) -> np.ndarray:
     if image.shape != (size, size, 3):
         raise PolicyError(f"image {name!r} must have shape ({size}, {size}, 3), got {image.shape}")
     return image
-
-
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``[B, C, S, S, 3]`` (already at model size) -> float ``[B, C, 3, S, S]`` in [0, 1]."""
-    return _to_tensor(images)
 
 
 def encode_instructions(texts: Sequence[str], tokenizer: Tokenizer,

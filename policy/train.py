@@ -265,10 +265,10 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
 
 def augment_global(table: Any, global_idx: np.ndarray, seed: int) -> torch.Tensor:
     """Augmented images of the whole global batch (cheap at these sizes; ranks slice theirs)."""
+    from perception.image import to_tensor
     from policy.data import augment
-    from policy.processor import images_to_tensor
 
-    return augment(images_to_tensor(table.images[global_idx]), torch.Generator().manual_seed(seed))
+    return augment(to_tensor(table.images[global_idx]), torch.Generator().manual_seed(seed))
 
 
 def plot_curve(metrics: Path, png: Path) -> None:

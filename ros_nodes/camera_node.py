@@ -75,6 +75,12 @@ class CameraNode(Node):
         intrinsics = declare(self, "intrinsics", "")  # JSON file with "K" (3x3), else a 60° pinhole
         if source == "synthetic" and (width < 1 or height < 1):
             raise NodeParameterError(f"parameters width and height must be positive, got {width}x{height}")
+        if not 0 <= rate_hz < float("inf"):  # also refuses NaN
+            raise NodeParameterError(f"parameter rate_hz must be positive (or 0: the recording's own timing), "
+                                     f"got {rate_hz}")
+        if self.count < 0 or self.wait_subscribers < 0:
+            raise NodeParameterError(f"parameters count and wait_subscribers must be 0 or more, got "
+                                     f"{self.count}, {self.wait_subscribers}")
         self.source = source
         self._frames = self._open(source, width, height)
         first = next(self._frames, None)

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="requests batched per forward pass, at least 1 (default: %(default)s)")
     serve.add_argument("--curve-secret", metavar="FILE", help="server secret key file (zmq certificate)")
     serve.add_argument("--curve-authorized", metavar="DIR", help="directory of allowed client public keys")
+    serve.add_argument("--curve-encrypt-only", action="store_true",
+                       help="CURVE without --curve-authorized: encrypt, but accept any client key")
     serve.set_defaults(func=_serve)
 
     ros = sub.add_parser("ros", help="ROS 2: run nodes, launch graphs, the closed-loop demo",
@@ -59,13 +61,14 @@ def inference_threads() -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import signal
+    import sys
     import threading
 
     from ros_nodes.zmq_server import InferenceServer, ServerConfig
 
     # Settings first: a typo in --bind should not wait for a model to load.
     cfg = ServerConfig(endpoint=args.bind, max_batch=args.max_batch, curve_secret_key=args.curve_secret,
-                       curve_authorized_dir=args.curve_authorized)
+                       curve_authorized_dir=args.curve_authorized, curve_encrypt_only=args.curve_encrypt_only)
 
     import torch
 
@@ -80,8 +83,12 @@ def _serve(args: argparse.Namespace) -> int:
     with InferenceServer(services, cfg) as server:
         print(f"serving {', '.join(server.services)} on {server.endpoint} (Ctrl-C to stop)", flush=True)
         try:
-            while not stop.wait(0.5):
-                pass
+            while not stop.is_set():
+                if server.failed.wait(0.5):
+                    # Exit non-zero so a supervisor (systemd, Docker, k8s) restarts the process.
+                    print(f"error: the inference server stopped serving: {server.failure}", file=sys.stderr,
+                          flush=True)
+                    return 1
         except KeyboardInterrupt:
             pass
     return 0

@@ -37,8 +37,9 @@ def isolate_ros_locally(domain_id: int | str) -> None:
 
     Tests, benchmarks and demos call this: a private ``ROS_DOMAIN_ID`` keeps runs apart, and
     ``ROS_LOCALHOST_ONLY=1`` keeps DDS discovery off the network interface. The newer
-    ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` delivered no 640x480 frame with our large-data
-    transport (0/150, where ROS_LOCALHOST_ONLY delivered 150/150), so it is removed here.
+    ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` lost 640x480 frames with our large-data transport
+    (0/150 in one measurement, 111-116/150 in another, where ROS_LOCALHOST_ONLY delivered 150/150;
+    docs/ros.md), so it is removed here.
     """
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     os.environ["ROS_LOCALHOST_ONLY"] = "1"

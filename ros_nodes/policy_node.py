@@ -8,14 +8,30 @@ Two modes:
   (zero twist, gripper held) whenever the images or the model are older than ``deadline_ms``, and
   the node resumes by itself when both are healthy again (e.g. a restarted inference server).
 
+Deadlines (timer mode): the model runs on a worker thread, so a call that hangs cannot hold a stop
+back. Every action's age is the time since its chunk was requested; the node stops the robot once
+that age would pass ``HORIZON`` (60 %) of the deadline, the rest being a margin for a loaded
+machine (with 3/4, 40 server kills stopped the robot 12-175 ms after the kill, deadline 200 ms),
+and the executor drops queued actions before they get that old. So a dead server or model stops
+the robot within the deadline of its last answer, queued actions or not. Playing more of each
+chunk needs a longer deadline (or a faster rate): actions are played while their chunk is younger
+than ``HORIZON * deadline_ms`` minus one period.
+
+Untrusted inputs never move the robot: a NaN state (refused by the executor or the policy) is a stop
+with the reason logged. Memory is bounded whatever arrives: incomplete observation sets (a camera
+died, junk on a topic) expire after ``PENDING_MAX_AGE_S`` and at most ``PENDING_MAX`` are kept;
+stamps from the future (a wrong clock) are dropped with a log line.
+
 The gripper command travels as a ``sensor_msgs/JointState`` (joint ``gripper``, position 0 = open,
 1 = closed) because it needs a stamp to pair with the twist; std_msgs/Float32 has none.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
+from typing import Any
 
 import numpy as np
 from rclpy.node import Node
@@ -24,6 +40,7 @@ from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Bool, String
 
 from policy.base import BasePolicy
+from policy.errors import PolicyError
 from policy.executor import ChunkExecutor
 from ros_nodes.convert import action_to_twist
 from ros_nodes.errors import NodeParameterError
@@ -31,8 +48,21 @@ from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare, re
 from ros_nodes.watchdog import Watchdog
 
 
+HORIZON = 0.6  # stop once an action's chunk is this fraction of the deadline old
+PENDING_MAX = 8  # incomplete observation sets kept (8 x 2 cameras x 640x480 RGB < 15 MB)
+PENDING_MAX_AGE_S = 2.0  # an incomplete set older than this never completes (a lock-step sim re-sends)
+FUTURE_TOLERANCE_S = 1.0  # clock skew accepted between a camera's stamps and ours
+
+
 def _stamp_key(stamp) -> tuple[int, int]:
     return int(stamp.sec), int(stamp.nanosec)
+
+
+def stop_reason(exc: BaseException) -> str:
+    """One line for the log and policy/status: a refused input or an unavailable model."""
+    if isinstance(exc, PolicyError):
+        return f"refused the observation: {exc}"
+    return f"model unavailable: {type(exc).__name__}: {exc}"
 
 
 def load_policy(checkpoint: str = "", server: str = "", timeout_ms: float = 150.0) -> BasePolicy:
@@ -65,17 +95,30 @@ class PolicyNode(Node):
         self.use_state = bool(declare(self, "use_state", False))
         if self.mode not in ("observation", "timer"):
             raise NodeParameterError(f"parameter mode must be 'observation' or 'timer', not {self.mode!r}")
-        if rate_hz <= 0 or deadline_ms <= 0 or timeout_ms <= 0:
+        if not all(0 < x < float("inf") for x in (rate_hz, deadline_ms, timeout_ms)):  # NaN fails too
             raise NodeParameterError(f"parameters rate_hz, deadline_ms and server_timeout_ms must be positive, "
                                      f"got {rate_hz}, {deadline_ms}, {timeout_ms}")
         self.policy = policy if policy is not None else load_policy(checkpoint, server, timeout_ms)
-        # One robot: the executor plays each chunk (the checkpoint's replan) exactly as eval does.
+        self.period_s = 1.0 / rate_hz
+        self.horizon_s = HORIZON * deadline_ms / 1000.0
+        # One robot: the executor plays each chunk (the checkpoint's replan) exactly as eval does;
+        # on a real robot (timer mode) never from a chunk so old that the stop would come late.
         # (Not `self.executor`: rclpy.Node already has one, the ROS executor that spins it.)
-        self.chunks = ChunkExecutor(self.policy)
+        max_age = max(self.horizon_s - self.period_s, 1e-3) if self.mode == "timer" else None
+        self.chunks = ChunkExecutor(self.policy, max_age_s=max_age)
+        self._worker = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy-model")
+                        if self.mode == "timer" else None)
+        self._call: tuple[concurrent.futures.Future, int] | None = None  # the model call in flight
+        self._generation = 0  # bumped by every reset; answers to older generations are dropped
+        self._reset_requested = False  # timer mode: the worker resets the executor before its next call
+        self._fresh = 0.0  # monotonic time the chunk of the last published action was requested
         # The watchdog guards the inputs; the model is guarded by its own timeout (shorter than the
         # deadline) and stops the robot on any failure, yet is retried every tick so it can recover.
         self.watchdog = Watchdog(deadline_ms / 1000.0, ("images",))
-        self._pending: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        # stamp -> (arrival time, parts): observation sets waiting for their other parts
+        self._pending: dict[tuple[int, int], tuple[float, dict[str, np.ndarray]]] = {}
+        self.expired = 0  # incomplete sets dropped by age or count
+        self.future_stamps = 0  # parts dropped for a stamp ahead of our clock
         self._latest: dict[str, np.ndarray] = {}
         self._gripper = 0.0
         self._stopped = True
@@ -103,7 +146,7 @@ class PolicyNode(Node):
     def _on_instruction(self, msg: String) -> None:
         if msg.data != self.instruction:
             self.instruction = msg.data
-            self.chunks.reset()
+            self._reset_chunks()
 
     def _on_episode(self, msg: String) -> None:
         try:
@@ -119,8 +162,17 @@ class PolicyNode(Node):
             self.status_pub.publish(String(data=json.dumps({"state": "reset", "episode": event.get("episode"),
                                                             "t": time.time()})))
 
+    def _reset_chunks(self) -> None:
+        """A new task or episode: forget queued actions (in timer mode the worker does it, since
+        it may be inside the executor right now) and ignore answers to earlier requests."""
+        self._generation += 1
+        if self._worker is None:
+            self.chunks.reset()
+        else:
+            self._reset_requested = True
+
     def _begin_episode(self, event: dict) -> None:
-        self.chunks.reset()
+        self._reset_chunks()
         self._pending.clear()
         self._acted = (None, None)
         if isinstance(event.get("stamp"), list) and len(event["stamp"]) == 2:
@@ -145,7 +197,16 @@ class PolicyNode(Node):
     def _add(self, key: tuple[int, int], part: str, value: np.ndarray, stamp) -> None:
         if key == self._acted[0] or key < self._floor:
             return
-        frames = self._pending.setdefault(key, {})
+        now_ns = self.get_clock().now().nanoseconds
+        if key[0] * 1_000_000_000 + key[1] > now_ns + FUTURE_TOLERANCE_S * 1e9:
+            self.future_stamps += 1
+            self.get_logger().warning(
+                f"dropped {part} stamped {key[0]}.{key[1]:09d}, ahead of this node's clock by more than "
+                f"{FUTURE_TOLERANCE_S:.0f} s ({self.future_stamps} so far): is the sender's clock wrong?",
+                throttle_duration_sec=5.0)
+            return
+        self._expire_pending(key)
+        frames = self._pending.setdefault(key, (time.monotonic(), {}))[1]
         frames[part] = value
         if self._complete(frames):
             del self._pending[key]
@@ -154,6 +215,23 @@ class PolicyNode(Node):
             action = self._act(frames, stamp)
             if action is not None:  # after a stop (no instruction, model down) the re-sent copy retries
                 self._acted = (key, action)
+
+    def _expire_pending(self, key: tuple[int, int]) -> None:
+        """Bound what incomplete sets hold: drop those older than PENDING_MAX_AGE_S, and the
+        oldest arrivals while a new stamp would make more than PENDING_MAX."""
+        now = time.monotonic()
+        drop = [k for k, (t, _) in self._pending.items() if now - t > PENDING_MAX_AGE_S]
+        excess = len(self._pending) - len(drop) - (PENDING_MAX - 1)
+        if key not in self._pending and excess > 0:
+            drop += [k for k in self._pending if k not in drop][:excess]  # dicts keep arrival order
+        for k in drop:
+            del self._pending[k]
+        if drop:
+            self.expired += len(drop)
+            self.get_logger().warning(
+                f"dropped {self.expired} incomplete observation set(s) so far: waiting for "
+                f"{', '.join(self.cameras + ['state'] * self.use_state)}; is a camera down?",
+                throttle_duration_sec=5.0)
 
     def _on_image(self, cam: str, msg: Image) -> None:
         image = receive_image(self, msg, where=f"camera/{cam}")
@@ -179,7 +257,47 @@ class PolicyNode(Node):
         if stale:
             self._stop(f"stale: {', '.join(stale)}")
             return
-        self._act(dict(self._latest), self.get_clock().now().to_msg())
+        if self.halted:
+            self._stop("operator stop")
+            return
+        if not self.instruction:
+            self._stop("no instruction yet")
+            return
+        if self._call is None:
+            self._call = (self._worker.submit(self._predict, dict(self._latest), self.instruction),
+                          self._generation)
+        future, generation = self._call
+        # Running: wait for the answer until the robot's current action grows too old. Stopped
+        # already: wait a little, then let ROS spin (the next tick looks again).
+        now = time.monotonic()
+        budget = self.period_s / 2 if self._stopped else self._fresh + self.horizon_s - now
+        concurrent.futures.wait([future], timeout=max(0.0, budget))
+        if not future.done():
+            self._stop(f"model unavailable: no answer within {self.horizon_s * 1000:.0f} ms of "
+                       "the last one")
+            return
+        self._call = None
+        if generation != self._generation:
+            return  # asked before the instruction or episode changed: the next tick asks again
+        try:
+            action, requested = future.result()
+        except Exception as exc:  # noqa: BLE001 - any model/server failure means: stop the robot
+            self._stop(stop_reason(exc))
+            return
+        if time.monotonic() - requested > self.horizon_s:
+            self._stop(f"model unavailable: its answer came {(time.monotonic() - requested) * 1000:.0f} ms "
+                       "after the request, too late to act on")
+            return
+        if self._send(action, self.get_clock().now().to_msg()) is not None:
+            self._fresh = requested
+
+    def _predict(self, observation: dict[str, np.ndarray], instruction: str) -> tuple[np.ndarray, float]:
+        """Worker thread (timer mode): the next action and when its chunk was requested."""
+        if self._reset_requested:
+            self._reset_requested = False
+            self.chunks.reset()
+        action = self.chunks.act([observation], [instruction])[0]
+        return action, self.chunks.chunk_time(0)
 
     def _act(self, images: dict[str, np.ndarray], stamp) -> np.ndarray | None:
         """Predict and publish; returns the action sent, or None when it stopped instead."""
@@ -192,8 +310,12 @@ class PolicyNode(Node):
         try:
             action = self.chunks.act([images], [self.instruction])[0]
         except Exception as exc:  # noqa: BLE001 - any model/server failure means: stop the robot
-            self._stop(f"model unavailable: {type(exc).__name__}: {exc}")
+            self._stop(stop_reason(exc))
             return None
+        return self._send(action, stamp)
+
+    def _send(self, action: np.ndarray, stamp) -> np.ndarray | None:
+        """Publish a model's action, or stop when it is not a finite 7-vector."""
         if action.shape != (7,) or not np.all(np.isfinite(action)):
             self._stop(f"model returned an invalid action {action.tolist()}")
             return None
@@ -226,6 +348,8 @@ class PolicyNode(Node):
                                                         "t": time.time(), "dropped": self.dropped})))
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
         close = getattr(self.policy, "close", None)
         if callable(close):
             close()

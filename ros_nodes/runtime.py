@@ -14,9 +14,11 @@ import threading
 from typing import Callable
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from common.errors import is_user_error
 from ros_nodes.errors import NodeParameterError
@@ -29,6 +31,29 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 # before rclpy.init in every process that imports this module; a user's own choice wins, and ROS
 # distributions whose Fast DDS predates the variable simply ignore it.
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+
+
+
+def discovery_warning(env: dict[str, str] | None = None) -> str | None:
+    """Why the discovery setting in force will not deliver large images, or None when it will.
+
+    Measured with Fast DDS 3.2 (docs/ros.md): with ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``,
+    ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` delivered 0 to 116 of 150 640x480 images (also
+    when ``ROS_LOCALHOST_ONLY=1`` is set beside it), where ``ROS_LOCALHOST_ONLY=1`` alone delivered
+    every one. Other RMW implementations do not read the Fast DDS variable: no warning for them.
+    """
+    env = os.environ if env is None else env
+    rmw = env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") or "rmw_fastrtps_cpp"
+    if "fastrtps" not in rmw and "fastdds" not in rmw:
+        return None
+    if env.get("FASTDDS_BUILTIN_TRANSPORTS", "").upper() != "LARGE_DATA":
+        return None
+    if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() != "LOCALHOST":
+        return None
+    return ("ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA loses "
+            "large images (0-116 of 150 640x480 frames delivered, measured); unset "
+            "ROS_AUTOMATIC_DISCOVERY_RANGE and use ROS_LOCALHOST_ONLY=1 (150 of 150), see docs/ros.md")
+
 
 SENSOR_QOS = qos_profile_sensor_data  # best effort, shallow: a late camera frame is worthless
 # Reliable, kept (last 100) for late joiners: instructions and episode results.
@@ -56,6 +81,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     try:
         node = factory()
+        warning = discovery_warning()
+        if warning:
+            node.get_logger().warning(warning)
         executor.add_node(node)
         ready = os.environ.get(READY_FILE_ENV)
         if ready:
@@ -90,13 +118,26 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
 
 def declare(node: Node, name: str, default):
     """Declare a typed parameter (the type follows the default) and return its value; a value of
-    another type (``-p rate_hz:=fast``) is a ``NodeParameterError``."""
+    another type (``-p rate_hz:=fast``) is a ``NodeParameterError``.
+
+    An integer where a number is declared (``-p rate_hz:=10``) is that number: ROS types ``10`` as
+    INTEGER and would refuse it for a DOUBLE parameter, which no user expects.
+    """
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list"}.get(type(default), type(default).__name__)
     try:
         return node.declare_parameter(name, default).value
     except InvalidParameterTypeException:
-        kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-                list: "a list"}.get(type(default), type(default).__name__)
-        raise NodeParameterError(f"parameter {name} must be {kind} (default {default!r})") from None
+        if type(default) is not float:
+            raise NodeParameterError(f"parameter {name} must be {kind} (default {default!r})") from None
+    # The refused declaration left nothing behind: declare it again, accepting any type, and
+    # keep the value only when it is a plain integer (bool is an int in Python, but not a number).
+    value = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
+    if isinstance(value, bool) or not isinstance(value, int):
+        node.undeclare_parameter(name)
+        raise NodeParameterError(f"parameter {name} must be {kind} (default {default!r})")
+    node.set_parameters([Parameter(name, value=float(value))])
+    return float(value)
 
 
 def receive_image(node: Node, msg, colour: bool = True, where: str = ""):

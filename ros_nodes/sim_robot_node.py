@@ -60,9 +60,14 @@ class SimRobotNode(Node):
         self.handshake = bool(declare(self, "handshake", False)) and self.lockstep
         self.handshake_timeout_s = float(declare(self, "handshake_timeout_s", 30.0))
         resend_s = float(declare(self, "resend_s", 0.2))
-        if size < 1 or rate_hz <= 0 or self.deadline_s <= 0 or resend_s <= 0:
-            raise NodeParameterError(f"parameters image_size, rate_hz, deadline_ms and resend_s must be positive, "
-                                     f"got {size}, {rate_hz}, {self.deadline_s * 1000:g}, {resend_s}")
+        positive = (rate_hz, self.deadline_s, resend_s, self.handshake_timeout_s)
+        if size < 1 or not all(0 < x < float("inf") for x in positive):  # NaN fails too
+            raise NodeParameterError(f"parameters image_size, rate_hz, deadline_ms, resend_s and handshake_timeout_s "
+                                     f"must be positive, got {size}, {rate_hz}, {self.deadline_s * 1000:g}, "
+                                     f"{resend_s}, {self.handshake_timeout_s}")
+        if self.episodes < 0 or max_steps < 0:
+            raise NodeParameterError(f"parameters episodes and max_steps must be 0 (no limit) or more, got "
+                                     f"{self.episodes}, {max_steps}")
         self._awaiting: tuple[int, float] | None = None  # (episode, since) until the policy acks
         self.env = sim.make(self.task, cameras=tuple(self.cameras), image_size=(size, size),
                             instruction_split=instruction_split, max_steps=max_steps or None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import time
 from typing import Any, Sequence
 
@@ -23,7 +24,7 @@ import numpy as np
 import zmq
 
 from policy.base import BasePolicy, Observation
-from ros_nodes.zmq_protocol import ProtocolError, decode, encode
+from ros_nodes.zmq_protocol import KeyFileError, ProtocolError, decode, encode, load_curve_key
 
 
 class ServerTimeout(TimeoutError):
@@ -54,6 +55,10 @@ class InferenceClient:
         self._ids = itertools.count()
         self._prefix = os.urandom(4).hex()
         self._sock: zmq.Socket | None = None
+        # A ZeroMQ socket must not be used by two threads at once (libzmq aborts the process): the
+        # policy node calls from its model thread and closes from another. ``close`` waits for the
+        # call in flight, at most its timeout.
+        self._lock = threading.Lock()
         self.reconnects = 0
 
     def _socket(self) -> zmq.Socket:
@@ -66,12 +71,15 @@ class InferenceClient:
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
             server_key, client_key = self._curve
             if server_key:
-                from zmq.auth import load_certificate
-
-                server_public, _ = load_certificate(server_key)
                 if not client_key:
-                    raise ValueError("CURVE needs a client key file as well as the server's public key")
-                public, secret = load_certificate(client_key)
+                    sock.close(linger=0)
+                    raise KeyFileError("CURVE needs a client key file as well as the server's public key")
+                try:
+                    server_public, _ = load_curve_key(server_key, secret=False)
+                    public, secret = load_curve_key(client_key, secret=True)
+                except KeyFileError:
+                    sock.close(linger=0)
+                    raise
                 sock.curve_serverkey = server_public
                 sock.curve_publickey = public
                 sock.curve_secretkey = secret
@@ -88,6 +96,11 @@ class InferenceClient:
     def call(self, op: str, header: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None,
              timeout_ms: float | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Send one request and wait for its reply; raises ServerTimeout or ServerError."""
+        with self._lock:
+            return self._call(op, header, arrays, timeout_ms)
+
+    def _call(self, op: str, header: dict[str, Any] | None, arrays: dict[str, np.ndarray] | None,
+              timeout_ms: float | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         timeout = self.timeout_ms if timeout_ms is None else float(timeout_ms)
         rid = f"{self._prefix}-{next(self._ids)}"
         frames = encode({**(header or {}), "id": rid, "op": op, "deadline_ms": timeout}, arrays)
@@ -125,9 +138,10 @@ class InferenceClient:
         return self.call("info", timeout_ms=timeout_ms)[0]
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close(linger=0)
-            self._sock = None
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close(linger=0)
+                self._sock = None
 
     def __enter__(self) -> "InferenceClient":
         return self

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from perception.text import truncate_utf8
 from video_qa.errors import VideoQAError
 
 
@@ -45,7 +46,7 @@ class VideoQA:
         if not isinstance(question, str) or not question.strip():
             raise VideoQAError("the question is empty")
         limit = self.model.cfg.max_question_bytes
-        text, cut = self.model.tokenizer.truncate(question.strip(), limit)
+        text, cut = truncate_utf8(question.strip(), limit)
         if cut:
             warnings.warn(f"question longer than {limit} bytes; truncated to {text!r}", stacklevel=3)
         return text, cut

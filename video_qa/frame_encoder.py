@@ -48,19 +48,12 @@ class FrameEncoderConfig:
     seed: int = 0
 
 
-def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """The same resize ``VideoLM.preprocess`` applies (area interpolation to a square)."""
-    if frames.shape[1:3] == (size, size):
-        return frames
-    import cv2
-
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
-
-
 def load_frames(dataset: QADataset, split: str, every: int, size: int, grid: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images uint8 [N, S, S, 3], labels uint8 [N, grid*grid, C], offsets float16
     [N, grid*grid, C, 2]) of every ``every``-th frame of the clips of ``split``."""
+    from perception.image import resize_images
+
     clips = sorted({q.clip for q in dataset.qas})
     images, labels, offsets = [], [], []
     for clip in clips:
@@ -68,7 +61,7 @@ def load_frames(dataset: QADataset, split: str, every: int, size: int, grid: int
             continue
         frames, _, summary = dataset.clip(clip)
         idx = np.arange(0, len(frames), every)
-        images.append(resize_frames(frames[idx], size))
+        images.append(resize_images(frames[idx], size))  # what VideoLM.preprocess sees
         targets = [cell_targets(summary, int(i), grid) for i in idx]
         labels.append(np.stack([t[0] for t in targets]))
         offsets.append(np.stack([t[1] for t in targets]))
@@ -119,6 +112,8 @@ def pretrain(data_dir: str | Path, out: str | Path, encoder: Any,
     import torch
     import torch.nn.functional as F
 
+    from perception.image import to_tensor
+
     cfg = cfg or FrameEncoderConfig()
     grid = math.isqrt(encoder.num_patches)
     if grid * grid != encoder.num_patches:
@@ -137,9 +132,6 @@ def pretrain(data_dir: str | Path, out: str | Path, encoder: Any,
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     pos_weight = torch.full((len(CELL_CLASSES),), cfg.pos_weight)
 
-    def batch(imgs: np.ndarray) -> Any:
-        return torch.from_numpy(imgs).float().div_(255.0).permute(0, 3, 1, 2)
-
     def lr_at(step: int) -> float:
         return cfg.lr * warmup_cosine(step, cfg.steps, WARMUP_STEPS)
 
@@ -150,7 +142,7 @@ def pretrain(data_dir: str | Path, out: str | Path, encoder: Any,
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         i = rng.integers(len(images), size=cfg.batch_size)
-        logits, where = split_head(head(encoder(batch(images[i]))))
+        logits, where = split_head(head(encoder(to_tensor(images[i]))))
         target = torch.from_numpy(labels[i]).float()
         loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
         off = (where.sigmoid() - torch.from_numpy(offsets[i]).float()).abs().sum(-1)
@@ -164,7 +156,7 @@ def pretrain(data_dir: str | Path, out: str | Path, encoder: Any,
             log(json.dumps(row))
     encoder.eval()
     with torch.no_grad():
-        test_out = [split_head(head(encoder(batch(test_images[j:j + 256]))))
+        test_out = [split_head(head(encoder(to_tensor(test_images[j:j + 256]))))
                     for j in range(0, len(test_images), 256)]
     test_logits = torch.cat([o[0] for o in test_out])
     test_where = torch.cat([o[1] for o in test_out]).sigmoid()

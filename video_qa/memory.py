@@ -79,17 +79,14 @@ class StreamMemory:
         self._pending.clear()
 
     def _thumb(self, image: np.ndarray) -> np.ndarray:
-        import cv2
+        """The keyframe kept: at most ``thumb_size`` on its longer side, resampled as every
+        encoder's input is (``perception.image``)."""
+        from perception.image import fit_within
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             raise VideoQAError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
-        h, w = image.shape[:2]
-        scale = self.thumb_size / max(h, w)
-        if scale >= 1:
-            return image.astype(np.uint8, copy=True)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return fit_within(image, self.thumb_size)
 
     def _merge_most_similar(self) -> None:
         emb = np.stack([s.embedding for s in self.segments])

@@ -6,7 +6,7 @@ another frame); a 2-layer MLP maps them into the LM's embedding space. The promp
 frame, a time marker, the frame's tokens and optional text (MiniGPT4-video style), then the
 question; the answer is decoded greedily with a KV cache.
 
-Prompt layout (ids from :class:`~video_qa.tokenizer.ByteTokenizer`)::
+Prompt layout (specials from :data:`video_qa.processor_videolm.SPECIALS`)::
 
     <bos> { <time> "1.3s" <frame>*K [<text> "event"] <sep> }*T  question <sep>  answer <eos>
 
@@ -31,12 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.atomic import atomic_dir
-from perception.lm_cache import cache_kwarg, cache_of
+from perception.image import preprocess_images
+from perception.lm import LoRA, TinyLM, add_lora, build_lm, cache_kwarg, cache_of, lm_config_dict
+from perception.text import FILE_NAME as TOKENIZER_NAME, Tokenizer, load_tokenizer, truncate_utf8
 from video_qa.configuration_videolm import VideoLMConfig
 from video_qa.errors import VideoQAError
 from video_qa.labels import AUX_LABELS, CELL_CLASSES, SPATIAL_LABELS
 from video_qa.modeling_pooling import MeanPooling, TokenMining
-from video_qa.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer, load_tokenizer
+from video_qa.processor_videolm import new_tokenizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -54,38 +56,24 @@ def _build_vision(cfg: VideoLMConfig, vision_state: dict[str, Any] | None):
                                 num_layers=cfg.vision_layers, num_heads=cfg.vision_heads)
 
 
-def _build_lm(cfg: VideoLMConfig, vocab_size: int, lm_state: dict[str, Any] | None):
-    """Tiny Llama from a config (trained fully), or a local pretrained LM wrapped with LoRA."""
-    import transformers
-
-    lora = False
-    if lm_state is not None:  # rebuilding a saved model: architecture only, weights come after
-        config = transformers.AutoConfig.for_model(**lm_state["config"])
-        lm = transformers.AutoModelForCausalLM.from_config(config)
-        lora = lm_state["lora"]
-    elif cfg.lm_path:
-        try:
-            lm = transformers.AutoModelForCausalLM.from_pretrained(cfg.lm_path)
-        except (OSError, ValueError) as exc:
-            raise VideoQAError(f"cannot load language model from {cfg.lm_path}: {exc}") from exc
-        lm.resize_token_embeddings(vocab_size)  # our byte vocabulary replaces the LM's own
-        lora = True
+def _build_lm(cfg: VideoLMConfig, vocab_size: int, lm_state: dict[str, Any] | None
+              ) -> tuple[nn.Module, dict[str, Any]]:
+    """(LM, the architecture to save): a tiny Llama from ``cfg`` (trained fully), a local
+    pretrained LM wrapped with LoRA, or a saved architecture (``lm_state``) rebuilt for its
+    weights; all through ``perception.lm``."""
+    if lm_state is not None:
+        lm, lora = build_lm(config=lm_state["config"]), bool(lm_state["lora"])
+    elif cfg.lm_path:  # its embedding table is resized to our tokenizer, which replaces its own
+        lm, lora = build_lm(vocab_size, pretrained=cfg.lm_path), True
     else:
-        config = transformers.LlamaConfig(
-            vocab_size=vocab_size, hidden_size=cfg.lm_hidden, intermediate_size=cfg.lm_intermediate,
-            num_hidden_layers=cfg.lm_layers, num_attention_heads=cfg.lm_heads,
-            num_key_value_heads=cfg.lm_heads, max_position_embeddings=cfg.max_positions,
-            tie_word_embeddings=False)
-        lm = transformers.LlamaForCausalLM(config)
-    lm_config = {k: v for k, v in lm.config.to_dict().items() if k != "transformers_version"}
-    if lora:
-        from peft import LoraConfig, get_peft_model
-
-        # New byte vocabulary: its embeddings and output head must train too, not only adapters.
-        lm = get_peft_model(lm, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                                           modules_to_save=["embed_tokens", "lm_head"]))
-    return lm, {"config": lm_config, "lora": lora}
+        lm, lora = build_lm(vocab_size, tiny=TinyLM("llama", cfg.lm_hidden, cfg.lm_layers, cfg.lm_heads,
+                                                    cfg.lm_intermediate, cfg.max_positions)), False
+    arch = {"config": lm_config_dict(lm), "lora": lora}
+    if lora:  # a new vocabulary: its embeddings and output head must train too, not only adapters
+        lm = add_lora(lm, LoRA(cfg.lora_rank, cfg.lora_alpha,
+                               target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                               modules_to_save=("embed_tokens", "lm_head")))
+    return lm, arch
 
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -110,15 +98,6 @@ def turn_mask(turns: torch.Tensor) -> torch.Tensor:
     return allowed[:, None]
 
 
-def default_tokenizer(cfg: VideoLMConfig) -> Tokenizer:
-    """A new model's tokenizer: bytes, or BPE merges learned from the training templates."""
-    if cfg.tokenizer == "byte":
-        return ByteTokenizer()
-    from video_qa.questions import template_corpus
-
-    return BPETokenizer.train(template_corpus(), cfg.bpe_vocab)
-
-
 class VideoLM(nn.Module):
     """The whole model. ``forward`` gives the training loss; ``generate`` answers greedily."""
 
@@ -126,7 +105,7 @@ class VideoLM(nn.Module):
                  _arch: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tokenizer = tokenizer or default_tokenizer(cfg)
+        self.tokenizer = tokenizer or new_tokenizer(cfg.tokenizer, cfg.bpe_vocab)
         arch = _arch or {}
         self.vision = _build_vision(cfg, arch.get("vision"))
         self.lm, self._lm_arch = _build_lm(cfg, self.tokenizer.vocab_size, arch.get("lm"))
@@ -166,18 +145,10 @@ class VideoLM(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, S, S]`` in [0, 1] at the encoder's size."""
-        frames = np.asarray(frames)
-        s = self.vision.image_size
-        lead = frames.shape[:-3]
-        flat = frames.reshape(-1, *frames.shape[-3:])
-        if flat.shape[1:3] != (s, s):
-            import cv2
-
-            flat = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in flat])
-        x = torch.from_numpy(np.ascontiguousarray(flat)).to(self.device).float().div_(255.0)
-        return x.permute(0, 3, 1, 2).reshape(*lead, 3, s, s)
+    def preprocess(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 ``[..., H, W, 3]`` (or a list of frames) -> float ``[..., 3, S, S]`` in [0, 1] at
+        the encoder's size, on the model's device (``perception.image``, as every encoder)."""
+        return preprocess_images(frames, self.vision.image_size, self.device)
 
     def patches(self, images: torch.Tensor) -> torch.Tensor:
         """``[F, 3, S, S]`` -> patch features ``[F, N, D_v]`` (no graph when the encoder is frozen)."""
@@ -198,13 +169,15 @@ class VideoLM(nn.Module):
     def prefix_ids(self, times: Sequence[float], texts: Sequence[str] | None = None) -> list[int]:
         """``<bos>`` and the frame blocks: what every question about these frames shares."""
         tok, k = self.tokenizer, self.cfg.tokens_per_frame
+        time_id, frame_id, text_id, sep_id = (tok.token_id(s)
+                                              for s in ("<time>", "<frame>", "<text>", "<sep>"))
         ids = [tok.bos_id]
         for i, t in enumerate(times):
-            ids += [tok.time_id] + tok.encode(f"{float(t):.1f}s") + [tok.frame_id] * k
+            ids += [time_id] + tok.encode(f"{float(t):.1f}s") + [frame_id] * k
             if texts is not None and texts[i]:
-                text, _ = tok.truncate(texts[i], self.cfg.max_frame_text_bytes)
-                ids += [tok.text_id] + tok.encode(text)
-            ids.append(tok.sep_id)
+                text, _ = truncate_utf8(texts[i], self.cfg.max_frame_text_bytes)
+                ids += [text_id] + tok.encode(text)
+            ids.append(sep_id)
         return ids
 
     def _name_ends(self, question: str, ids: list[int], refs: Sequence[tuple[str, int]]
@@ -217,15 +190,14 @@ class VideoLM(nn.Module):
         for thing, end in refs:
             if thing not in CELL_CLASSES:
                 continue
-            head = self.tokenizer.encode(self.tokenizer.truncate(question[:end],
-                                                                 self.cfg.max_question_bytes)[0])
+            head = self.tokenizer.encode(truncate_utf8(question[:end], self.cfg.max_question_bytes)[0])
             if head and len(head) < len(ids) and ids[:len(head)] == head:
                 out.append((len(head) - 1, CELL_CLASSES.index(thing)))
         return out
 
     def question_ids(self, question: str) -> list[int]:
-        q, _ = self.tokenizer.truncate(question, self.cfg.max_question_bytes)
-        return self.tokenizer.encode(q) + [self.tokenizer.sep_id]
+        q, _ = truncate_utf8(question, self.cfg.max_question_bytes)
+        return self.tokenizer.encode(q) + [self.tokenizer.token_id("<sep>")]
 
     def prompt_ids(self, times: Sequence[float], question: str,
                    texts: Sequence[str] | None = None) -> list[int]:
@@ -247,7 +219,7 @@ class VideoLM(nn.Module):
     def _embed(self, ids: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         """Token embeddings with every ``<frame>`` slot replaced by the next visual token."""
         emb = self.lm.get_input_embeddings()(ids)
-        mask = ids == self.tokenizer.frame_id
+        mask = ids == self.tokenizer.token_id("<frame>")
         if int(mask.sum()) != vis.shape[0] * vis.shape[1]:
             raise VideoQAError("number of <frame> slots does not match the visual tokens")
         return emb.masked_scatter(mask.unsqueeze(-1), vis.reshape(-1, vis.shape[-1]).to(emb.dtype))
@@ -394,9 +366,9 @@ class VideoLM(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path) -> Path:
-        """config.json + model.safetensors + tokenizer.json, built in a temporary directory that
-        replaces ``directory`` whole once complete (removed on failure), so a crash never leaves
-        a half-written checkpoint under the final name."""
+        """config.json + model.safetensors + the tokenizer (``perception.text``'s files), built in a
+        temporary directory that replaces ``directory`` whole once complete (removed on failure),
+        so a crash never leaves a half-written checkpoint under the final name."""
         from safetensors.torch import save_model
 
         meta = {"video_lm": self.cfg.to_dict(), "vision": self.vision.config_dict(),
@@ -414,7 +386,7 @@ class VideoLM(nn.Module):
         directory = Path(directory)
         if not directory.is_dir():
             raise VideoQAError(f"checkpoint directory {directory} does not exist")
-        missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, "tokenizer.json")
+        missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, TOKENIZER_NAME)
                    if not (directory / n).is_file()]
         if missing:
             raise VideoQAError(f"checkpoint {directory} is missing {', '.join(missing)}")

@@ -1,5 +1,15 @@
-"""Training batches for a VideoLM: several questions about the same frames packed into one
-sequence, right-padded, with what the grounding loss needs.
+"""Text in and out of a VideoLM: its tokenizer, and training batches that pack several questions
+about the same frames into one sequence, right-padded, with what the grounding loss needs.
+
+The tokenizer is ``perception.text``'s (saved at the checkpoint's root), with these specials after
+the text vocabulary (:data:`SPECIALS`; ``encode`` never produces them, so a literal "<sep>" in user
+text stays text): ``<frame>`` is a placeholder whose embedding the model replaces with one visual
+token; ``<time>`` opens a time marker ("<time>1.3s"); ``<sep>`` ends a frame's block, the question
+and the prompt; ``<text>`` opens a frame's optional text. New models use byte-level BPE learned
+from the question templates (``"bpe"``): a tiny LM trained from scratch on bytes must first learn
+to spell names out of letters before it can look them up in the frames, and within a CPU budget it
+did not (video_qa/README.md); ``"byte"`` (plain UTF-8 bytes) is the other choice. Both round-trip
+any language; words the merges never saw fall back to smaller pieces down to single bytes.
 
 One row per clip: ``<bos> {frames} q1 <sep> a1 <eos> q2 <sep> a2 <eos> ...``; ``turns`` marks
 which question a token belongs to (0 the shared frames, -1 padding) so the model's block mask lets
@@ -15,6 +25,20 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from perception.text import Tokenizer, byte_tokenizer, train_bpe, truncate_utf8
+
+SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<frame>", "<time>", "<sep>", "<text>")
+
+
+def new_tokenizer(kind: str, bpe_vocab: int) -> Tokenizer:
+    """A new model's tokenizer: ``"byte"``, or ``"bpe"`` with ``bpe_vocab`` text ids (256 bytes
+    + merges learned from the training templates; deterministic, so the same for every run)."""
+    if kind == "byte":
+        return byte_tokenizer(SPECIALS)
+    from video_qa.questions import template_corpus
+
+    return train_bpe(template_corpus(), bpe_vocab + len(SPECIALS), SPECIALS)
 
 
 def collate(model: Any, examples: Sequence[dict[str, Any]], device: torch.device | None = None
@@ -37,7 +61,7 @@ def collate(model: Any, examples: Sequence[dict[str, Any]], device: torch.device
         lab, turn, pos = [-100] * n_prefix, [0] * n_prefix, list(range(n_prefix))
         is_q, q_pos = [False] * n_prefix, [0] * n_prefix
         for k, (q, a) in enumerate(zip(questions, answers), start=1):
-            ans, _ = tok.truncate(a, model.cfg.max_answer_bytes)
+            ans, _ = truncate_utf8(a, model.cfg.max_answer_bytes)
             qi, ai = model.question_ids(q), tok.encode(ans) + [tok.eos_id]
             if "cells" in ex and k - 1 < len(refs):
                 ends = model._name_ends(q, qi, refs[k - 1])

@@ -79,3 +79,27 @@ def test_commands_play_chunks_through_the_executor():
     assert reply.kind == "stopped" and "timeout" in reply.text and reply.data["steps"] == 6
     assert policy.calls == 3  # two actions of each chunk, then a new model call
     world.close()
+
+
+class BrokenStateWorld(SimWorld):
+    """A real scene whose proprioception reports NaN from the third step on (a dead joint encoder)."""
+
+    def step(self, action):
+        out = super().step(action)
+        if self.steps >= 2:
+            self.obs = {**self.obs, "state": np.full_like(self.obs["state"], np.nan)}
+        return out
+
+
+def test_nan_state_stops_the_command_and_the_reply_says_why():
+    world = BrokenStateWorld("Reach", seed=1, image_size=32, cameras=("agentview",))
+    policy = StillPolicy()
+    moves = []
+    agent = Agent(world, policy=policy, config=AgentConfig(max_steps=10), on_step=lambda i, a: moves.append(a))
+    target = next(o for o in world.objects())
+    reply = agent.handle(f"touch the {target.name}")
+    assert reply.kind == "stopped"
+    assert "NaN" in reply.text and "state" in reply.text and "could not act" in reply.text
+    assert reply.data["steps"] == 2 and len(moves) == 2  # no action after the bad state arrived
+    assert policy.calls == 1  # the bad observation never reached the model
+    world.close()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from perception.errors import PerceptionError
-from perception.image import preprocess_images, resize_images, to_tensor
+from perception.image import fit_within, preprocess_images, resize_images, to_tensor
 
 
 def test_downscaling_by_two_is_the_rounded_block_mean():
@@ -57,3 +57,20 @@ def test_bad_images_are_one_line_errors():
         preprocess_images(np.zeros((4, 4), np.uint8), 2)
     with pytest.raises(PerceptionError, match="no images"):
         resize_images([], 2)
+
+
+def test_fit_within_keeps_the_aspect_and_resamples_like_every_encoder_input():
+    rng = np.random.default_rng(2)
+    wide = rng.integers(0, 256, (160, 256, 3), dtype=np.uint8)  # billiards at 2x
+    thumb = fit_within(wide, 128)
+    assert thumb.shape == (80, 128, 3) and thumb.dtype == np.uint8
+    # a 2x block mean, as resize_images computes it on a square
+    blocks = wide.reshape(80, 2, 128, 2, 3).astype(np.float64).mean((1, 3))
+    assert np.abs(thumb - blocks).max() <= 0.5 + 1e-9
+    np.testing.assert_array_equal(fit_within(wide[:128, :128], 64), resize_images(wide[:128, :128], 64))
+    small = wide[:80, :100]
+    kept = fit_within(small, 128)  # never upscaled; a copy the caller may keep
+    assert kept.shape == small.shape and np.array_equal(kept, small) and not np.shares_memory(kept, small)
+    assert fit_within(np.zeros((1, 500, 3), np.uint8), 100).shape == (1, 100, 3)  # at least 1 px
+    with pytest.raises(PerceptionError, match="one"):
+        fit_within(np.zeros((2, 8, 8, 3), np.uint8), 4)

@@ -15,9 +15,10 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     """DDP with 2 ranks x 2 samples == 1 process x 4 samples with grad accumulation 2 (same
     global batch, same data order, same augmentation)."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{HERE}", "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node", "2", str(HERE / "ddp_worker.py"), str(tmp_path / "ddp")],
-                   check=True, env=env, cwd=ROOT, timeout=300, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node", "2", str(HERE / "ddp_worker.py"), str(tmp_path / "ddp")],
+                          env=env, cwd=ROOT, timeout=300, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     sys.path.insert(0, str(HERE))
     from ddp_worker import run
 

@@ -131,3 +131,70 @@ def test_base_policy_must_implement_predict_chunk():
     with pytest.raises(TypeError):
         Nothing()
     assert LabelPolicy().describe() == {"chunk": 4}
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_actions_of_a_chunk_older_than_max_age_are_dropped_not_played():
+    policy, clock = LabelPolicy(chunk=4), FakeClock()
+    ex = ChunkExecutor(policy, max_age_s=0.2, clock=clock)
+    assert labels(ex.act([obs(0)], ["go"])) == [(0, 0, 0)]
+    assert ex.chunk_time(0) == 100.0
+    clock.t += 0.15
+    assert labels(ex.act([obs(0)], ["go"])) == [(0, 0, 1)]  # 150 ms old: still played
+    clock.t += 0.1
+    # 250 ms old: positions 2 and 3 are dropped, a new chunk is requested and its first action played.
+    assert labels(ex.act([obs(0)], ["go"])) == [(0, 1, 0)]
+    assert ex.expired == 1 and ex.chunk_time(0) == pytest.approx(100.25)
+
+
+def test_a_dead_model_cannot_be_hidden_by_queued_actions():
+    class DiesAfterOneCall(LabelPolicy):
+        def predict_chunk(self, observations, instructions):
+            if self.calls:
+                raise TimeoutError("server gone")
+            return super().predict_chunk(observations, instructions)
+
+    clock = FakeClock()
+    ex = ChunkExecutor(DiesAfterOneCall(chunk=8), max_age_s=0.2, clock=clock)
+    ex.act([obs(0)], ["go"])
+    clock.t += 0.3
+    with pytest.raises(TimeoutError):  # the queue still holds 7 actions, but all are too old
+        ex.act([obs(0)], ["go"])
+
+
+def test_ensemble_drops_chunks_older_than_max_age():
+    policy, clock = LabelPolicy(chunk=4), FakeClock()
+    ex = ChunkExecutor(policy, execution="ensemble", max_age_s=0.2, clock=clock)
+    ex.act([obs(0)], ["go"])
+    clock.t += 0.1
+    ex.act([obs(0)], ["go"])
+    clock.t += 0.15  # call 0 is now 250 ms old: only calls 1 and 2 vote
+    third = ex.act([obs(0)], ["go"])[0]
+    w = np.exp(-0.1 * np.arange(2))
+    assert third[1] == pytest.approx((w * [1, 2]).sum() / w.sum(), abs=1e-6)
+    assert ex.expired == 1 and ex.chunk_time(0) == pytest.approx(100.1)
+
+
+@pytest.mark.parametrize("execution", ["open_loop", "ensemble"])
+def test_non_finite_state_is_refused_even_with_actions_queued(execution):
+    policy = LabelPolicy(chunk=4)
+    ex = ChunkExecutor(policy, execution=execution)
+    ex.act([{**obs(0), "state": np.zeros(3, np.float32)}], ["go"])
+    calls = len(policy.calls)
+    with pytest.raises(PolicyError, match="NaN or infinity"):
+        ex.act([{**obs(0), "state": np.array([0.0, np.nan, 0.0], np.float32)}], ["go"])
+    assert len(policy.calls) == calls  # the model never saw it
+    # The queue was voided: the next good observation gets a fresh chunk, not a stale action.
+    assert labels(ex.act([{**obs(0), "state": np.zeros(3, np.float32)}], ["go"])) == [(0, calls, 0)]
+
+
+def test_max_age_must_be_positive():
+    with pytest.raises(PolicyError, match="max_age_s"):
+        ChunkExecutor(LabelPolicy(), max_age_s=0)

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from perception.image import to_tensor
 from policy.errors import PolicyError
 from policy.modeling_vla import VLAModel
 from policy.predict import Policy
-from policy.processor import encode_instructions, images_to_tensor, observations_to_arrays
+from policy.processor import encode_instructions, observations_to_arrays
 from policy.train import TrainConfig, train
 from policy_helpers import SIZE, STATE_DIM, SyntheticDataset, image_with_square, tiny_config
 
@@ -25,7 +26,7 @@ def _image_tokens(model: VLAModel, texts: list[str]) -> torch.Tensor:
     """The prefix's image-token part for one image under each instruction."""
     img = image_with_square(True, np.random.default_rng(0))
     obs = [{"agentview": img, "wrist": img, "state": np.zeros(STATE_DIM, np.float32)}] * len(texts)
-    imgs = images_to_tensor(observations_to_arrays(obs, ["agentview", "wrist"], SIZE, 32))
+    imgs = to_tensor(observations_to_arrays(obs, ["agentview", "wrist"], SIZE, 32))
     ids, mask = encode_instructions(texts, model.text_tokenizer, 8)
     with torch.no_grad():
         prefix, _ = model.embed_prefix(imgs, ids, mask, torch.zeros(len(texts), STATE_DIM))

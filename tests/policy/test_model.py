@@ -26,9 +26,10 @@ def test_decoding_paths_agree():
     model = _model(decoding="autoregressive")
     policy = Policy(model)
     obs = [_obs(True), _obs(False, 1)]
-    from policy.processor import encode_instructions, images_to_tensor, observations_to_arrays
+    from perception.image import to_tensor
+    from policy.processor import encode_instructions, observations_to_arrays
 
-    imgs = images_to_tensor(observations_to_arrays(obs, ["agentview", "wrist"], SIZE, 32))
+    imgs = to_tensor(observations_to_arrays(obs, ["agentview", "wrist"], SIZE, 32))
     ids, mask = encode_instructions(["move to the square", "go"], model.text_tokenizer, 8)
     prefix, pmask = model.embed_prefix(imgs, ids, mask, torch.zeros(2, STATE_DIM))
     n = model.cfg.num_action_tokens

@@ -244,3 +244,123 @@ def test_watchdog_stops_when_images_go_stale(ros):
     ex.shutdown()
     node.destroy_node()
     robot.node.destroy_node()
+
+
+def test_nan_state_stops_the_robot_with_the_reason(ros):
+    """Observation mode with proprioception: a joint state with a NaN is refused (no action, a zero
+    twist) and the reason is published and logged; the next sane state acts again."""
+    backend = BrightnessPolicy()
+    node = make_node(backend, cameras=["agentview"], mode="observation", use_state=True)
+    robot, ex = wire(ros, node, "pick it")
+    joints = robot.node.create_publisher(JointState, "robot/joint_states", SENSOR_QOS)
+    assert spin_until(ex, lambda: node.instruction == "pick it")
+
+    def observe(value, position):
+        stamp = robot.node.get_clock().now().to_msg()
+        state = JointState()
+        state.header.stamp = stamp
+        state.position = position
+        return stamp, state, lambda: (robot.publish(value, stamp), joints.publish(state))
+
+    stamp, _, send = observe(200, [0.1, float("nan"), 0.3])
+    assert spin_until(ex, lambda: (send(), any(s["state"] == "stopped" and "refused" in s["reason"]
+                                               for s in robot.status))[1])
+    reason = next(s["reason"] for s in robot.status if s["state"] == "stopped" and "refused" in s["reason"])
+    assert "NaN" in reason
+    assert backend.calls == 0  # the model never saw it
+    assert all(t.twist.linear.x == 0.0 for t in robot.twists)  # only stops were sent
+    stamp, _, send = observe(200, [0.1, 0.2, 0.3])
+    assert spin_until(ex, lambda: (send(), any(t.twist.linear.x > 0.5 for t in robot.twists))[1])
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
+def test_incomplete_observation_sets_are_bounded_and_future_stamps_dropped(ros):
+    from ros_nodes.policy_node import PENDING_MAX
+
+    backend = BrightnessPolicy()
+    node = make_node(backend, cameras=["agentview", "wrist"], mode="observation")
+    robot, ex = wire(ros, node, "go")
+    robot.img_pubs["wrist"] = robot.node.create_publisher(Image, "camera/wrist/image_raw", SENSOR_QOS)
+    assert spin_until(ex, lambda: node.instruction == "go")
+    clock = robot.node.get_clock()
+    sent = []
+
+    def one_camera():  # the wrist camera is dead: every agentview frame starts a set that never completes
+        stamp = clock.now().to_msg()
+        sent.append(stamp)
+        robot.publish(100, stamp)
+        return node.expired >= 10
+
+    assert spin_until(ex, one_camera)
+    assert len(node._pending) <= PENDING_MAX
+    assert backend.calls == 0
+    future = clock.now().to_msg()
+    future.sec += 30
+    assert spin_until(ex, lambda: (robot.publish(100, future, ("agentview", "wrist")), node.future_stamps >= 2)[1])
+    assert backend.calls == 0 and not robot.twists
+    stamp = clock.now().to_msg()  # both cameras, a sane stamp: answered
+    assert spin_until(ex, lambda: (robot.publish(100, stamp, ("agentview", "wrist")), len(robot.twists) >= 1)[1])
+    ex.shutdown()
+    node.destroy_node()
+    robot.node.destroy_node()
+
+
+class LongChunks(BasePolicy):
+    """Eight-action chunks (400 ms at 20 Hz) that move forward: plenty left in the queue at a kill."""
+
+    def predict_chunk(self, observations, instructions):
+        chunk = np.zeros((len(observations), 8, 7), np.float32)
+        chunk[:, :, 0] = 0.5
+        return chunk
+
+
+def test_killing_the_server_stops_the_robot_within_the_deadline_every_time(ros):
+    """10 kills of a real inference server at random points of the chunk being played: each time the
+    robot gets a zero twist within the 200 ms deadline of the kill, and moves again on restart."""
+    import random
+    import time
+
+    deadline_ms = 200.0
+    server = InferenceServer([PolicyService(LongChunks())], ServerConfig(endpoint="tcp://127.0.0.1:*")).start()
+    endpoint = server.endpoint
+    backend = RemotePolicy(InferenceClient(endpoint, timeout_ms=150))
+    node = make_node(backend, cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=deadline_ms)
+    robot, ex = wire(ros, node, "go")
+    arrivals = []  # (monotonic arrival, linear.x) of every command the robot received
+    robot.node.create_subscription(TwistStamped, "robot/cmd_twist",
+                                   lambda m: arrivals.append((time.monotonic(), m.twist.linear.x)), RELIABLE_QOS)
+
+    def feed(check):
+        def step():
+            robot.publish(128, robot.node.get_clock().now().to_msg())
+            return check()
+        return step
+
+    rng = random.Random(0)
+    latencies = []
+    try:
+        for trial in range(10):
+            if trial:
+                server = InferenceServer([PolicyService(LongChunks())], ServerConfig(endpoint=endpoint)).start()
+            mark = len(arrivals)
+            # Moving again after the (re)start: several forward commands in a row.
+            assert spin_until(ex, feed(lambda: sum(x > 0.4 for _, x in arrivals[mark:]) >= 4), timeout_s=20), trial
+            end = time.monotonic() + rng.uniform(0.0, 0.4)  # anywhere in the 8-action chunk
+            spin_until(ex, feed(lambda: time.monotonic() > end), timeout_s=1)
+            mark = len(arrivals)
+            killed = time.monotonic()
+            server.stop()
+            assert spin_until(ex, feed(lambda: any(x == 0.0 for _, x in arrivals[mark:])), timeout_s=5), trial
+            stopped = next(t for t, x in arrivals[mark:] if x == 0.0)
+            latencies.append(stopped - killed)
+    finally:
+        server.stop()
+        print(f"stop latency after kill (ms): {sorted(round(x * 1000) for x in latencies)}")
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        robot.node.destroy_node()
+    assert len(latencies) == 10
+    assert max(latencies) < deadline_ms / 1000.0, latencies

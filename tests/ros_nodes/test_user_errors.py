@@ -69,6 +69,16 @@ def test_serve_busy_port():
     ("policy", [], ["checkpoint", "server"]),
     ("policy", ["checkpoint=/no/such/ckpt"], ["/no/such/ckpt"]),
     ("policy", ["server=tcp://127.0.0.1:5555", "rate_hz=0.0"], ["rate_hz", "positive"]),
+    ("policy", ["mode=warp", "server=tcp://127.0.0.1:5555"], ["mode", "warp"]),
+    # An integer where a number is declared is that number: 0 is then refused for its value.
+    ("policy", ["server=tcp://127.0.0.1:5555", "deadline_ms=0"], ["deadline_ms", "positive"]),
+    ("policy", ["server=tcp://127.0.0.1:5555", "rate_hz=10", "deadline_ms=-5"], ["deadline_ms", "positive"]),
+    ("policy", ["server=tcp://127.0.0.1:5555", "deadline_ms=true"], ["deadline_ms", "a number"]),
+    ("policy", ["server=tcp://127.0.0.1:5555", "use_state=maybe"], ["use_state", "true or false"]),
+    ("camera", ["rate_hz=-30"], ["rate_hz", "positive"]),
+    ("camera", ["count=-1"], ["count", "0 or more"]),
+    ("policy", ["server=tcp://127.0.0.1:5555", "rate_hz=NaN"], ["rate_hz", "positive"]),
+    ("sim_robot", ["episodes=-2"], ["episodes", "0 (no limit) or more"]),
     ("sim_robot", ["rate_hz=0.0", "lockstep=false"], ["rate_hz", "positive"]),
     ("sim_robot", ["task=Teleport"], ["Teleport"]),
 ])
@@ -96,3 +106,72 @@ def test_robot_side_modules_import_neither_torch_nor_transformers(module):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == ""
+
+
+def test_eval_on_a_device_this_machine_lacks():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert_one_line_error(embodied("eval", "--device", "cuda", "--episodes", "1"), "cuda", "no CUDA GPU")
+    assert_one_line_error(embodied("eval", "--device", "warp", "--episodes", "1"), "warp", "not a torch device")
+
+
+def test_integer_where_a_double_is_declared_is_accepted(ros_context):
+    from rclpy.parameter import Parameter
+
+    from ros_nodes.runtime import declare
+
+    node = ros_context.create_node("declare_test", parameter_overrides=[
+        Parameter("rate_hz", value=10), Parameter("count", value=3), Parameter("flag", value=True)])
+    try:
+        rate = declare(node, "rate_hz", 30.0)
+        assert rate == 10.0 and isinstance(rate, float)
+        assert node.get_parameter("rate_hz").value == 10.0
+        assert declare(node, "count", 0) == 3
+        from ros_nodes.errors import NodeParameterError
+
+        with pytest.raises(NodeParameterError, match="flag must be a number"):
+            declare(node, "flag", 1.0)
+    finally:
+        node.destroy_node()
+
+
+@pytest.fixture
+def ros_context():
+    import rclpy
+
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+@pytest.mark.parametrize("env, warns", [
+    ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, True),
+    ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "localhost", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
+      "ROS_LOCALHOST_ONLY": "1"}, True),
+    ({"ROS_LOCALHOST_ONLY": "1", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, False),
+    ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, False),
+    ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "FASTDDS_BUILTIN_TRANSPORTS": "DEFAULT"}, False),
+    ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
+      "RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, False),
+])
+def test_discovery_warning(env, warns):
+    from ros_nodes.runtime import discovery_warning
+
+    message = discovery_warning(env)
+    assert (message is not None) == warns
+    if warns:
+        assert "ROS_LOCALHOST_ONLY=1" in message and "docs/ros.md" in message
+
+
+def test_node_warns_at_start_up_when_discovery_will_not_deliver_images():
+    """A node that starts (a camera sending two small frames) logs one warning line for the setting."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", "ros", "node", "camera", "-p", "count=2",
+                           "-p", "width=64", "-p", "height=48"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ROS_AUTOMATIC_DISCOVERY_RANGE" in ln]
+    assert len(lines) == 1 and "WARN" in lines[0], proc.stderr

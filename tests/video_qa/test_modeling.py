@@ -129,7 +129,7 @@ def test_mean_pooling_model_trains_with_same_token_budget():
     torch.manual_seed(0)
     model = VideoLM(tiny_config(pooling="mean"))
     batch = model.collate(_examples(2))
-    assert int((batch["input_ids"] == model.tokenizer.frame_id).sum()) == 2 * 3 * 2
+    assert int((batch["input_ids"] == model.tokenizer.token_id("<frame>")).sum()) == 2 * 3 * 2
     assert torch.isfinite(model(**batch))
 
 

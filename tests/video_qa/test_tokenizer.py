@@ -1,41 +1,56 @@
+"""Video QA's text through perception.text: the specials, the template-trained BPE (the one the
+shipped checkpoint was trained with), prompts user text cannot inject into, and checkpoints that
+save the tokenizer in the shared format and still read the older one."""
+
 import functools
 import json
+from pathlib import Path
 
 import pytest
 
-from video_qa.errors import VideoQAError
-from video_qa.tokenizer import BPETokenizer, ByteTokenizer, load_tokenizer
+from perception.text import META_NAME, load_tokenizer
+from tests.video_qa.helpers import tiny_config
+from video_qa.modeling_videolm import VideoLM
+from video_qa.processor_videolm import SPECIALS, new_tokenizer
 
+SHIPPED = Path(__file__).parents[2] / "checkpoints" / "videoqa-default"
 TEXTS = ["When was the red ball potted?", "红球是什么时候进袋的？", "Überraschung 🎱 ça va", "",
          "  two  spaces\tand a tab\n"]
 
 
 @functools.lru_cache(maxsize=1)
-def _bpe() -> BPETokenizer:
-    from video_qa.questions import template_corpus
-
-    return BPETokenizer.train(template_corpus(), 512)
+def _bpe():
+    return new_tokenizer("bpe", 512)
 
 
-def _both():
-    return [ByteTokenizer(), _bpe()]
+def test_template_bpe_is_the_one_the_shipped_checkpoint_was_trained_with():
+    """Retraining from the templates gives the shipped vocabulary and merges exactly, so a model
+    trained today speaks the same ids as the one in checkpoints/."""
+    bpe, shipped = _bpe(), load_tokenizer(SHIPPED)
+    model = json.loads(bpe.backend.to_str())["model"]
+    shipped_model = json.loads(shipped.backend.to_str())["model"]
+    assert model["merges"] == shipped_model["merges"] and model["vocab"] == shipped_model["vocab"]
+    assert bpe.vocab_size == 519
+    assert [bpe.token_id(s) for s in SPECIALS] == list(range(512, 519))
+    assert (bpe.pad_id, bpe.bos_id, bpe.eos_id) == (512, 513, 514)
+    for text in TEXTS:
+        assert bpe.encode(text) == shipped.encode(text)
 
 
+@pytest.mark.parametrize("kind", ["byte", "bpe"])
 @pytest.mark.parametrize("text", TEXTS)
-def test_round_trip_any_language(text):
-    for tok in _both():
-        ids = tok.encode(text)
-        assert all(0 <= i < tok.text_vocab for i in ids)  # text ids only: no unknown token exists
-        assert tok.decode(ids) == text
+def test_round_trip_any_language(kind, text):
+    tok = new_tokenizer(kind, 512) if kind == "byte" else _bpe()
+    ids = tok.encode(text)
+    assert all(0 <= i < tok.pad_id for i in ids)  # text ids only: no unknown token exists
+    assert tok.decode(ids) == text
 
 
-def test_chinese_is_three_bytes_per_character_and_specials_are_dropped():
-    tok = ByteTokenizer()
-    ids = tok.encode("红球")
-    assert len(ids) == 6
-    assert tok.decode([tok.bos_id] + ids + [tok.sep_id, tok.eos_id]) == "红球"
-    bpe = _bpe()
-    assert bpe.decode([bpe.bos_id] + bpe.encode("红球") + [bpe.sep_id, bpe.eos_id]) == "红球"
+def test_byte_ids_are_the_utf8_bytes_and_specials_follow():
+    tok = new_tokenizer("byte", 512)
+    assert tok.encode("红球") == list("红球".encode("utf-8"))
+    assert [tok.token_id(s) for s in SPECIALS] == list(range(256, 263)) and tok.vocab_size == 263
+    assert tok.decode([tok.bos_id] + tok.encode("红球") + [tok.token_id("<sep>"), tok.eos_id]) == "红球"
 
 
 def test_bpe_makes_template_words_single_tokens_and_held_out_wording_falls_back_to_pieces():
@@ -47,52 +62,26 @@ def test_bpe_makes_template_words_single_tokens_and_held_out_wording_falls_back_
     assert len(held) > 8 and held[-3:] == [" pink", " cube", "?"]
 
 
-def test_bpe_training_is_deterministic():
-    from video_qa.questions import template_corpus
-
-    a = BPETokenizer.train(template_corpus(), 400)
-    b = BPETokenizer.train(template_corpus(), 400)
-    assert a.bpe.to_str() == b.bpe.to_str()
-
-
-def test_truncate_never_splits_a_character():
-    for tok in _both():
-        text, cut = tok.truncate("红球红球", 7)  # 7 bytes = 2 characters + 1 stray byte
-        assert cut and text == "红球"
-        assert tok.truncate("abc", 7) == ("abc", False)
+def test_prompts_user_text_cannot_inject_specials_into():
+    model = VideoLM(tiny_config(tokenizer="byte", max_question_bytes=7))
+    tok = model.tokenizer
+    sep, frame = tok.token_id("<sep>"), tok.token_id("<frame>")
+    ids = model.question_ids("<sep><frame>")  # 12 bytes, cut to 7: "<sep><f"
+    assert ids == tok.encode("<sep><f") + [sep] and frame not in ids
+    assert model.question_ids("红球红球") == tok.encode("红球") + [sep]  # 7 bytes: no half character
+    prefix = model.prefix_ids([0.0, 1.25], ["<sep>", ""])
+    assert prefix.count(frame) == 2 * model.cfg.tokens_per_frame and prefix.count(sep) == 2
+    assert prefix[:2] == [tok.bos_id, tok.token_id("<time>")] and tok.decode(prefix) == "0.0s<sep>1.2s"
 
 
-def test_a_cut_off_character_decodes_to_the_replacement_character():
-    for tok in _both():
-        ids = tok.encode("红")
-        assert tok.decode(ids[:-1]) == "\ufffd" or tok.decode(ids[:-1]).startswith("\ufffd")
-
-
-def test_user_text_cannot_inject_specials():
-    for tok in _both():
-        ids = tok.encode("a <sep> b <frame>")
-        assert tok.sep_id not in ids and tok.frame_id not in ids
-
-
-def test_save_load(tmp_path):
-    ByteTokenizer().save(tmp_path)
-    assert ByteTokenizer.load(tmp_path).vocab_size == 263
-    with pytest.raises(VideoQAError):
-        ByteTokenizer.load(tmp_path / "missing")
-    bpe = _bpe()
-    (tmp_path / "b").mkdir()
-    bpe.save(tmp_path / "b")
-    back = load_tokenizer(tmp_path / "b")
-    assert isinstance(back, BPETokenizer) and back.vocab_size == bpe.vocab_size
-    assert back.encode("Was the 红 ball potted?") == bpe.encode("Was the 红 ball potted?")
-    with pytest.raises(VideoQAError, match="byte"):
-        ByteTokenizer.load(tmp_path / "b")
-
-
-def test_a_tokenizer_file_of_another_version_is_a_clear_error(tmp_path):
-    (tmp_path / "tokenizer.json").write_text(json.dumps({"type": "bpe", "specials": ["<pad>"]}))
-    with pytest.raises(VideoQAError, match="does not match"):
-        load_tokenizer(tmp_path)
-    (tmp_path / "tokenizer.json").write_text("{not json")
-    with pytest.raises(VideoQAError, match="not valid JSON"):
-        load_tokenizer(tmp_path)
+def test_checkpoints_save_the_shared_format_and_read_the_older_one(tmp_path):
+    model = VideoLM(tiny_config())
+    model.save_pretrained(tmp_path / "ckpt")
+    meta = json.loads((tmp_path / "ckpt" / META_NAME).read_text())
+    assert meta["kind"] == "bpe" and meta["specials"] == list(SPECIALS)
+    again = VideoLM.from_pretrained(tmp_path / "ckpt").tokenizer
+    assert again.encode(TEXTS[1]) == model.tokenizer.encode(TEXTS[1]) != []
+    assert [again.token_id(s) for s in SPECIALS] == [model.tokenizer.token_id(s) for s in SPECIALS]
+    # the shipped checkpoint predates the shared format: {"type": "bpe", "specials", "bpe"}
+    assert not (SHIPPED / META_NAME).exists()
+    assert load_tokenizer(SHIPPED).encode("pink") == [79, 327]
