@@ -72,11 +72,16 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     stop = threading.Event()
     return_code = 0
 
-    def on_term(signum, frame):  # SIGTERM from `embodied ros up` or systemd: shut down like SIGINT
+    def on_signal(signum, frame):
+        # SIGINT (Ctrl-C, a launcher) and SIGTERM (`embodied ros up`, systemd) end the spin the
+        # same way. Handling SIGINT here rather than through Python's KeyboardInterrupt matters:
+        # rclpy shuts the context down on SIGINT, so a spin in progress fails with RCLError, and a
+        # KeyboardInterrupt still pending would then land in the middle of the clean-up below.
         stop.set()
         rclpy.try_shutdown()
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous_term = signal.signal(signal.SIGTERM, on_signal)
+    previous_int = signal.signal(signal.SIGINT, on_signal)
     node = None
     executor = SingleThreadedExecutor()
     try:
@@ -94,14 +99,16 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
-        if node is not None or not is_user_error(exc):
-            raise
-        print(f"{getattr(factory, '__name__', 'node')}: error: {exc}", file=sys.stderr, flush=True)
-        return_code = 2
+        raced_shutdown = stop.is_set() and not rclpy.ok()  # the spin met the context a signal closed
+        if not raced_shutdown:
+            if node is not None or not is_user_error(exc):
+                raise
+            print(f"{getattr(factory, '__name__', 'node')}: error: {exc}", file=sys.stderr, flush=True)
+            return_code = 2
     finally:
-        # A launcher's SIGINT may land while a node that finished by itself is closing; the clean-up
-        # is short, so let it finish instead of dying mid-way with a KeyboardInterrupt traceback.
-        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A launcher's signal may land while a node that finished by itself is closing; the
+        # clean-up is short, so let it finish instead of being interrupted mid-way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
@@ -111,7 +118,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             node.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGINT, previous_int)
     return return_code or int(getattr(node, "exit_code", 0) or 0)
 
