@@ -6,6 +6,12 @@ Measured in one run, so the ratios compare like with like:
 * IK solve time (damped least squares, from the home posture to random reachable poses);
 * expert episodes/minute: rollouts that render the cameras (baseline) against full collection
   into a LeRobot dataset (video encoding, parquet, ground truth), with and without fsync;
+* collection at scale: one run collects into a dataset until it is large; episodes/s over a window
+  just after it reached a small size (100) and a large one (5,000) and their ratio, which stays near
+  1 when the per-episode cost does not grow with the dataset (statistics are merged incrementally,
+  ``sim.stats``), plus the error of the incrementally merged q01/q99 against exact quantiles over
+  every frame of that dataset. To keep 5,000 episodes tractable it collects the cheapest family
+  (Reach) at 32x32 px with both cameras and without fsync;
 * expert success rate per task family over N seeded episodes (no rendering: only the physics and
   the expert decide success), with a 95% Wilson interval.
 """
@@ -30,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="expert episodes per task family for the success rate (default: 100, quick: 10)")
     parser.add_argument("--collect-episodes", type=int, default=None,
                         help="episodes timed for collection throughput (default: 20, quick: 4)")
+    parser.add_argument("--scaling-sizes", default=None,
+                        help="dataset sizes at which collection episodes/s is measured, in one run "
+                             "(default: 100,5000; quick: 20,200)")
+    parser.add_argument("--scaling-window", type=int, default=None,
+                        help="episodes timed after reaching each size (default: 50; quick: 10)")
     parser.add_argument("--sizes", default=None,
                         help="render sizes, comma list of WxH (default: 64,128,256,640x480; quick: 64,128,256)")
 
@@ -159,6 +170,68 @@ def collection_throughput(n: int, size: tuple[int, int]) -> dict[str, float]:
             "frames": summary["frames"]}
 
 
+def collection_scaling(sizes: list[int], window: int, task: str = "Reach",
+                       image_size: tuple[int, int] = (32, 32)) -> dict[str, Any]:
+    """Episodes/s over ``window`` episodes right after the dataset reached each size, in one run.
+
+    The times come from the collector's own per-attempt log (``logs/metrics.jsonl``, seconds since
+    the run began), so the marginal rate at 5,000 episodes is measured inside the same
+    uninterrupted collection as the rate at 100, with nothing reopened in between. The same rates
+    per second of this process's CPU time (``cpu_ratio``) are blind to other load on a shared
+    machine, which the wall-clock ratio is not.
+    """
+    import json
+    from pathlib import Path
+
+    from sim.collect import CollectConfig, collect
+
+    sizes = sorted(sizes)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = CollectConfig(task=task, episodes=sizes[-1] + window, out=f"{tmp}/ds", image_size=image_size,
+                            fsync=False, progress=False)
+        t0 = time.perf_counter()
+        summary = collect(cfg)
+        total = time.perf_counter() - t0
+        lines = [json.loads(line) for line in (Path(cfg.out) / "logs" / "metrics.jsonl").read_text().splitlines()]
+        committed = {r["episode_index"]: r for r in lines if r.get("episode_index") is not None}
+        rates, cpu_rates = {}, {}
+        for n in sizes:
+            start, end = committed[n - 1], committed[n + window - 1]
+            rates[str(n)] = window / (end["seconds"] - start["seconds"])
+            cpu_rates[str(n)] = window / (end["cpu_seconds"] - start["cpu_seconds"])
+        quantile_error = _stats_error(Path(cfg.out))
+    small, large = rates[str(sizes[0])], rates[str(sizes[-1])]
+    return {"task": task, "image_size": f"{image_size[0]}x{image_size[1]}", "cameras": len(cfg.cameras),
+            "fsync": False, "window": window, "episodes": summary["episodes"], "frames": summary["frames"],
+            "seconds": round(total, 1), "episodes_per_s": rates, "ratio": large / small,
+            "episodes_per_cpu_s": cpu_rates,
+            "cpu_ratio": cpu_rates[str(sizes[-1])] / cpu_rates[str(sizes[0])], "stats_error": quantile_error}
+
+
+def _stats_error(root) -> dict[str, float]:
+    """Largest error of stats.json against exact statistics over every frame, per statistic.
+
+    Quantile errors are relative to the feature's exact q99 - q01 span (what the action tokenizer
+    divides into bins); mean/std errors relative to the std.
+    """
+    from sim.dataset import LeRobotDataset
+    from sim.stats import numeric_stats
+
+    ds = LeRobotDataset(root)
+    episodes = [ds.episode(i, decode_video=False) for i in range(ds.num_episodes)]
+    worst = {"q01": 0.0, "q99": 0.0, "mean": 0.0, "std": 0.0}
+    for key in ("observation.state", "action"):
+        exact = numeric_stats(np.concatenate([ep[key] for ep in episodes]))
+        got = ds.stats[key]
+        span = np.maximum(np.subtract(exact["q99"], exact["q01"]), 1e-12)
+        scale = np.maximum(exact["std"], 1e-12)
+        for stat in worst:
+            denom = span if stat.startswith("q") else scale
+            err = float(np.max(np.abs(np.subtract(got[stat], exact[stat])) / denom))
+            worst[stat] = max(worst[stat], err)
+    return worst
+
+
 def _parse_sizes(text: str) -> list[tuple[int, int]]:
     from sim.collect import parse_size
 
@@ -172,6 +245,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     n_success = getattr(args, "episodes", None) or (10 if quick else 100)
     n_collect = getattr(args, "collect_episodes", None) or (4 if quick else 20)
     sizes = _parse_sizes(getattr(args, "sizes", None) or ("64,128,256" if quick else "64,128,256,640x480"))
+    scaling_spec = getattr(args, "scaling_sizes", None) or ("20,200" if quick else "100,5000")
+    scaling_sizes = [int(n) for n in scaling_spec.split(",")]
+    scaling_window = getattr(args, "scaling_window", None) or (10 if quick else 50)
     seconds = 0.5 if quick else 2.0
 
     physics = physics_rates(seconds)
@@ -179,6 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ik = ik_timing(50 if quick else 500)
     throughput = collection_throughput(n_collect, (128, 128))
     success = expert_success(list(TABLETOP_TASKS), n_success)
+    scaling = collection_scaling(scaling_sizes, scaling_window)
 
     base = next(iter(render))
     result = {
@@ -193,6 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "expert_success_ci95": {t: s["ci95"] for t, s in success.items()},
         "episodes": {t: s["episodes"] for t, s in success.items()},
         "expert_mean_steps": {t: s["mean_steps"] for t, s in success.items()},
+        "collection_scaling": scaling,
     }
     _print_table(result)
     return result
@@ -212,6 +290,11 @@ def _print_table(r: dict[str, Any]) -> None:
     p(f"  collect  {c['image_size']} x{c['cameras']} cams: {c['episodes_per_min_render_only']:.1f} ep/min "
       f"render only, {c['episodes_per_min_with_video']:.1f} with video+dataset "
       f"({c['episodes_per_min_with_video_no_fsync']:.1f} without fsync)\n")
+    s = r["collection_scaling"]
+    (small, a), (large, b) = list(s["episodes_per_s"].items())[0], list(s["episodes_per_s"].items())[-1]
+    p(f"  scaling  {s['task']} {s['image_size']}: {a:.2f} ep/s at {small} episodes, {b:.2f} at {large} "
+      f"(ratio {b / a:.2f}, per CPU second {s['cpu_ratio']:.2f}); stats q01/q99 error <= "
+      f"{max(s['stats_error']['q01'], s['stats_error']['q99']):.2e} of the q01-q99 span\n")
     for t, rate in r["expert_success"].items():
         lo, hi = r["expert_success_ci95"][t]
         p(f"  expert   {t:10s} {rate:6.1%}  [{lo:.2f}, {hi:.2f}]  n={r['episodes'][t]}\n")

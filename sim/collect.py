@@ -289,7 +289,7 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
     _check_output(out)
     envs: dict[str, Any] = {}
     drivers: dict[str, Driver] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         envs[tasks[0]] = make_env(tasks[0], cfg)
         first = envs[tasks[0]]
@@ -348,7 +348,9 @@ def collect(cfg: CollectConfig, make_env: Callable[[str, CollectConfig], Any] | 
             else:
                 rec.discard()
             log.log(attempt=attempt - 1, seed=seed, task=task, success=result["success"], steps=result["steps"],
-                    kept=result["kept"], episode_index=index, instruction=result["instruction"])
+                    kept=result["kept"], episode_index=index, instruction=result["instruction"],
+                    # since the run began, wall clock and this process's CPU: rates over a long run
+                    seconds=round(time.perf_counter() - t0, 4), cpu_seconds=round(time.process_time() - c0, 4))
             rate = sum(s["successes"] for s in per_task.values()) / tried
             bar.set_postfix(success=f"{rate:.0%}", refresh=False)
             bar.update(1 if index is not None else 0)

@@ -22,12 +22,15 @@ at the next index. A lock file stops two writers from sharing one directory. Wit
 this holds across a power cut too, not only a process crash; ``sync=False`` trades that for speed
 (about 10 ms per file on a slow disk).
 
-Statistics. Numeric features (state, action, indices) keep all committed values in memory (a few
-floats per frame) so the aggregate is exact: q01/q99 are ``np.quantile`` (linear interpolation)
-over every frame. Images keep an exact per-channel 256-bin histogram per episode (stored in the
-episode row), which merges by addition; their quantiles are the smallest value whose cumulative
-share reaches q (``np.quantile(..., method="inverted_cdf")``), in [0, 1] units, shape (3, 1, 1)
-as LeRobot stores image statistics.
+Statistics (``sim.stats``). Each episode is summarised once when it is committed (exact moments,
+min/max, a t-digest per numeric dimension, an exact 256-bin histogram per image channel) and folded
+into a running aggregate, so writing ``stats.json`` after an episode costs the same at episode
+5,000 as at episode 1. mean/std/min/max and all image statistics are exact; numeric q01/q99 are
+exact on small datasets and t-digest estimates on large ones (see ``sim.stats``). The running
+aggregate is not stored anywhere of its own: it is a function of the committed episodes, rebuilt
+in episode order when a writer opens the directory (as the rest of the writer's state is), so after
+any crash it describes exactly the episodes whose markers exist, bit for bit what one uninterrupted
+run would have written.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ import errno
 import fcntl
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -47,6 +49,8 @@ import pyarrow.parquet as pq
 
 from common.atomic import atomic_path, write_json
 from sim.errors import SimError
+from sim.stats import (RunningStats, aggregate_stats, histogram_stats, image_histogram, numeric_stats,
+                       summarize_episode)
 from sim.video import VideoWriter, effective_pix_fmt, pick_codec, read_mp4
 
 CODEBASE_VERSION = "v3.0"
@@ -56,7 +60,6 @@ VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.m
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 GT_PATH = "gt/episode_{episode_index:06d}"
 ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
-QUANTILES = {"q01": 0.01, "q99": 0.99}
 IMAGE_PREFIX = "observation.images."
 # Numeric per-frame columns besides state and action (all get statistics, as in LeRobot).
 INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
@@ -108,68 +111,7 @@ def _column_to_numpy(table: pa.Table, name: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False)
 
 
-# --------------------------------------------------------------------------- statistics
-
-def numeric_stats(values: np.ndarray) -> dict[str, list]:
-    """min/max/mean/std/count/q01/q99 per dimension of ``[N, D]`` (or ``[N]``) values."""
-    x = np.asarray(values, dtype=np.float64)
-    x = x.reshape(len(x), -1)
-    out = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0), "count": [len(x)]}
-    for name, q in QUANTILES.items():
-        out[name] = np.quantile(x, q, axis=0)
-    return {k: np.asarray(v).tolist() for k, v in out.items()}
-
-
-def image_histogram(frames: np.ndarray) -> np.ndarray:
-    """Exact per-channel histogram ``int64[3, 256]`` of ``uint8[T, H, W, 3]`` frames."""
-    flat = np.asarray(frames).reshape(-1, 3)
-    return np.stack([np.bincount(flat[:, c], minlength=256) for c in range(3)]).astype(np.int64)
-
-
-def histogram_stats(hist: np.ndarray) -> dict[str, list]:
-    """Image statistics in [0, 1] per channel, shape (3, 1, 1), from a merged histogram."""
-    hist = np.asarray(hist, dtype=np.int64)
-    levels = np.arange(256) / 255.0
-    count = hist.sum(1)
-    mean = (hist * levels).sum(1) / count
-    var = (hist * (levels - mean[:, None]) ** 2).sum(1) / count
-    cdf = np.cumsum(hist, 1)
-    out: dict[str, Any] = {
-        "min": [levels[np.flatnonzero(h)[0]] for h in hist],
-        "max": [levels[np.flatnonzero(h)[-1]] for h in hist],
-        "mean": mean, "std": np.sqrt(var),
-    }
-    for name, q in QUANTILES.items():
-        # inverted CDF: the smallest level whose cumulative count reaches q * count
-        out[name] = [levels[np.searchsorted(cdf[c], q * count[c])] for c in range(3)]
-    stats = {k: np.asarray(v, dtype=np.float64).reshape(3, 1, 1).tolist() for k, v in out.items()}
-    stats["count"] = [int(count[0])]
-    return stats
-
-
-def aggregate_stats(numeric: Sequence[dict[str, np.ndarray]], hists: Sequence[dict[str, np.ndarray]]) -> dict:
-    """Dataset statistics from per-episode numeric columns and image histograms (exact merge)."""
-    stats: dict[str, Any] = {}
-    for key in numeric[0]:
-        stats[key] = numeric_stats(np.concatenate([ep[key] for ep in numeric]))
-    for key in hists[0]:
-        stats[key] = histogram_stats(sum(ep[key] for ep in hists))
-    return stats
-
-
 # --------------------------------------------------------------------------- writer
-
-@dataclass
-class _Committed:
-    """What the writer keeps per committed episode to rebuild info/stats/tasks cheaply."""
-
-    length: int
-    seed: int
-    task: str
-    task_index: int
-    numeric: dict[str, np.ndarray]
-    hists: dict[str, np.ndarray]
-
 
 class LeRobotWriter:
     """Append episodes to a LeRobot v3 dataset at ``root``, resuming whatever is committed there.
@@ -197,7 +139,9 @@ class LeRobotWriter:
         # Checked here, before anything is created on disk.
         self.pix_fmt = effective_pix_fmt(pix_fmt)
         self.sync = sync  # fsync files and directories: survive power cuts, not only process crashes
-        self._episodes: list[_Committed] = []
+        self._seeds: list[int] = []  # per committed episode, in order (-1 where none was given)
+        self._num_frames = 0
+        self._stats = RunningStats()  # folded over the committed episodes, in order
         self._tasks: dict[str, int] = {}
         self._lock_fd: int | None = None
         self._recording: EpisodeRecorder | None = None
@@ -233,13 +177,12 @@ class LeRobotWriter:
             raise SimError(f"dataset at {self.root} has gaps in its episode indices: {markers[:10]}...")
         _remove_uncommitted(self.root, len(markers), self.cameras)
         reader = LeRobotDataset(self.root, _partial=True) if markers else None
-        for i in markers:
+        for i in markers:  # the running statistics are rebuilt from the committed episodes only
             row = reader.episode_meta(i)
-            numeric, hists = reader._stats_inputs(i)
-            task = row["tasks"][0]
-            self._tasks.setdefault(task, int(row["task_index"]))
-            self._episodes.append(_Committed(int(row["length"]), int(row["seed"]), task,
-                                             int(row["task_index"]), numeric, hists))
+            self._tasks.setdefault(row["tasks"][0], int(row["task_index"]))
+            self._stats.add_episode(*reader._stats_inputs(i))
+            self._seeds.append(int(row["seed"]))
+            self._num_frames += int(row["length"])
         self._write_meta()
 
     def _check_compatible(self, info: dict) -> None:
@@ -277,15 +220,15 @@ class LeRobotWriter:
 
     @property
     def num_episodes(self) -> int:
-        return len(self._episodes)
+        return len(self._seeds)
 
     @property
     def num_frames(self) -> int:
-        return sum(e.length for e in self._episodes)
+        return self._num_frames
 
     def episode_seeds(self) -> list[int]:
         """Seeds of the committed episodes in order (-1 where none was given): resume uses the last."""
-        return [e.seed for e in self._episodes]
+        return list(self._seeds)
 
     def start_episode(self, task: str, seed: int | None = None, task_family: str = "") -> "EpisodeRecorder":
         """Begin recording the next episode; frames stream into temporary files until ``finish``.
@@ -316,6 +259,8 @@ class LeRobotWriter:
             "task_index": np.full(n, task_index, dtype=np.int64),
         }
         data = pa.table({k: (_fixed_list(v) if v.ndim == 2 else pa.array(v)) for k, v in numeric.items()})
+        hists = {f"{IMAGE_PREFIX}{cam}": h for cam, h in rec.hists.items()}
+        summary = summarize_episode(numeric)  # before the commit: nothing after the marker can fail
         written: list[Path] = []
         try:
             # 1. videos (already encoded into temporary files while recording; fsynced on close)
@@ -340,7 +285,6 @@ class LeRobotWriter:
                     np.savez_compressed(fh, **{k: np.stack(v) for k, v in rec.gt_frames.items()})
                 written.append(gt_npz)
             # 4. the commit marker, last
-            hists = {f"{IMAGE_PREFIX}{cam}": h for cam, h in rec.hists.items()}
             row: dict[str, Any] = {
                 "episode_index": ep, "tasks": [rec.task], "task_index": task_index,
                 "task_family": rec.task_family, "length": n, "success": bool(success),
@@ -375,8 +319,9 @@ class LeRobotWriter:
             raise
         # Committed. Derived metadata follows; a crash here is repaired by the next open.
         self._tasks.setdefault(rec.task, task_index)
-        seed = -1 if rec.seed is None else int(rec.seed)
-        self._episodes.append(_Committed(n, seed, rec.task, task_index, numeric, hists))
+        self._seeds.append(-1 if rec.seed is None else int(rec.seed))
+        self._num_frames += n
+        self._stats.merge_summary(summary, hists)
         try:
             self._write_meta()
         except OSError as exc:
@@ -420,14 +365,12 @@ class LeRobotWriter:
         _write_parquet_atomic(meta / "tasks.parquet", pa.table({
             "task_index": pa.array([i for _, i in tasks], pa.int64()),
             "task": pa.array([t for t, _ in tasks], pa.string())}), **sync)
-        if self._episodes:
-            write_json(meta / "stats.json", self._aggregate_stats(), **sync)
+        if self.num_episodes:
+            # O(1) per episode: the running aggregate, never the previous episodes' files
+            write_json(meta / "stats.json", self._stats.to_json(), **sync)
         else:
             (meta / "stats.json").unlink(missing_ok=True)
         write_json(meta / "info.json", info, **sync)
-
-    def _aggregate_stats(self) -> dict[str, Any]:
-        return aggregate_stats([e.numeric for e in self._episodes], [e.hists for e in self._episodes])
 
 
 class EpisodeRecorder:

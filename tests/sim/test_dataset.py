@@ -22,17 +22,21 @@ def _image(rng, t):
     return np.stack([xx * 3 + base + t, yy * 4 + base, np.full_like(xx, base + 2 * t)], -1).astype(np.uint8)
 
 
+def _frames(seed, e, lengths=(5, 7, 6, 4)):
+    """Episode ``e``'s frames (images, state, action, object position), the same on every call."""
+    rng = np.random.default_rng([seed, e])
+    return [({c: _image(rng, t) for c in CAMS}, rng.normal(size=4), rng.normal(size=7), rng.normal(size=3))
+            for t in range(lengths[e % len(lengths)])]
+
+
 def _write(root, n_eps, seed=0, lengths=(5, 7, 6, 4), **kw):
     """Write ``n_eps`` episodes and return what was written, for comparison."""
-    rng = np.random.default_rng(seed)
     written = []
     with LeRobotWriter(root, fps=10, cameras=CAMS, image_size=(W, H), state_dim=4, **kw) as writer:
         for e in range(n_eps):
             ep = writer.start_episode(task=f"task {e % 2}", seed=100 + e, task_family="Reach")
             rec = {"images": {c: [] for c in CAMS}, "state": [], "action": [], "pos": []}
-            for t in range(lengths[e % len(lengths)]):
-                imgs = {c: _image(rng, t) for c in CAMS}
-                state, action, pos = rng.normal(size=4), rng.normal(size=7), rng.normal(size=3)
+            for imgs, state, action, pos in _frames(seed, e, lengths):
                 ep.add_frame(imgs, state, action, ground_truth={"object.pos": pos})
                 for c in CAMS:
                     rec["images"][c].append(imgs[c])
@@ -244,3 +248,53 @@ def test_unknown_pixel_format_creates_nothing(tmp_path):
     with pytest.raises(SimError, match="pixel format"):
         LeRobotWriter(tmp_path / "ds", fps=10, cameras=CAMS, image_size=(W, H), state_dim=4, pix_fmt="rgb48")
     assert not (tmp_path / "ds").exists()
+
+
+def test_committing_reads_no_earlier_episode_and_merges_only_the_new_one(tmp_path, monkeypatch):
+    """The per-episode cost does not grow: a commit reads no file and merges one episode's frames."""
+    reads, merged = [], []
+    real_read, real_merge = dataset_mod.pq.read_table, dataset_mod.RunningStats.merge_summary
+    monkeypatch.setattr(dataset_mod.pq, "read_table", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    monkeypatch.setattr(dataset_mod.RunningStats, "merge_summary", lambda self, summary, hists: (
+        merged.append(summary["action"].count), real_merge(self, summary, hists))[1])
+    monkeypatch.setattr(dataset_mod, "aggregate_stats", None)  # the batch path must not run
+    _write(tmp_path / "ds", 8)
+    assert reads == []
+    assert merged == [5, 7, 6, 4, 5, 7, 6, 4]  # each episode's own frames, once
+    monkeypatch.undo()
+    ds = LeRobotDataset(tmp_path / "ds")
+    assert ds.stats["action"]["count"] == [ds.num_frames] == [44]
+
+
+def test_crash_after_the_marker_is_repaired_with_the_stats_of_one_uninterrupted_run(tmp_path, monkeypatch):
+    """A crash between an episode's commit marker and the derived files: the next writer rebuilds the
+    running statistics from the committed episodes, bit for bit those of a run that never crashed."""
+    _write(tmp_path / "once", 4)
+    crashed = tmp_path / "crashed"
+    _write(crashed, 3)
+    calls = {"n": 0}
+    real_meta = LeRobotWriter._write_meta
+
+    def crash_on_commit(self):
+        calls["n"] += 1
+        if calls["n"] > 1:  # after the open, at the commit: the process dies here
+            raise KeyboardInterrupt
+        real_meta(self)
+
+    monkeypatch.setattr(LeRobotWriter, "_write_meta", crash_on_commit)
+    writer = LeRobotWriter(crashed, fps=10, cameras=CAMS, image_size=(W, H), state_dim=4)
+    ep = writer.start_episode(task="task 1", seed=103, task_family="Reach")
+    for imgs, state, action, pos in _frames(0, 3):  # episode 3 exactly as _write makes it
+        ep.add_frame(imgs, state, action, ground_truth={"object.pos": pos})
+    with pytest.raises(KeyboardInterrupt):
+        ep.finish(success=True, ground_truth={"events": [{"t": 0.1, "type": "grasp"}]})
+    writer.close()
+    monkeypatch.undo()
+    # committed on disk, derived files still describe 3 episodes and agree with each other
+    assert dataset_mod.committed_episode_indices(crashed) == [0, 1, 2, 3]
+    stale = LeRobotDataset(crashed)
+    assert stale.num_episodes == 3 and stale.stats["action"]["count"] == [18]
+    LeRobotWriter(crashed, fps=10, cameras=CAMS, image_size=(W, H), state_dim=4).close()
+    once, repaired = LeRobotDataset(tmp_path / "once"), LeRobotDataset(crashed)
+    assert repaired.num_episodes == 4
+    assert repaired.stats == once.stats
