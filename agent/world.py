@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -21,6 +21,13 @@ class WorldObject:
     color: str
     shape: str
     position: np.ndarray  # metres, robot base frame (x forward, y left, z up)
+
+
+def find_objects(objects: Iterable[WorldObject], color: str = "", shape: str = "") -> list[WorldObject]:
+    """The objects that a colour and/or a shape picks out (an empty slot matches any): how the
+    router checks an operator's words against what is on the table. One match is a target; none,
+    or more than one, is a question back to the operator."""
+    return [o for o in objects if (not color or o.color == color) and (not shape or o.shape == shape)]
 
 
 class SimWorld:

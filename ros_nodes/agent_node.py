@@ -73,10 +73,13 @@ class AgentNode(Node):
         except (json.JSONDecodeError, KeyError, TypeError):
             self.get_logger().warning("dropped a request that is not JSON {\"id\", \"text\"}")
             return
-        r = route(text, *self.agent._vocabulary())
+        r = route(text, *self.agent._vocabulary(), world=self.world)
         if r.kind == "stop":
             self.stop_pub.publish(Bool(data=True))
             self._reply(rid, Reply("stopped", "Stopping. The robot holds still."))
+            return
+        if r.kind == "clarify":
+            self._reply(rid, Reply("clarify", r.question))
             return
         if r.kind != "command":
             self._reply(rid, self.agent.handle(text))

@@ -36,7 +36,8 @@ def test_agent_answers_and_commands():
     assert seen.kind == "answer" and target.name in seen.text
     where = agent.handle(f"where is the {target.name}?")
     assert np.allclose(where.data["position_m"], target.position)
-    assert agent.handle("pick up the golden banana").kind == "refused"
+    banana = agent.handle("pick up the golden banana")
+    assert banana.kind == "clarify" and "golden banana" in banana.text  # asked back, never moved
     done = agent.handle(f"pick up the {target.name}")
     assert done.kind == "done" and done.data["success"] and done.data["steps"] < 60
     assert agent.policy.resets == 1  # every command starts a fresh episode of the policy

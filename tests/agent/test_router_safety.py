@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from agent.router import route
+from agent.router import Route, read_slots, normalise, route
 from agent.safety import SafetyFilter
+from agent.world import WorldObject, find_objects
 
 COLORS = ("red", "green", "blue", "yellow")
 SHAPES = ("cube", "cylinder")
@@ -21,8 +22,8 @@ SHAPES = ("cube", "cylinder")
     ("which ball did the cue ball hit first?", "question", "", "", {"topic": "video"}),
     ("STOP", "stop", "", "", {}),
     ("please stop", "stop", "", "", {}),
-    ("push the red cube", "unknown", "", "", {}),
-    ("sing a song", "unknown", "", "", {}),
+    ("push the red cube", "clarify", "push", "", {"question": "Push the red cube to the left or to the right?"}),
+    ("sing a song", "chat", "", "", {}),
     ("", "unknown", "", "", {}),
 ])
 def test_routes(text, kind, family, target, extra):
@@ -46,3 +47,70 @@ def test_safety_clamps_refuses_and_keeps_workspace():
     # Moving back into the box from outside is allowed.
     out = f(np.array([0, 0, 0.03, 0, 0, 0, 0]), tcp_position=np.array([0.5, 0.0, 0.0]))
     assert out[2] == pytest.approx(0.03)
+
+
+class Table:
+    """What the router checks slots against: the objects and receptacles on the table."""
+
+    def __init__(self, *names, receptacles=("bowl",)):
+        self._objects = [WorldObject(n, *n.split(), np.zeros(3)) for n in names]
+        self._receptacles = list(receptacles)
+
+    def objects(self):
+        return self._objects
+
+    def receptacles(self):
+        return self._receptacles
+
+
+TWO_RED = Table("red cube", "red cylinder", "blue cube")
+
+
+def test_slots_are_checked_against_the_world():
+    r = route("please grab the blue block", COLORS, SHAPES, world=TWO_RED)
+    assert (r.kind, r.family, r.target) == ("command", "pick_up", "blue cube")
+    r = route("touch the cylinder", COLORS, SHAPES, world=TWO_RED)  # one cylinder: no colour needed
+    assert (r.kind, r.family, r.target) == ("command", "reach", "red cylinder")
+    r = route("pick up the red one", COLORS, SHAPES, world=TWO_RED)
+    assert r.kind == "clarify" and r.question == "There is more than one red object: the red cube or the red cylinder?"
+    r = route("pick up the green cube", COLORS, SHAPES, world=TWO_RED)
+    assert r.kind == "clarify" and "I do not see a green cube" in r.question
+    r = route("put the blue cube on the plate", COLORS, SHAPES, world=TWO_RED)
+    assert r.kind == "clarify" and "plate" in r.question and "bowl" in r.question
+    r = route("put the blue cube in the bowl", COLORS, SHAPES, world=TWO_RED)
+    assert (r.kind, r.family, r.target, r.receptacle) == ("command", "put_in", "blue cube", "bowl")
+    assert route("pick it up", COLORS, SHAPES, world=Table("pink cube")).target == "pink cube"
+    assert route("pick it up", COLORS, SHAPES, world=TWO_RED).kind == "clarify"
+
+
+def test_stop_always_wins_and_negations_hold_still():
+    for text in ("stop and then pick up the red cube", "no, stop!", "freeze", "don't push the red cube left",
+                 "hold on, wait"):
+        assert route(text, COLORS, SHAPES, world=TWO_RED).kind == "stop", text
+    assert route("why did you stop?", COLORS, SHAPES).kind == "question"
+
+
+def test_questions_with_command_verbs_never_move_the_robot():
+    for text in ("can you tell me what you picked up?", "did you push the red cube to the left?",
+                 "what would happen if you pushed the red cube?", "can you pick things up?",
+                 "pick up the red cube?"):
+        r = route(text, COLORS, SHAPES, world=TWO_RED)
+        assert r.kind != "command", (text, r)
+    assert route("did you push the red cube to the left?", COLORS, SHAPES).topic == "history"
+
+
+def test_a_command_carries_the_operators_own_words():
+    text = "  Could you please lift the BLUE block for me?  "
+    r = route(text, COLORS, SHAPES, world=TWO_RED)
+    assert r.kind == "command" and r.text == text.strip() and r.target == "blue cube"
+
+
+def test_slot_words():
+    s = read_slots(normalise("can you slide the pink tin leftwards, not into the dish"), COLORS)
+    assert (s.colours, s.shapes, s.side, s.receptacle) == (("pink",), ("cylinder",), "left", "plate")
+    assert read_slots(normalise("when was the red ball potted?"), COLORS).ball == "red"
+    assert read_slots(normalise("when was the red ball potted?"), COLORS).colours == ()
+    assert read_slots(normalise("where is the cue ball?")).ball == "cue"
+    assert find_objects(TWO_RED.objects(), "red") == TWO_RED.objects()[:2]
+    assert [o.name for o in find_objects(TWO_RED.objects(), "", "cube")] == ["red cube", "blue cube"]
+    assert isinstance(route("", COLORS, SHAPES), Route) and route("", COLORS, SHAPES).kind == "unknown"

@@ -1,0 +1,139 @@
+"""The router on its hand-written development set (tests/agent/data/routing_utterances.txt): >= 97 %
+routed right, no non-command moves the robot, and every ambiguous command is answered with a question.
+
+A development set, not a held-out one: no line of it is a router example, but the router's examples
+were tuned after seeing its results (95.2 % before, 99.4 % after). The held-out number comes from
+tests/agent/test_router_heldout.py, written blind to the router's examples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.router import Route, route
+from agent.world import WorldObject
+
+DATA = Path(__file__).parent / "data" / "routing_utterances.txt"
+COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
+SHAPES = ("cube", "cylinder")
+
+
+class FixedWorld:
+    """A scene as the router sees it: the objects and receptacles on the table."""
+
+    def __init__(self, objects: list[str], receptacles: list[str]) -> None:
+        self._objects = [WorldObject(n, *n.split(), np.zeros(3)) for n in objects]
+        self._receptacles = receptacles
+
+    def objects(self) -> list[WorldObject]:
+        return self._objects
+
+    def receptacles(self) -> list[str]:
+        return self._receptacles
+
+
+@dataclass
+class Case:
+    text: str
+    expected: str
+    world: FixedWorld
+    line: int
+
+
+def load_cases() -> list[Case]:
+    cases, world = [], None
+    for i, line in enumerate(DATA.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("@world"):
+            objects, _, recs = line[len("@world"):].partition("|")
+            split = lambda s: [p.strip() for p in s.split(",") if p.strip()]  # noqa: E731
+            world = FixedWorld(split(objects), split(recs))
+            continue
+        text, expected = line.split("\t")
+        cases.append(Case(text, expected.strip(), world, i))
+    return cases
+
+
+def is_right(r: Route, expected: str) -> bool:
+    words = expected.split()
+    kind = words[0]
+    if kind == "help":
+        return r.kind in ("chat", "unknown")
+    if kind == "clarify":
+        return r.kind == "clarify" and r.question.endswith("?")
+    if kind == "question":
+        return r.kind == "question" and (len(words) == 1 or r.topic == words[1])
+    if kind == "stop":
+        return r.kind == "stop"
+    assert kind == "command", expected
+    family, colour, shape = words[1:4]
+    extra = dict(w.split("=") for w in words[4:])
+    return (r.kind == "command" and r.family == family and r.target == f"{colour} {shape}"
+            and r.side == extra.get("side", "") and r.receptacle == extra.get("rec", ""))
+
+
+@pytest.fixture(scope="module")
+def results():
+    return [(c, route(c.text, COLORS, SHAPES, world=c.world)) for c in load_cases()]
+
+
+def _show(rows) -> str:
+    return "\n".join(f"line {c.line}: {c.text!r} expected {c.expected!r}, got {r.kind} {r.family or r.topic} "
+                     f"{r.target!r} {r.side}{r.receptacle} ({r.intent} {r.score:.2f}) {r.question}"
+                     for c, r in rows)
+
+
+def test_the_set_is_big_and_covers_every_route():
+    cases = load_cases()
+    assert len(cases) >= 300
+    kinds = {c.expected.split()[0] for c in cases}
+    assert kinds == {"command", "question", "clarify", "stop", "help"}
+    families = {c.expected.split()[1] for c in cases if c.expected.startswith("command")}
+    assert families == {"reach", "pick_up", "push", "put_in"}
+
+
+
+def seen_wording(case: Case) -> bool:
+    """Whether the utterance, colours and shapes aside, is word for word one of the router's
+    examples (short canonical forms such as "stop" or "pick up the <object>" are bound to be)."""
+    from agent.router import EXAMPLES, delexicalise, normalise
+
+    seen = {delexicalise(normalise(e)) for texts in EXAMPLES.values() for e in texts}
+    return delexicalise(normalise(case.text), COLORS) in seen
+
+
+def test_routing_accuracy(results):
+    wrong = [(c, r) for c, r in results if not is_right(r, c.expected)]
+    accuracy = 1 - len(wrong) / len(results)
+    print(f"\nrouting: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%})\n" + _show(wrong))
+    assert accuracy >= 0.97, _show(wrong)
+    # and on the utterances whose wording is none of the router's examples (most of the set)
+    unseen = [(c, r) for c, r in results if not seen_wording(c)]
+    unseen_right = sum(is_right(r, c.expected) for c, r in unseen)
+    print(f"unseen wording: {unseen_right}/{len(unseen)} right ({unseen_right / len(unseen):.1%})")
+    assert len(unseen) >= 0.7 * len(results)
+    assert unseen_right / len(unseen) >= 0.97
+
+
+def test_no_non_command_moves_the_robot(results):
+    moved = [(c, r) for c, r in results if r.kind == "command" and not c.expected.startswith("command")]
+    assert not moved, _show(moved)
+
+
+def test_every_ambiguous_command_is_answered_with_a_question(results):
+    unasked = [(c, r) for c, r in results if c.expected == "clarify" and not is_right(r, "clarify")]
+    assert not unasked, _show(unasked)
+
+
+def test_stop_requests_always_stop(results):
+    missed = [(c, r) for c, r in results if c.expected == "stop" and r.kind != "stop"]
+    assert not missed, _show(missed)
+
+
+def test_a_command_keeps_the_operators_own_words(results):
+    for c, r in results:
+        assert r.text == c.text.strip()
