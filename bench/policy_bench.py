@@ -17,6 +17,17 @@ fp32 and bf16 and the LM under ``torch.compile``, each against fp32 ``generate``
 observation to the first action (one call). Ratios are against ``generate`` measured in the same run.
 A "7B-shaped" LM (Llama-2-7B width: hidden 4096, MLP 11008, 32 heads) with random weights runs at
 reduced depth, labelled as such, because 7B parameters in fp32 do not fit this machine's memory.
+
+``text_encoder``: the pretrained instruction encoder (``perception.text_encoder``, MiniLM): its load
+time, its cost per new instruction (one forward pass), and its cost per control step once the
+episode's instruction is cached (a lookup, not a forward pass: ``forward_calls_per_step`` is 0).
+
+``backends``: the same ``parallel_chunked`` call through each policy backend, timed end to end
+(``predict_chunk``: input checks, tokenising, preprocessing, the model, de-tokenising): torch eager
+(``policy.predict.Policy``), ONNX Runtime fp32 and int8 on the exported graph
+(``policy.onnx_policy.OnnxPolicy``, ``embodied export``), and on a GPU torch bf16 and ONNX Runtime's
+CUDA provider when present. Torch and ONNX Runtime use the same CPU thread count (``--threads``).
+Ratios are against torch eager measured in the same run.
 """
 
 from __future__ import annotations
@@ -210,6 +221,94 @@ def _device_paths(device: str, chunk: int, repeat: int, compile_lm: bool = True,
     return out
 
 
+def _text_encoder(repeat: int) -> dict[str, Any]:
+    """The shared text encoder's cost: a new instruction is one forward pass; a repeated one (every
+    control step of an episode) is a cache hit, timed here too, with no forward pass."""
+    import statistics
+
+    from perception.text_encoder import TextEncoder, encoder_id
+
+    t0 = time.perf_counter()
+    enc = TextEncoder()  # a private instance: its cache starts empty whatever ran before
+    load_s = time.perf_counter() - t0
+    families = ("pick up the {} cube", "push the {} cylinder to the left", "put the {} cube in the bowl")
+    colours = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
+    new = [f.format(c) for c in colours for f in families][: max(3, repeat)]
+    enc.encode("warm up the encoder")
+    new_times, hit_times = [], []
+    for text in new:
+        t = time.perf_counter()
+        enc.encode([text])
+        new_times.append(time.perf_counter() - t)
+    calls = enc.forward_calls
+    for _ in range(repeat):
+        for text in new:  # the same instructions again, as each control step of their episodes would
+            t = time.perf_counter()
+            enc.encode([text])
+            hit_times.append(time.perf_counter() - t)
+    return {"load_s": round(load_s, 2), "ms_per_new_instruction": statistics.median(new_times) * 1e3,
+            "ms_per_step_cached": statistics.median(hit_times) * 1e3,
+            "forward_calls_per_step": (enc.forward_calls - calls) / len(hit_times),
+            "new_instructions": len(new_times), "cached_steps": len(hit_times), **encoder_id().to_dict()}
+
+
+def _backends(model, obs: dict, repeat: int, threads: int) -> dict[str, Any]:
+    """One ``predict_chunk`` per backend on the same weights and observation, interleaved round by
+    round (as ``_measure``); the model is exported to a temporary directory first."""
+    import copy
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from policy.export import export_model, read_manifest
+    from policy.onnx_policy import OnnxPolicy
+    from policy.predict import Policy
+
+    instruction = "pick up the red cube"
+    out: dict[str, Any] = {"threads": threads, "chunk": model.cfg.chunk,
+                           "actions_per_s": {}, "reaction_latency_ms": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        export = export_model(copy.deepcopy(model), Path(tmp) / "onnx", quantize="int8")
+        out["export_s"] = round(time.perf_counter() - t0, 2)
+        out["export_check"] = read_manifest(export)["export_check"]
+        policies: dict[str, Any] = {
+            "torch_eager": Policy(copy.deepcopy(model)),
+            "onnx_fp32": OnnxPolicy(export, precision="fp32", threads=threads,
+                                    providers=["CPUExecutionProvider"]),
+            "onnx_int8": OnnxPolicy(export, precision="int8", threads=threads,
+                                    providers=["CPUExecutionProvider"]),
+        }
+        import onnxruntime as ort
+
+        if torch.cuda.is_available():
+            policies["torch_bf16_cuda"] = Policy(copy.deepcopy(model), device="cuda", dtype=torch.bfloat16)
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            policies["onnx_fp32_cuda"] = OnnxPolicy(export, precision="fp32", providers=[
+                "CUDAExecutionProvider", "CPUExecutionProvider"])
+        gpu = [name for name in policies if name.endswith("_cuda")]
+        out["gpu"] = gpu or "not measured: no CUDA GPU (torch) and no CUDA provider (onnxruntime) here"
+        times: dict[str, list[float]] = {name: [] for name in policies}
+        for policy in policies.values():  # warm-up
+            policy.predict_chunk([obs], [instruction])
+        for _ in range(repeat):
+            for name, policy in policies.items():
+                t = time.perf_counter()
+                policy.predict_chunk([obs], [instruction])  # numpy out: the GPU has finished
+                times[name].append(time.perf_counter() - t)
+    for name, ts in times.items():
+        sec = statistics.median(ts)
+        out["actions_per_s"][name] = model.cfg.chunk / sec
+        out["reaction_latency_ms"][name] = sec * 1000
+    base = out["actions_per_s"]["torch_eager"]
+    out["speedup_vs_torch_eager"] = {k: v / base for k, v in out["actions_per_s"].items()}
+    best = max(("onnx_fp32", "onnx_int8"), key=lambda k: out["actions_per_s"][k])
+    out["best_onnx_cpu"] = {"backend": best, "speedup_vs_torch_eager": out["speedup_vs_torch_eager"][best]}
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -223,6 +322,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                            "speedup_vs_generate")})
     result["default_model"] = {"chunk": default["chunk"], "params_m": default["params_m"],
                                "config": _describe(model.cfg)}
+    result["text_encoder"] = _text_encoder(repeat)
+    result["backends"] = _backends(model, obs, repeat, torch.get_num_threads())
     if args.big_layers and not args.quick:
         big, obs = _model(4096, args.big_layers, 32, args.chunk, intermediate=11008)
         result["llama7b_width"] = {**_measure(big, obs, 3),

@@ -1,4 +1,5 @@
-"""`embodied train`, `embodied eval` and `embodied dagger`: the policy's subcommands (heavy imports inside)."""
+"""`embodied train`, `embodied eval`, `embodied dagger` and `embodied export`: the policy's subcommands
+(heavy imports inside)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from common.config import add_dataclass_args
     from policy.dagger import DaggerConfig
     from policy.evaluate import EvalConfig
+    from policy.export import ExportConfig
     from policy.train_config import add_arguments
 
     p = sub.add_parser("train", help="train or fine-tune the VLA policy on a LeRobot dataset",
@@ -30,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "`embodied train --dataset DIR --init CKPT`. Re-running resumes.")
     add_dataclass_args(d, DaggerConfig)
     d.set_defaults(func=_dagger)
+
+    x = sub.add_parser("export", help="export a policy checkpoint to ONNX (optionally int8) for ONNX Runtime",
+                       description="Writes one ONNX graph of the whole per-step computation (uint8 camera "
+                       "images, state and the instruction's token ids in; the un-normalised action chunk "
+                       "out; dynamic batch), the tokenizer, the statistics and manifest.json. Run it with "
+                       "`embodied eval|serve --backend onnx`. Parallel-decoding checkpoints only.")
+    add_dataclass_args(x, ExportConfig)
+    x.set_defaults(func=_export)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -59,3 +69,18 @@ def _dagger(args: argparse.Namespace) -> int:
     summary = run_dagger(from_args(DaggerConfig, args))
     print(json.dumps(summary, indent=2))
     return 0 if summary["complete"] else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from common.config import from_args
+    from policy.export import ExportConfig, export_checkpoint, read_manifest
+
+    cfg = from_args(ExportConfig, args)
+    out = export_checkpoint(cfg.checkpoint, cfg.out, fmt=cfg.format, quantize=cfg.quantize,
+                            opset=cfg.opset)
+    manifest = read_manifest(out)
+    print(json.dumps({"out": str(out), "graphs": manifest["graphs"],
+                      "export_check": manifest["export_check"]}, indent=2))
+    return 0

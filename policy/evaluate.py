@@ -41,6 +41,8 @@ class EvalConfig:
     execution: str = field(default="open_loop", metadata={"help": "open_loop | ensemble (chunk execution)"})
     replan: int = field(default=-1, metadata={"help": "open_loop: actions played per chunk before predicting again (-1 = the checkpoint's setting, 0 = all K)"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda"})
+    backend: str = field(default="torch", metadata={"help": "torch (eager) | onnx (ONNX Runtime on an export: --checkpoint may be an `embodied export` directory, or a checkpoint exported once into the cache)", "choices": ("torch", "onnx")})
+    quantize: str = field(default="none", metadata={"help": "onnx backend: none (fp32 graph) | int8 (dynamically quantized graph)", "choices": ("none", "int8")})
 
 
 def read_instruction_file(path: str) -> list[str]:
@@ -138,12 +140,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Evaluate every task in ``cfg.task``; returns (and optionally writes) the result dict."""
     import torch
 
-    from policy.predict import Policy
+    from policy.backends import load_policy
 
     if cfg.episodes < 1:
         raise PolicyError("--episodes must be at least 1")
-    policy = Policy.from_pretrained(cfg.checkpoint, device=cfg.device,
-                                    replan=None if cfg.replan < 0 else cfg.replan)
+    policy = load_policy(cfg.checkpoint, backend=cfg.backend, quantize=cfg.quantize,
+                         device=cfg.device, replan=None if cfg.replan < 0 else cfg.replan)
     executor = ChunkExecutor(policy, execution=cfg.execution)
     templates = read_instruction_file(cfg.instructions) if cfg.instructions else None
     colors = tuple(c.strip() for c in cfg.colors.split(",") if c.strip()) or None

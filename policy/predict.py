@@ -19,47 +19,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from perception.image import to_tensor
+from perception.image import resize_images, to_tensor
 from policy.base import BasePolicy, Observation
 from policy.errors import PolicyError
+# check_states and the STATE_RANGE_* limits live in policy.inputs (numpy only, shared with the
+# ONNX backend); re-exported here, where callers have always found them.
+from policy.inputs import (STATE_RANGE_STD_FLOOR, STATE_RANGE_STDS, InputSpec,  # noqa: F401
+                           check_states, prepare_inputs)
 from policy.modeling_vla import VLAModel
-from policy.processor import encode_instructions, normalize_state, observations_to_arrays
-
-
-# A state further from the training mean than this many standard deviations is not a pose the robot
-# can be in but a broken sensor or a unit mistake: millimetres for metres put the tool ~7,000 std
-# away, degrees for radians a joint ~600 std away (shipped checkpoint). The std is floored at 0.1
-# for this check (10 cm, 0.1 rad: states are in SI units), so every dimension accepts deviations
-# of at least 10 units: any reachable pose passes, even along dimensions that barely moved in the
-# data (a quaternion component, std 0.001; |q| <= 1), and a sane state is never refused.
-# Normalisation itself still clips at 5 std, as in training.
-STATE_RANGE_STDS = 100.0
-STATE_RANGE_STD_FLOOR = 0.1
-
-
-def check_states(states: Sequence[object], stats: dict | None, dim: int) -> np.ndarray:
-    """``[B, dim]`` float32 states, or a PolicyError: wrong shape, non-finite, or out of range."""
-    out = []
-    for i, state in enumerate(states):
-        try:
-            x = np.asarray(state, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise PolicyError(f"observation {i}: 'state' is not an array of numbers") from None
-        if x.shape != (dim,):
-            raise PolicyError(f"observation {i}: 'state' has shape {x.shape}, the checkpoint expects ({dim},)")
-        if not np.all(np.isfinite(x)):
-            raise PolicyError(f"observation {i}: 'state' contains NaN or infinity at "
-                              f"{np.flatnonzero(~np.isfinite(x)).tolist()}: refusing to act on it")
-        if stats is not None:
-            scale = np.maximum(np.asarray(stats["std"], np.float64), STATE_RANGE_STD_FLOOR)
-            far = np.abs(x - np.asarray(stats["mean"], np.float64)) / scale > STATE_RANGE_STDS
-            if far.any():
-                j = int(np.flatnonzero(far)[0])
-                raise PolicyError(f"observation {i}: 'state'[{j}] = {x[j]:.6g} is far outside the "
-                                  f"checkpoint's state statistics (mean {stats['mean'][j]:.4g}, std "
-                                  f"{stats['std'][j]:.4g}): a broken sensor or wrong units?")
-        out.append(x)
-    return np.stack(out).astype(np.float32)
+from policy.processor import normalize_state
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -112,20 +80,22 @@ class Policy(BasePolicy):
     @torch.no_grad()
     def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
         """One model call for B observations -> actions ``[B, K, 7]`` float32."""
-        if len(observations) != len(instructions):
-            raise PolicyError(f"{len(observations)} observations but {len(instructions)} instructions")
         cfg = self.cfg
-        arrays = observations_to_arrays(observations, cfg.camera_list, cfg.obs_image_size,
-                                        cfg.image_size)
-        images = to_tensor(arrays).to(self.device, self.dtype)  # arrays are at model size
-        ids, mask = encode_instructions(instructions, self.model.text_tokenizer, cfg.max_text_tokens)
+        images, ids, mask, states = prepare_inputs(observations, instructions, self.input_spec(),
+                                                   self.model.text_tokenizer)
+        images = to_tensor(resize_images(images, cfg.image_size)).to(self.device, self.dtype)
         state = None
-        if self.model.state_proj is not None:
-            if any("state" not in o for o in observations):
-                raise PolicyError("this checkpoint uses proprioception: observations need 'state'")
-            states = check_states([o["state"] for o in observations], self.model.state_stats,
-                                  cfg.state_dim)
+        if states is not None:
             state = normalize_state(states, self.model.state_stats).to(self.device, self.dtype)
-        prefix, pmask = self.model.embed_prefix(images, ids.to(self.device), mask.to(self.device),
-                                                state)
+        prefix, pmask = self.model.embed_prefix(images, torch.from_numpy(ids).to(self.device),
+                                                torch.from_numpy(mask).to(self.device), state)
         return self.model.decode(prefix, pmask)
+
+    def input_spec(self) -> InputSpec:
+        """What ``policy.inputs.prepare_inputs`` checks for this checkpoint (the ONNX export
+        writes the same fields into its manifest)."""
+        cfg = self.cfg
+        return InputSpec(cameras=tuple(cfg.camera_list), image_size=int(cfg.obs_image_size),
+                         max_text_tokens=int(cfg.max_text_tokens),
+                         use_state=self.model.state_proj is not None, state_dim=int(cfg.state_dim),
+                         state_stats=self.model.state_stats)

@@ -16,33 +16,15 @@ import torch
 from perception.image import resize_images
 from perception.text import Tokenizer
 from policy.errors import PolicyError
-
-
-def check_image(image: object, name: str, size: int) -> np.ndarray:
-    """An ``[size, size, 3]`` uint8 RGB array, or a PolicyError naming what is wrong."""
-    if not isinstance(image, np.ndarray):
-        raise PolicyError(f"image {name!r} must be a numpy array, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise PolicyError(f"image {name!r} must be uint8 RGB, got dtype {image.dtype}")
-    if image.shape != (size, size, 3):
-        raise PolicyError(f"image {name!r} must have shape ({size}, {size}, 3), got {image.shape}")
-    return image
+from policy.inputs import check_image, encode_instruction_ids, stack_images  # noqa: F401 - check_image re-exported
 
 
 def encode_instructions(texts: Sequence[str], tokenizer: Tokenizer,
                         max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids and mask ``[B, max_len]``: BOS (when the tokenizer has one) and the text,
-    its last ``max_len`` tokens if longer; empty instructions are refused."""
-    ids = torch.full((len(texts), max_len), tokenizer.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(texts), max_len), dtype=torch.long)
-    bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise PolicyError("the instruction is empty; say what the robot should do")
-        tok = (bos + tokenizer.encode(text.strip()))[-max_len:]
-        ids[i, max_len - len(tok):] = torch.tensor(tok)
-        mask[i, max_len - len(tok):] = 1
-    return ids, mask
+    """Left-padded ids and mask ``[B, max_len]`` as torch tensors
+    (``policy.inputs.encode_instruction_ids``, which every backend shares)."""
+    ids, mask = encode_instruction_ids(texts, tokenizer, max_len)
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def normalize_state(state: np.ndarray, stats: Mapping[str, Sequence[float]] | None) -> torch.Tensor:
@@ -60,14 +42,4 @@ def normalize_state(state: np.ndarray, stats: Mapping[str, Sequence[float]] | No
 def observations_to_arrays(observations: Sequence[Mapping], cameras: Sequence[str],
                            obs_size: int, model_size: int) -> np.ndarray:
     """Validated camera images of each observation -> uint8 ``[B, C, S, S, 3]`` at model size."""
-    batch = []
-    for obs in observations:
-        if not isinstance(obs, Mapping):
-            raise PolicyError("an observation must be a dict of camera images (and 'state')")
-        per_cam = []
-        for cam in cameras:
-            if cam not in obs:
-                raise PolicyError(f"observation lacks camera {cam!r} (has: {sorted(obs)})")
-            per_cam.append(check_image(obs[cam], cam, obs_size))
-        batch.append(np.stack(per_cam))
-    return resize_images(np.stack(batch), model_size)
+    return resize_images(stack_images(observations, cameras, obs_size), model_size)

@@ -11,7 +11,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Runs the models on this machine for robots elsewhere. Binds 127.0.0.1 by default: "
         "pass --bind tcp://0.0.0.0:5555 to expose it, ideally with CURVE keys (--curve-secret, "
         "--curve-authorized). Robots use ros_nodes.zmq_client.RemotePolicy (numpy+pyzmq+msgpack only).")
-    serve.add_argument("--policy", required=True, metavar="CKPT", help="policy checkpoint directory")
+    serve.add_argument("--policy", required=True, metavar="CKPT",
+                       help="policy checkpoint directory (or, with --backend onnx, an `embodied export` directory)")
+    serve.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                       help="torch (eager) or onnx (ONNX Runtime on the exported graph; a checkpoint is "
+                            "exported once into the cache) (default: %(default)s)")
+    serve.add_argument("--quantize", choices=("none", "int8"), default="none",
+                       help="with --backend onnx: run the int8 graph (default: %(default)s)")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555",
                        help="ZeroMQ endpoint, tcp://HOST:PORT (default: %(default)s)")
     serve.add_argument("--max-batch", type=int, default=8,
@@ -70,14 +76,17 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = ServerConfig(endpoint=args.bind, max_batch=args.max_batch, curve_secret_key=args.curve_secret,
                        curve_authorized_dir=args.curve_authorized, curve_encrypt_only=args.curve_encrypt_only)
 
-    import torch
-
-    torch.set_num_threads(inference_threads())
-
-    from policy.predict import Policy
+    from policy.backends import load_policy
     from ros_nodes.services import PolicyService
 
-    services = [PolicyService(Policy.from_pretrained(args.policy), {"checkpoint": args.policy})]
+    if args.backend == "torch":
+        import torch
+
+        torch.set_num_threads(inference_threads())
+    policy = load_policy(args.policy, backend=args.backend, quantize=args.quantize,
+                         threads=inference_threads())
+    services = [PolicyService(policy, {"checkpoint": args.policy, "backend": args.backend,
+                                       "quantize": args.quantize})]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     with InferenceServer(services, cfg) as server:

