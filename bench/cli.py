@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "policy": "bench.policy_bench",
     "niah": "bench.niah_bench",
     "ros": "bench.ros_bench",
+    "world": "bench.world_bench",
 }
 
 
