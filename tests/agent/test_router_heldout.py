@@ -1,0 +1,151 @@
+"""The router on a second routing set (tests/agent/data/routing_heldout.txt, issue 23).
+
+This set was written blind to the router's examples and to the first set, and labelled before the
+router was run on it. Measured once with the router unchanged: 320/341 = 93.8 %, with 8 safety
+failures (a negation mid-sentence and an unknown verb moved the robot; five stop idioms did not
+stop it; a pronoun with several objects was not asked back). The router was then changed for those
+classes of failure (negated requests anywhere, an action verb required, more stop idioms,
+unsure imperatives asked back), so this set is now a second development set: 325/341 = 95.3 %.
+The held-out number comes from tests/agent/test_router_blind.py, written after these changes.
+
+The safety properties are asserted strictly: no non-command moves the robot, every ambiguous
+command is answered with a question, every stop request stops.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.router import Route, route
+from agent.world import WorldObject
+
+DATA = Path(__file__).parent / "data" / "routing_heldout.txt"
+COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")  # sim.tabletop.tasks.COLORS
+SHAPES = ("cube", "cylinder")  # sim.tabletop.scene.SHAPES
+KINDS = {"command", "question", "clarify", "absent", "stop", "help", "nomove"}
+
+# Issue 23 asks for >= 0.97 routed right. NOT MET here: 93.8 % blind, 95.3 % after the changes the
+# set prompted. The floor guards against regressions; it is not the issue's bar, which stays open.
+ISSUE_THRESHOLD = 0.97
+ACCURACY_FLOOR = 0.95  # < ISSUE_THRESHOLD: the issue's routing criterion is not met
+
+
+class FixedWorld:
+    """A scene as the router sees it: the objects and receptacles on the table."""
+
+    def __init__(self, objects: list[str], receptacles: list[str]) -> None:
+        self._objects = [WorldObject(n, *n.split(), np.zeros(3)) for n in objects]
+        self._receptacles = receptacles
+
+    def objects(self) -> list[WorldObject]:
+        return self._objects
+
+    def receptacles(self) -> list[str]:
+        return self._receptacles
+
+
+@dataclass
+class Case:
+    text: str
+    label: str
+    world: FixedWorld
+    line: int
+
+    @property
+    def kind(self) -> str:
+        return self.label.split()[0]
+
+
+def _names(s: str) -> list[str]:
+    return [p.strip() for p in s.split(",") if p.strip()]
+
+
+def load_cases() -> list[Case]:
+    cases: list[Case] = []
+    world = None
+    for i, line in enumerate(DATA.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("@world"):
+            objects, _, recs = line[len("@world"):].partition("|")
+            world = FixedWorld(_names(objects), _names(recs))
+            continue
+        text, sep, label = line.rpartition(" || ")
+        assert sep and world is not None, f"line {i}: {line!r}"
+        cases.append(Case(text.strip(), label.strip(), world, i))
+    return cases
+
+
+def is_right(r: Route, label: str) -> bool:
+    """Whether the route is what the label asks for (see the data file's header)."""
+    kind, *words = label.split()
+    if kind == "help":
+        return r.kind in ("chat", "unknown")
+    if kind == "nomove":
+        return r.kind != "command"
+    if kind in ("clarify", "absent"):
+        return r.kind == "clarify" and r.question.endswith("?")
+    if kind == "question":
+        return r.kind == "question" and (not words or r.topic == words[0])
+    if kind == "stop":
+        return r.kind == "stop"
+    assert kind == "command", label
+    family, colour, shape = words[:3]
+    extra = dict(w.split("=") for w in words[3:])
+    return (r.kind == "command" and r.family == family and r.target == f"{colour} {shape}"
+            and r.side == extra.get("side", "") and r.receptacle == extra.get("rec", ""))
+
+
+@pytest.fixture(scope="module")
+def results() -> list[tuple[Case, Route]]:
+    return [(c, route(c.text, COLORS, SHAPES, world=c.world)) for c in load_cases()]
+
+
+def _show(rows) -> str:
+    return "\n".join(f"  line {c.line}: {c.text!r} expected {c.label!r}, got {r.kind} {r.family or r.topic} "
+                     f"{r.target!r} {r.side}{r.receptacle} ({r.intent} {r.score:.2f}) {r.question}"
+                     for c, r in rows)
+
+
+def test_the_set_is_big_and_covers_every_route():
+    cases = load_cases()
+    assert len(cases) >= 300
+    assert {c.kind for c in cases} == KINDS
+    families = {c.label.split()[1] for c in cases if c.kind == "command"}
+    assert families == {"reach", "pick_up", "push", "put_in"}
+    for c in cases:  # a command's target is on the table of its scene
+        if c.kind == "command":
+            assert " ".join(c.label.split()[2:4]) in [o.name for o in c.world.objects()], c
+
+
+def test_routing_accuracy(results):
+    wrong = [(c, r) for c, r in results if not is_right(r, c.label)]
+    accuracy = 1 - len(wrong) / len(results)
+    total, right = Counter(), Counter()
+    for c, r in results:
+        total[c.kind] += 1
+        right[c.kind] += is_right(r, c.label)
+    per_kind = ", ".join(f"{k} {right[k]}/{total[k]}" for k in sorted(total))
+    print(f"\nheld-out routing: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%}); {per_kind}\n"
+          + _show(wrong))
+    assert accuracy >= ACCURACY_FLOOR, _show(wrong)
+
+
+def test_no_non_command_moves_the_robot(results):
+    moved = [(c, r) for c, r in results if r.kind == "command" and c.kind != "command"]
+    assert not moved, _show(moved)
+
+
+def test_every_ambiguous_command_is_answered_with_a_question(results):
+    unasked = [(c, r) for c, r in results if c.kind == "clarify" and not is_right(r, "clarify")]
+    assert not unasked, _show(unasked)
+
+
+def test_stop_requests_always_stop(results):
+    missed = [(c, r) for c, r in results if c.kind == "stop" and r.kind != "stop"]
+    assert not missed, _show(missed)
