@@ -26,8 +26,10 @@ Why a model for the intent and rules around it: operators say the same thing in 
   unsure of is asked back.
 
 The examples are the router's only "training" data. The routing sets under ``tests/agent/data``
-never feed it: ``routing_utterances.txt`` and ``routing_heldout.txt`` became development sets once
-the router was changed after seeing their results; ``routing_blind.txt`` was written after that.
+never feed it, but each became a development set once the router was changed after seeing its
+results (``routing_utterances.txt``, then ``routing_heldout.txt`` and ``routing_blind.txt``, each
+written blind to the router as it was then). Requests for later, hypothetical ones and several
+objects at once are asked back.
 """
 
 from __future__ import annotations
@@ -133,13 +135,18 @@ QUESTION_THRESHOLD = 0.45  # a question with no topic words: its topic's example
 STOP_WORDS = ("stop", "halt", "freeze", "abort", "e-stop", "estop", "emergency", "cancel", "cease", "pause")
 STOP_PHRASES = ("hold it", "hold on", "stay still", "don't move", "do not move", "stand still", "that's enough",
                 "that is enough", "wait", "hang on", "stay put", "hold up", "whoa", "stand by")
-STOP_OPENINGS = ("enough", "no no", "no stop")  # a sentence that starts so is a stop; mid-sentence it is not
+STOP_OPENINGS = ("enough", "no no", "no stop", "quit it")  # a sentence that starts so is a stop; mid-sentence it is not
 NEGATIONS = ("don't", "do not", "dont", "never", "no need to", "you shouldn't", "please don't")
 # Anywhere in a sentence that is not a question, these negate what it asks for ("I don't want you to
 # grab the red cube"): such a sentence never moves the robot. Bare "not" is left out on purpose:
 # "pick up the red cube, not the blue one" is a command.
 NEGATED_REQUEST = ("don't", "do not", "dont", "never", "shouldn't", "should not", "mustn't", "must not",
                    "no need to", "stop trying to", "rather not")
+# A request for later, or a hypothetical one, is not a request to move now: it is asked back.
+NOT_NOW = ("later", "not now", "not yet", "hypothetically", "in theory", "some day", "someday",
+           "tomorrow", "in a minute", "eventually", "at some point", "would it be possible")
+# Several objects at once ("two cylinders", "both cubes"): the policy moves one object at a time.
+SEVERAL = ("two", "three", "four", "both", "all", "every", "each", "several", "multiple", "many")
 # Every command family's verbs. A command needs one of them, whatever the encoder's score: an
 # unknown action ("throw the yellow cylinder") must not be mapped onto the nearest one we know.
 ACTION_VERBS = ("pick", "lift", "grab", "grasp", "take", "raise", "hold", "get", "fetch", "seize",
@@ -199,6 +206,7 @@ class Slots:
     ball: str
     reference: bool  # "it", "that one", "the object"
     other_object: str  # a thing we have no such word for ("banana")
+    several: bool = False  # a quantity of objects ("two cylinders", "both cubes", "all the blocks")
 
 
 def normalise(text: str) -> str:
@@ -231,10 +239,12 @@ def read_slots(t: str, colours: Sequence[str] = (), shapes: Sequence[str] = ()) 
     sides = _order(t, SIDE_WORDS)
     receptacles = _order(t, RECEPTACLE_WORDS)
     others = _has(no_balls, OTHER_OBJECTS)
+    nouns = "|".join(re.escape(w) for w in shape_words) + r"|objects?|things?|items?|ones"
+    several = bool(re.search(rf"\b(?:{'|'.join(SEVERAL)})\b(?: of)?(?: the)?(?: \w+)? (?:{nouns})\b", no_balls))
     return Slots(found_colours, found_shapes, SIDE_WORDS[sides[0]] if sides else "",
                  RECEPTACLE_WORDS[receptacles[0]] if receptacles else "", ball,
                  bool(_has(t, REFERENCES)) or bool(re.search(r"\bthe (object|thing|item|one)\b", t)),
-                 others[0] if others else "")
+                 others[0] if others else "", several)
 
 
 def _order(t: str, words: Iterable[str]) -> list[str]:
@@ -355,7 +365,13 @@ class Router:
         confident = (scores[family] >= COMMAND_THRESHOLD and scores[family] - other >= COMMAND_MARGIN
                      and not questionish and actionable)
         if confident:
-            return self._command(raw, family, scores[family], slots, objects, world)
+            route_ = self._command(raw, family, scores[family], slots, objects, world)
+            if route_.kind == "command" and _has(core, NOT_NOW):
+                return Route("clarify", raw, family=route_.family, target=route_.target, side=route_.side,
+                             receptacle=route_.receptacle, intent=family, score=scores[family],
+                             question=f"Do you want me to do that now ({route_.target})? "
+                                      "Say it again without 'later' and I will.")
+            return route_
         verb = _leading_verb(core) if not questionish else ""
         if verb:  # an imperative we are not sure of: ask, never guess and move
             guess = VERB_FAMILY[verb]
@@ -446,7 +462,7 @@ def _names(objects: list) -> str:
 
 def _resolve(slots: Slots, objects: list | None, verb: str) -> tuple[str, str]:
     """(target, "") when the slots name one object, else ("", the question to ask back)."""
-    if len(set(slots.colours)) > 1 or len(set(slots.shapes)) > 1:
+    if len(set(slots.colours)) > 1 or len(set(slots.shapes)) > 1 or slots.several:
         return "", f"One object at a time, please: which one should I {verb}?"
     colour = slots.colours[0] if slots.colours else ""
     shape = slots.shapes[0] if slots.shapes else ""

@@ -65,10 +65,10 @@ def _names(s: str) -> list[str]:
     return [p.strip() for p in s.split(",") if p.strip()]
 
 
-def load_cases() -> list[Case]:
+def load_cases(path: Path = DATA) -> list[Case]:
     cases: list[Case] = []
     world = None
-    for i, line in enumerate(DATA.read_text().splitlines(), 1):
+    for i, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         if line.startswith("@world"):

@@ -1,0 +1,83 @@
+"""The router on a third, blind routing set (tests/agent/data/routing_blind.txt, issue 23).
+
+Why a third set: the first (routing_utterances.txt) tuned the router's examples, and the second
+(routing_heldout.txt) was then used to tune it too, so neither is held out any more. This one was
+written blind to the router's word lists and to both sets' utterances, labelled before the router
+was run on it, and measured once: 334/349 = 95.7 %, with three safety failures (a deferred request,
+"maybe later you could push the pink cube left, not now", and a hypothetical one about two
+cylinders moved the robot; "quit it" did not stop it). The router was then changed for those
+classes (requests for later or hypothetical ones are asked back, several objects at once are asked
+back, one more stop idiom), so this set too is a development set now: 337/349 = 96.6 %, and every
+safety property holds. A fourth set, written blind to these changes, would give the next honest
+number.
+
+Parsing and scoring are the held-out test's own (imported, not copied), so the two numbers mean
+the same thing. The safety properties are asserted strictly: no non-command moves the robot, every
+ambiguous command is answered with a question, every stop request stops.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent.router import Route, route
+from tests.agent import test_router_heldout as heldout
+
+DATA = Path(__file__).parent / "data" / "routing_blind.txt"
+
+# Issue 23 asks for >= 0.97 routed right (heldout.ISSUE_THRESHOLD). NOT MET on this set: 95.7 %
+# blind, 96.6 % after the changes it prompted. The floor guards against regressions; it is not the
+# issue's bar, which stays open.
+ACCURACY_FLOOR = 0.96  # < heldout.ISSUE_THRESHOLD: the issue's routing criterion is not met
+
+
+def load_cases() -> list[heldout.Case]:
+    """The held-out test's parser, pointed at this set's file."""
+    return heldout.load_cases(DATA)
+
+
+@pytest.fixture(scope="module")
+def results() -> list[tuple[heldout.Case, Route]]:
+    return [(c, route(c.text, heldout.COLORS, heldout.SHAPES, world=c.world)) for c in load_cases()]
+
+
+def test_the_set_is_big_and_covers_every_route():
+    cases = load_cases()
+    assert len(cases) >= 300
+    assert {c.kind for c in cases} == heldout.KINDS
+    families = {c.label.split()[1] for c in cases if c.kind == "command"}
+    assert families == {"reach", "pick_up", "push", "put_in"}
+    for c in cases:  # a command's target is on the table of its scene
+        if c.kind == "command":
+            assert " ".join(c.label.split()[2:4]) in [o.name for o in c.world.objects()], c
+
+
+def test_routing_accuracy(results):
+    wrong = [(c, r) for c, r in results if not heldout.is_right(r, c.label)]
+    accuracy = 1 - len(wrong) / len(results)
+    total, right = Counter(), Counter()
+    for c, r in results:
+        total[c.kind] += 1
+        right[c.kind] += heldout.is_right(r, c.label)
+    per_kind = ", ".join(f"{k} {right[k]}/{total[k]}" for k in sorted(total))
+    print(f"\nblind routing: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%}); {per_kind}\n"
+          + heldout._show(wrong))
+    assert accuracy >= ACCURACY_FLOOR, heldout._show(wrong)
+
+
+def test_no_non_command_moves_the_robot(results):
+    moved = [(c, r) for c, r in results if r.kind == "command" and c.kind != "command"]
+    assert not moved, heldout._show(moved)
+
+
+def test_every_ambiguous_command_is_answered_with_a_question(results):
+    unasked = [(c, r) for c, r in results if c.kind == "clarify" and not heldout.is_right(r, "clarify")]
+    assert not unasked, heldout._show(unasked)
+
+
+def test_stop_requests_always_stop(results):
+    missed = [(c, r) for c, r in results if c.kind == "stop" and r.kind != "stop"]
+    assert not missed, heldout._show(missed)
