@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Protocol
+from typing import Any, Callable, Hashable, Protocol
 
 import numpy as np
 import zmq
@@ -324,6 +324,16 @@ class InferenceServer:
             sock.close(linger=0)
             replies.close(linger=0)
 
+    @staticmethod
+    def _drain(source: zmq.Socket, handle: Callable[[list], None], limit: int = 256) -> None:
+        """Handle up to ``limit`` waiting messages of ``source`` (bounded, so neither socket starves)."""
+        for _ in range(limit):
+            try:
+                frames = source.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            handle(frames)
+
     def _io_loop(self, sock: zmq.Socket, replies: zmq.Socket) -> None:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -332,19 +342,9 @@ class InferenceServer:
             try:
                 ready = dict(poller.poll(50))
                 if replies in ready:
-                    for _ in range(256):
-                        try:
-                            frames = replies.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._send(sock, frames)
+                    self._drain(replies, lambda frames: self._send(sock, frames))
                 if sock in ready:
-                    for _ in range(256):
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        self._on_message(sock, frames)
+                    self._drain(sock, lambda frames: self._on_message(sock, frames))
                 if self.failure is not None and self._queue.queued:
                     self._refuse_queued(sock)
             except zmq.ContextTerminated:

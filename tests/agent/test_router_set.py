@@ -2,60 +2,24 @@
 routed right, no non-command moves the robot, and every ambiguous command is answered with a question.
 
 A development set, not a held-out one: no line of it is a router example, but the router's examples
-were tuned after seeing its results (95.2 % before, 99.4 % after). The held-out number comes from
-tests/agent/test_router_heldout.py, written blind to the router's examples."""
+were tuned after seeing its results (95.2 % before, 99.4 % after). The sets written blind to the
+router later are tests/agent/test_router_heldout.py and test_router_blind.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.router import Route, route
-from agent.world import WorldObject
+from tests.agent import routing_sets
+from tests.agent.routing_sets import COLORS, SHAPES, Case
 
 DATA = Path(__file__).parent / "data" / "routing_utterances.txt"
-COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink")
-SHAPES = ("cube", "cylinder")
-
-
-class FixedWorld:
-    """A scene as the router sees it: the objects and receptacles on the table."""
-
-    def __init__(self, objects: list[str], receptacles: list[str]) -> None:
-        self._objects = [WorldObject(n, *n.split(), np.zeros(3)) for n in objects]
-        self._receptacles = receptacles
-
-    def objects(self) -> list[WorldObject]:
-        return self._objects
-
-    def receptacles(self) -> list[str]:
-        return self._receptacles
-
-
-@dataclass
-class Case:
-    text: str
-    expected: str
-    world: FixedWorld
-    line: int
 
 
 def load_cases() -> list[Case]:
-    cases, world = [], None
-    for i, line in enumerate(DATA.read_text().splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        if line.startswith("@world"):
-            objects, _, recs = line[len("@world"):].partition("|")
-            split = lambda s: [p.strip() for p in s.split(",") if p.strip()]  # noqa: E731
-            world = FixedWorld(split(objects), split(recs))
-            continue
-        text, expected = line.split("\t")
-        cases.append(Case(text, expected.strip(), world, i))
-    return cases
+    return routing_sets.load_cases(DATA, "\t")
 
 
 def is_right(r: Route, expected: str) -> bool:
@@ -82,7 +46,7 @@ def results():
 
 
 def _show(rows) -> str:
-    return "\n".join(f"line {c.line}: {c.text!r} expected {c.expected!r}, got {r.kind} {r.family or r.topic} "
+    return "\n".join(f"line {c.line}: {c.text!r} expected {c.label!r}, got {r.kind} {r.family or r.topic} "
                      f"{r.target!r} {r.side}{r.receptacle} ({r.intent} {r.score:.2f}) {r.question}"
                      for c, r in rows)
 
@@ -90,9 +54,9 @@ def _show(rows) -> str:
 def test_the_set_is_big_and_covers_every_route():
     cases = load_cases()
     assert len(cases) >= 300
-    kinds = {c.expected.split()[0] for c in cases}
+    kinds = {c.label.split()[0] for c in cases}
     assert kinds == {"command", "question", "clarify", "stop", "help"}
-    families = {c.expected.split()[1] for c in cases if c.expected.startswith("command")}
+    families = {c.label.split()[1] for c in cases if c.label.startswith("command")}
     assert families == {"reach", "pick_up", "push", "put_in"}
 
 
@@ -107,30 +71,30 @@ def seen_wording(case: Case) -> bool:
 
 
 def test_routing_accuracy(results):
-    wrong = [(c, r) for c, r in results if not is_right(r, c.expected)]
+    wrong = [(c, r) for c, r in results if not is_right(r, c.label)]
     accuracy = 1 - len(wrong) / len(results)
     print(f"\nrouting: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%})\n" + _show(wrong))
     assert accuracy >= 0.97, _show(wrong)
     # and on the utterances whose wording is none of the router's examples (most of the set)
     unseen = [(c, r) for c, r in results if not seen_wording(c)]
-    unseen_right = sum(is_right(r, c.expected) for c, r in unseen)
+    unseen_right = sum(is_right(r, c.label) for c, r in unseen)
     print(f"unseen wording: {unseen_right}/{len(unseen)} right ({unseen_right / len(unseen):.1%})")
     assert len(unseen) >= 0.7 * len(results)
     assert unseen_right / len(unseen) >= 0.97
 
 
 def test_no_non_command_moves_the_robot(results):
-    moved = [(c, r) for c, r in results if r.kind == "command" and not c.expected.startswith("command")]
+    moved = [(c, r) for c, r in results if r.kind == "command" and not c.label.startswith("command")]
     assert not moved, _show(moved)
 
 
 def test_every_ambiguous_command_is_answered_with_a_question(results):
-    unasked = [(c, r) for c, r in results if c.expected == "clarify" and not is_right(r, "clarify")]
+    unasked = [(c, r) for c, r in results if c.label == "clarify" and not is_right(r, "clarify")]
     assert not unasked, _show(unasked)
 
 
 def test_stop_requests_always_stop(results):
-    missed = [(c, r) for c, r in results if c.expected == "stop" and r.kind != "stop"]
+    missed = [(c, r) for c, r in results if c.label == "stop" and r.kind != "stop"]
     assert not missed, _show(missed)
 
 
