@@ -8,6 +8,7 @@ state) or a model that cannot answer (a server gone) stops it too, and the reply
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,11 @@ import numpy as np
 from agent.router import Route, route
 from common.errors import is_user_error
 from agent.safety import SafetyFilter
+from perception.image import resize_images
 from policy.base import BasePolicy
 from policy.executor import ChunkExecutor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +34,7 @@ class AgentConfig:
 
 @dataclass
 class Reply:
-    kind: str  # "answer" | "done" | "stopped" | "refused" | "clarify" | "help"
+    kind: str  # "answer" | "done" | "stopped" | "refused" | "clarify" | "help" | "error"
     text: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +56,9 @@ class Agent:
         self.world = world
         self.policy = policy
         self.executor = ChunkExecutor(policy) if policy is not None else None
+        spec = policy.describe() if policy is not None else {}
+        self._policy_size = spec.get("image_size")  # None: the policy takes the world's frames as they are
+        self._policy_cameras = spec.get("cameras")
         self.qa = qa
         self.cfg = config or AgentConfig()
         self.safety = safety or SafetyFilter()
@@ -65,9 +72,39 @@ class Agent:
 
         return tuple(COLORS), tuple(SHAPES)
 
+    def policy_observation(self, obs: dict[str, Any]) -> dict[str, Any]:
+        """The world's observation as the policy reads it: its cameras at its own input size.
+
+        One camera stream feeds every model: the world renders once, at the size the video memory
+        keeps (128 px for the video-QA model), and each model gets its own size from those frames
+        (``perception.image.resize_images``, the resampling every encoder shares) rather than the
+        world rendering a second time or forcing one size on all."""
+        if not self._policy_size:
+            return obs
+        cameras = self._policy_cameras or [k for k, v in obs.items() if k != "state" and np.ndim(v) == 3]
+        out = dict(obs)
+        for cam in cameras:
+            if cam in obs:  # a missing camera is the policy's to refuse, with its own message
+                out[cam] = resize_images(np.asarray(obs[cam]), int(self._policy_size))
+        return out
+
     def stop(self) -> None:
         """Thread-safe: the running command ends at its next control step."""
         self._stop.set()
+
+    def respond(self, text: str) -> Reply:
+        """``handle`` for a conversation: a request that fails becomes one ``error`` reply and the
+        conversation goes on (a bad file, a lost model, a bug in one branch must not end the
+        operator's session). A user error says its message; anything else names its type and
+        keeps its traceback in the log."""
+        try:
+            return self.handle(text)
+        except Exception as exc:  # noqa: BLE001 - one request failed, not the conversation
+            message = " ".join(str(exc).split())  # one line, whatever the exception holds
+            if is_user_error(exc):
+                return Reply("error", f"error: {message}")
+            log.debug("request %r failed", text, exc_info=True)
+            return Reply("error", f"error: {type(exc).__name__}: {message} (a bug; the request was dropped)")
 
     def handle(self, text: str) -> Reply:
         r = route(text, *self._vocabulary(), world=self.world)
@@ -106,7 +143,7 @@ class Agent:
             return Reply("answer", f"The {o.name} is {x * 100:.0f} cm in front of the robot base, "
                          f"{abs(y) * 100:.0f} cm {_side(y)} ({self.world.source}).",
                          {"object": o.name, "position_m": [x, y, z]})
-        if r.topic == "history" and self.qa is None:
+        if r.topic == "history":  # the agent's own record of its commands, not a guess from video
             if not self.history:
                 return Reply("answer", "I have not done anything yet.")
             h = self.history[-1]
@@ -121,7 +158,8 @@ class Agent:
             return Reply("answer", "Not seen: my video memory is empty.")
         ans = self.qa.answer(frames, r.text)
         times = [round(float(t), 2) for t in getattr(ans, "frame_times", [])]
-        return Reply("answer", f"{ans.text}", {"frame_times": times})
+        text = ans.text.strip() or "I cannot tell from the video."  # never an empty reply line
+        return Reply("answer", text, {"frame_times": times})
 
     # -- commands ------------------------------------------------------------------------------
     def _command(self, r: Route) -> Reply:
@@ -147,7 +185,7 @@ class Agent:
                 break
             t0 = time.perf_counter()
             try:
-                raw = self.executor.act([self.world.obs], [instruction])[0]
+                raw = self.executor.act([self.policy_observation(self.world.obs)], [instruction])[0]
             except Exception as exc:  # noqa: BLE001 - a refused input or a lost model: stop, say why
                 if not is_user_error(exc):
                     raise  # a bug, not a robot condition: keep its traceback

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common.errors import UserError
+
+if TYPE_CHECKING:
+    from agent.agent import Agent, AgentConfig
+
+POLICY_CHECKPOINT = "checkpoints/vla-default"  # the shipped models, relative to the repository root
+QA_CHECKPOINT = "checkpoints/videoqa-default"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,13 +30,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("agent", help="talk to the operator's agent (questions and commands)")
     asub = a.add_subparsers(dest="agent_command", metavar="<agent-command>")
     chat = asub.add_parser("chat", help="an interactive prompt in the terminal",
-                           description="Type a question (\"what do you see?\", \"where is the red cube?\") or a "
-                           "command (\"pick up the red cube\"). Ctrl-C stops a running command; Ctrl-D or "
-                           "'quit' leaves.")
-    chat.add_argument("--checkpoint", default="checkpoints/vla-default", help="policy checkpoint directory (default: checkpoints/vla-default)")
-    chat.add_argument("--qa", default="", help="video-QA checkpoint directory (optional)")
+                           description="Type a question (\"what do you see?\", \"where is the red cube?\", "
+                           "\"what did the robot just do?\", a question about the video) or a command "
+                           "(\"pick up the red cube\"). The shipped policy and video-QA model load by default. "
+                           "A request that fails is answered with an error line and the conversation goes on. "
+                           "Ctrl-C stops a running command; Ctrl-D or 'quit' leaves.")
+    chat.add_argument("--checkpoint", default=POLICY_CHECKPOINT, metavar="DIR",
+                      help=f"policy checkpoint directory (default: {POLICY_CHECKPOINT})")
+    chat.add_argument("--no-policy", action="store_true",
+                      help="load no policy: the agent answers questions but refuses commands")
+    chat.add_argument("--qa", default=QA_CHECKPOINT, metavar="DIR",
+                      help=f"video-QA checkpoint directory (default: {QA_CHECKPOINT})")
+    chat.add_argument("--no-qa", action="store_true",
+                      help="load no video-QA model: questions about the video are declined")
     chat.add_argument("--task", default="PickUp", help="the starting scene's task family (default: PickUp)")
     chat.add_argument("--seed", type=int, default=0, help="the scene's seed (default: 0)")
+    chat.add_argument("--model-deadline-ms", type=float, default=None, metavar="MS",
+                      help="a policy call slower than this stops the robot; raise it on a slow or "
+                      "shared CPU (default: 2000, AgentConfig.model_deadline_ms)")
     chat.set_defaults(func=_chat)
     a.set_defaults(func=lambda args: a.print_help() or 2)
 
@@ -37,35 +58,62 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, quick=args.quick)
 
 
-def build_agent(checkpoint: str, qa: str, task: str, seed: int):
-    """An Agent over a fresh SimWorld with whatever models exist (missing ones are reported)."""
-    from pathlib import Path
+def build_agent(checkpoint: str | None = POLICY_CHECKPOINT, qa: str | None = QA_CHECKPOINT,
+                task: str = "PickUp", seed: int = 0, config: "AgentConfig | None" = None) -> "Agent":
+    """An Agent over a fresh SimWorld with the named models (None or "" loads none).
 
+    A named checkpoint that is not there is the operator's mistake, said at once (UserError), not a
+    chat that later refuses every command. The world renders at its own size for the video memory;
+    the agent gives the policy its frames at the policy's size.
+    """
     from agent.agent import Agent
     from agent.world import SimWorld
 
     policy = None
-    if checkpoint and Path(checkpoint).is_dir():
+    if checkpoint:
+        _need_dir(checkpoint, "policy", "--no-policy")
         from policy.predict import Policy
 
         policy = Policy.from_pretrained(checkpoint)
     qa_model = None
     if qa:
+        _need_dir(qa, "video-QA", "--no-qa")
         from video_qa.ask import load_qa
 
         qa_model = load_qa(qa)
-    return Agent(SimWorld(task, seed=seed), policy=policy, qa=qa_model)
+    return Agent(SimWorld(task, seed=seed), policy=policy, qa=qa_model, config=config)
+
+
+def _need_dir(path: str, what: str, flag: str) -> None:
+    if not Path(path).is_dir():
+        raise UserError(f"no {what} checkpoint at {path} (name one, or pass {flag})")
 
 
 def _chat(args: argparse.Namespace) -> int:
     import signal
 
-    agent = build_agent(args.checkpoint, args.qa, args.task, args.seed)
-    if agent.policy is None:
-        print(f"(no policy at {args.checkpoint}: I can answer questions but not move)")
-    print("Ask a question or give a command; 'quit' leaves.")
+    from agent.agent import AgentConfig
+
+    config = AgentConfig()
+    if args.model_deadline_ms is not None:
+        config.model_deadline_ms = args.model_deadline_ms
+    agent = build_agent(None if args.no_policy else args.checkpoint, None if args.no_qa else args.qa,
+                        args.task, args.seed, config)
+    loaded = [f"policy {args.checkpoint}" if agent.policy is not None else "no policy (questions only)",
+              f"video-QA {args.qa}" if agent.qa is not None else "no video-QA model"]
+    print(f"Loaded {'; '.join(loaded)}. Scene: {args.task}, seed {args.seed}.")
+    print("Ask a question or give a command; Ctrl-C stops a running command, 'quit' or Ctrl-D leaves.")
+    running = False
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        # Ctrl-C stops the robot, never the conversation. At the prompt it does nothing: the model
+        # libraries' threads may take the signal, so it often reaches Python only once the line is
+        # typed, and a late hint there would read as a reply to that line.
+        if running:
+            agent.stop()
+
     previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda *a: agent.stop())  # Ctrl-C stops the robot, not the program
+    signal.signal(signal.SIGINT, on_interrupt)
     try:
         while True:
             try:
@@ -77,7 +125,12 @@ def _chat(args: argparse.Namespace) -> int:
                 break
             if not text.strip():
                 continue
-            print("agent> " + agent.handle(text).text, flush=True)
+            running = True
+            try:
+                reply = agent.respond(text)
+            finally:
+                running = False
+            print(f"agent> {reply.text}", flush=True)
     finally:
         signal.signal(signal.SIGINT, previous)
         agent.world.close()
