@@ -29,12 +29,14 @@ Resampling: OpenCV's ``INTER_AREA`` to a square ``S x S``, rounded to uint8, the
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from perception.errors import PerceptionError
+
+if TYPE_CHECKING:
+    import torch
 
 Images = np.ndarray | Sequence[np.ndarray]
 
@@ -60,6 +62,8 @@ def resize_images(images: Images, size: int) -> np.ndarray:
 
 def to_tensor(images: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 ``[..., H, W, 3]`` -> float32 ``[..., 3, H, W]`` in [0, 1] (no resampling)."""
+    import torch  # here, not at the top: resizing alone (the robot side) needs no torch
+
     arr = _check(images)
     x = torch.from_numpy(np.ascontiguousarray(arr))
     if device is not None:
