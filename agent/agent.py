@@ -123,8 +123,17 @@ class Agent:
         return Reply("help", f"I did not understand that{reason}. {HELP}")
 
     # -- questions -----------------------------------------------------------------------------
+    def _blind(self) -> str:
+        """The reason the world's cameras cannot see the table now, or "" (worlds without a
+        perceiver always see)."""
+        view_problem = getattr(self.world, "view_problem", None)
+        return view_problem() if callable(view_problem) else ""
+
     def _answer(self, r: Route) -> Reply:
         objects = self.world.objects()
+        blind = self._blind() if r.topic in ("scene", "where") else ""
+        if blind:  # never a stale or empty list presented as what is there
+            return Reply("answer", f"I can't see the table: {blind}.")
         if r.topic == "scene":
             names = [o.name for o in objects]
             recs = self.world.receptacles()
@@ -166,6 +175,9 @@ class Agent:
         if self.executor is None:
             return Reply("refused", "No policy is loaded, so I cannot move the robot.")
         names = [o.name for o in self.world.objects()]
+        blind = self._blind()
+        if blind:
+            return Reply("refused", f"I can't see the table, so I will not move: {blind}.")
         if r.target not in names:
             what = r.target or "an object"
             return Reply("refused", f"I cannot {r.family.replace('_', ' ')} {what}: I see "

@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="load no video-QA model: questions about the video are declined")
     chat.add_argument("--task", default="PickUp", help="the starting scene's task family (default: PickUp)")
     chat.add_argument("--seed", type=int, default=0, help="the scene's seed (default: 0)")
+    chat.add_argument("--world-source", choices=("perception", "ground-truth"), default="perception",
+                      help="where the agent's knowledge of the objects comes from: the scene perceiver on "
+                      "the cameras' RGB-D frames, or the simulator's true state (for debugging) "
+                      "(default: perception)")
     chat.add_argument("--model-deadline-ms", type=float, default=None, metavar="MS",
                       help="a policy call slower than this stops the robot; raise it on a slow or "
                       "shared CPU (default: 2000, AgentConfig.model_deadline_ms)")
@@ -59,7 +63,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_agent(checkpoint: str | None = POLICY_CHECKPOINT, qa: str | None = QA_CHECKPOINT,
-                task: str = "PickUp", seed: int = 0, config: "AgentConfig | None" = None) -> "Agent":
+                task: str = "PickUp", seed: int = 0, config: "AgentConfig | None" = None,
+                world_source: str = "perception") -> "Agent":
     """An Agent over a fresh SimWorld with the named models (None or "" loads none).
 
     A named checkpoint that is not there is the operator's mistake, said at once (UserError), not a
@@ -81,7 +86,8 @@ def build_agent(checkpoint: str | None = POLICY_CHECKPOINT, qa: str | None = QA_
         from video_qa.ask import load_qa
 
         qa_model = load_qa(qa)
-    return Agent(SimWorld(task, seed=seed), policy=policy, qa=qa_model, config=config)
+    world = SimWorld(task, seed=seed, world_source=world_source)
+    return Agent(world, policy=policy, qa=qa_model, config=config)
 
 
 def _need_dir(path: str, what: str, flag: str) -> None:
@@ -98,10 +104,11 @@ def _chat(args: argparse.Namespace) -> int:
     if args.model_deadline_ms is not None:
         config.model_deadline_ms = args.model_deadline_ms
     agent = build_agent(None if args.no_policy else args.checkpoint, None if args.no_qa else args.qa,
-                        args.task, args.seed, config)
+                        args.task, args.seed, config, args.world_source)
     loaded = [f"policy {args.checkpoint}" if agent.policy is not None else "no policy (questions only)",
               f"video-QA {args.qa}" if agent.qa is not None else "no video-QA model"]
-    print(f"Loaded {'; '.join(loaded)}. Scene: {args.task}, seed {args.seed}.")
+    print(f"Loaded {'; '.join(loaded)}. Scene: {args.task}, seed {args.seed}; objects from "
+          f"{'the cameras (perception)' if args.world_source == 'perception' else 'the simulator state'}.")
     print("Ask a question or give a command; Ctrl-C stops a running command, 'quit' or Ctrl-D leaves.")
     running = False
 

@@ -1,7 +1,9 @@
 """The agent's world: what it can observe, what objects are where, and how a command is set up.
 
-``SimWorld`` runs a tabletop scene in MuJoCo. Object knowledge comes from the simulator's state
-(labelled as such in answers); on a real robot the same interface is fed by perception.
+``SimWorld`` runs a tabletop scene in MuJoCo. By default what it knows of the objects comes from
+the scene perceiver run on its own camera frames (RGB-D), as on a real robot; the simulator's state
+is kept only to score perception against (``world_source="ground-truth"`` answers from it, for
+debugging). ``source`` names where the last answer came from, for the agent's replies.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from common.errors import UserError
 from perception.buffer import FrameBuffer
 from perception.frames import Frame
+from perception.scene import CameraView, ScenePercept, ScenePerceiver
+
+WORLD_SOURCES = ("perception", "ground-truth")
+CAMERA_WORDS = {"agentview": "agent-view", "wrist": "wrist"}
+PERCEPTION_SIZE = 128  # px: the perceiver's accuracy is measured here (bench world); smaller misses objects
 
 
 @dataclass
@@ -31,16 +39,37 @@ def find_objects(objects: Iterable[WorldObject], color: str = "", shape: str = "
 
 
 class SimWorld:
-    """A tabletop episode the operator can question and command; frames go to a bounded memory."""
+    """A tabletop episode the operator can question and command; frames go to a bounded memory.
 
-    source = "simulator state"
+    With ``world_source="perception"`` every observation also renders depth (once, with the
+    colour frame); the perceiver runs on it at most once per observation, when first asked.
+    Depth stays out of ``obs``, so the policy and the memory see what they saw before. A world
+    rendering below ``PERCEPTION_SIZE`` (small test worlds) gives the perceiver its own RGB-D
+    frame at that size instead, rendered once per observation when first asked."""
 
     def __init__(self, task: str = "PickUp", seed: int = 0, image_size: int = 128,
-                 cameras: tuple[str, ...] = ("agentview", "wrist"), memory_frames: int = 600) -> None:
+                 cameras: tuple[str, ...] = ("agentview", "wrist"), memory_frames: int = 600,
+                 world_source: str = "perception") -> None:
         import sim
 
-        self.env = sim.make(task, cameras=cameras, image_size=(image_size, image_size))
-        self.obs, info = self.env.reset(seed=seed)
+        if world_source not in WORLD_SOURCES:
+            raise UserError(f"unknown world source {world_source!r} (choose from {', '.join(WORLD_SOURCES)})")
+        self.world_source = world_source
+        self.cameras = tuple(cameras)
+        self.perceiver = ScenePerceiver() if world_source == "perception" else None
+        self._percept: ScenePercept | None = None
+        self._percept_step = -1
+        self._depth: dict[str, np.ndarray] = {}
+        shared = self.perceiver is not None and image_size >= PERCEPTION_SIZE
+        self.env = sim.make(task, cameras=cameras, image_size=(image_size, image_size), depth=shared)
+        self._own_cameras = None
+        if self.perceiver is not None and not shared:
+            from sim import render
+
+            self._own_cameras = render.Cameras(self.unwrapped.model, self.cameras, PERCEPTION_SIZE,
+                                               PERCEPTION_SIZE, depth=True)
+        obs, info = self.env.reset(seed=seed)
+        self._observe(obs)
         self.instruction = info["instruction"]
         self.fps = float(self.env.metadata.get("render_fps", 10))
         self.memory = FrameBuffer(max_frames=memory_frames, max_age_s=None)
@@ -54,13 +83,66 @@ class SimWorld:
     def _remember(self) -> None:
         self.memory.push(Frame(self.obs["agentview"], self.steps / self.fps, self.steps, {}))
 
-    def objects(self) -> list[WorldObject]:
+    def _observe(self, obs: dict[str, Any]) -> None:
+        """Keep the depth images aside (perception's alone) and the rest as the observation."""
+        self._depth = {k[:-len("_depth")]: v for k, v in obs.items() if k.endswith("_depth")}
+        self.obs = {k: v for k, v in obs.items() if not k.endswith("_depth")}
+
+    @property
+    def source(self) -> str:
+        """Where answers come from, worded to follow "from the" in the agent's replies."""
+        if self.perceiver is None:
+            return "simulator state"
+        p = self.percept()
+        used = p.sources or self.cameras
+        cams = " and ".join(CAMERA_WORDS.get(c, c) for c in used)
+        what = f"{cams} camera{'s' if len(used) > 1 else ''} at t={p.stamp:.1f} s"
+        return what if p.ok else f"{what}, which does not show the table"
+
+    def view_problem(self) -> str:
+        """Why the cameras do not show the table now ("" when they do, or with ground truth): an
+        empty ``objects()`` then means "I can't see the table", not "the table is empty"."""
+        if self.perceiver is None or self.percept().ok:
+            return ""
+        return self.percept().reason
+
+    def percept(self) -> ScenePercept:
+        """The perceiver's view of the current observation (computed once per observation; the
+        tracker keeps identities across the observations it is asked about)."""
+        if self.perceiver is None:
+            raise UserError("this world answers from the simulator state (world_source='ground-truth')")
+        if self._percept is None or self._percept_step != self.steps:
+            env, stamp = self.unwrapped, self.steps / self.fps
+            if self._own_cameras is None:
+                images, depth, K = self.obs, self._depth, env.camera_intrinsics
+            else:
+                from sim import render
+
+                images = self._own_cameras.render(env.data)
+                depth = {c: images[c + "_depth"] for c in self.cameras}
+                K = lambda c: render.intrinsics(env.model, c, PERCEPTION_SIZE, PERCEPTION_SIZE)  # noqa: E731
+            views = [CameraView(c, images[c], depth.get(c), K(c), env.camera_pose(c), stamp)
+                     for c in self.cameras if c in images]
+            self._percept, self._percept_step = self.perceiver.perceive(views, stamp), self.steps
+        return self._percept
+
+    def ground_truth_objects(self) -> list[WorldObject]:
+        """The simulator's true objects: for scoring perception, never for answering by default."""
         gt = self.unwrapped.ground_truth()
         return [WorldObject(o["name"], o["color"], o["shape"], np.asarray(o["position"])) for o in gt["objects"]]
 
+    def objects(self) -> list[WorldObject]:
+        """What is on the table; ``[]`` when the cameras do not show the table."""
+        if self.perceiver is None:
+            return self.ground_truth_objects()
+        return [WorldObject(o.description, o.color, o.shape, np.asarray(o.position, float))
+                for o in self.percept().objects]
+
     def receptacles(self) -> list[str]:
-        rec = self.unwrapped.ground_truth().get("receptacle")
-        return [rec["kind"]] if rec else []
+        if self.perceiver is None:
+            rec = self.unwrapped.ground_truth().get("receptacle")
+            return [rec["kind"]] if rec else []
+        return [r.kind for r in self.percept().receptacles]
 
     def tcp_position(self) -> np.ndarray:
         return self.unwrapped.tcp_pose()[0]
@@ -74,10 +156,13 @@ class SimWorld:
 
     def step(self, action: np.ndarray) -> tuple[bool, bool]:
         """(success, episode over) after one control step."""
-        self.obs, _, terminated, truncated, info = self.env.step(action)
+        obs, _, terminated, truncated, info = self.env.step(action)
+        self._observe(obs)
         self.steps += 1
         self._remember()
         return bool(info["success"]), bool(terminated or truncated)
 
     def close(self) -> None:
+        if self._own_cameras is not None:
+            self._own_cameras.close()
         self.env.close()
