@@ -20,7 +20,7 @@ Agent level: each frame asks "what do you see", "where is X", "is X left of Y" a
 and from the truth; ``agent_answer_agreement`` is the share that agree ("where": within 3 cm).
 Frames/s: ``perceive()`` alone (rendering excluded) on one frame = both cameras, which runs
 single-threaded: OpenCV at one thread and BLAS at one thread
-(``perception.pose.threads.single_threaded``), numpy's element-wise work is single-threaded
+(``perception.threads.single_threaded``), numpy's element-wise work is single-threaded
 anyway. ``fps`` divides the frames by the CPU time the calls used (``time.process_time``): what
 one dedicated core does, also on a shared machine; ``fps_wall`` divides by wall time, and
 ``cpu_per_wall`` (at most 1 when one core was used) says how much of a core the calls got.

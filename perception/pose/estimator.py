@@ -17,7 +17,7 @@ from perception.pose.init import front_depth, init_cue_pnp, init_cue_rgb, init_c
 from perception.pose.model import RigidObjectModel, cue_model
 from perception.pose.refine import RefineConfig, refine_cue
 from perception.pose.segment import coverage, cue_segmenter
-from perception.pose.threads import single_threaded
+from perception.threads import single_threaded
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:

@@ -17,7 +17,7 @@ from perception.pose.estimator import check_intrinsics
 from perception.pose.init import backproject
 from perception.pose.model import RigidObjectModel
 from perception.pose.segment import ColorSegmenter
-from perception.pose.threads import single_threaded
+from perception.threads import single_threaded
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

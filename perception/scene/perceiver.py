@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from perception.pose.threads import single_threaded
+from perception.threads import single_threaded
 from perception.scene.colors import color_table
 from perception.scene.detect import detect_view
 from perception.scene.fuse import fuse, fuse_receptacles, fused_color, fused_position, fused_score

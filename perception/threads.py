@@ -1,4 +1,4 @@
-"""One BLAS (and OpenCV) thread for per-frame pose work.
+"""One BLAS (and OpenCV) thread for per-frame perception work (pose, the scene perceiver).
 
 The matrices here are small (thousands of pixels by a handful of parameters), and OpenBLAS, which
 numpy ships with, hands even those to a pool of threads that spin while they wait. On a shared
