@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,3 +63,30 @@ def load_cases(path: Path, separator: str) -> list[Case]:
         assert sep and world is not None, f"line {i}: {line!r}"
         cases.append(Case(text.strip(), label.strip(), world, i))
     return cases
+
+
+def route_all(cases: list[Case]) -> list[tuple[Case, Any]]:
+    """Every case routed against its own scene."""
+    from agent.router import route
+
+    return [(c, route(c.text, COLORS, SHAPES, world=c.world)) for c in cases]
+
+
+def show(rows: list[tuple[Case, Any]]) -> str:
+    """The mistakes, one line each, for an assertion message."""
+    return "\n".join(f"  line {c.line}: {c.text!r} expected {c.label!r}, got {r.kind} {r.family or r.topic} "
+                     f"{r.target!r} {r.side}{r.receptacle} ({r.intent} {r.score:.2f}) {r.question}"
+                     for c, r in rows)
+
+
+def check_coverage(cases: list[Case], kinds: set[str], targets_on_table: bool = True) -> None:
+    """A set is big enough, uses every route kind and every command family, and (optionally) each
+    command's target is on its scene's table."""
+    assert len(cases) >= 300
+    assert {c.kind for c in cases} == kinds
+    families = {c.label.split()[1] for c in cases if c.kind == "command"}
+    assert families == {"reach", "pick_up", "push", "put_in"}
+    if targets_on_table:
+        for c in cases:
+            if c.kind == "command":
+                assert " ".join(c.label.split()[2:4]) in [o.name for o in c.world.objects()], c

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.router import Route, route
+from agent.router import Route
+from tests.agent import routing_sets
 from tests.agent import test_router_heldout as heldout
 
 DATA = Path(__file__).parent / "data" / "routing_blind.txt"
@@ -41,18 +42,11 @@ def load_cases() -> list[heldout.Case]:
 
 @pytest.fixture(scope="module")
 def results() -> list[tuple[heldout.Case, Route]]:
-    return [(c, route(c.text, heldout.COLORS, heldout.SHAPES, world=c.world)) for c in load_cases()]
+    return routing_sets.route_all(load_cases())
 
 
 def test_the_set_is_big_and_covers_every_route():
-    cases = load_cases()
-    assert len(cases) >= 300
-    assert {c.kind for c in cases} == heldout.KINDS
-    families = {c.label.split()[1] for c in cases if c.kind == "command"}
-    assert families == {"reach", "pick_up", "push", "put_in"}
-    for c in cases:  # a command's target is on the table of its scene
-        if c.kind == "command":
-            assert " ".join(c.label.split()[2:4]) in [o.name for o in c.world.objects()], c
+    routing_sets.check_coverage(load_cases(), heldout.KINDS)
 
 
 def test_routing_accuracy(results):
@@ -64,20 +58,20 @@ def test_routing_accuracy(results):
         right[c.kind] += heldout.is_right(r, c.label)
     per_kind = ", ".join(f"{k} {right[k]}/{total[k]}" for k in sorted(total))
     print(f"\nblind routing: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%}); {per_kind}\n"
-          + heldout._show(wrong))
-    assert accuracy >= ACCURACY_FLOOR, heldout._show(wrong)
+          + routing_sets.show(wrong))
+    assert accuracy >= ACCURACY_FLOOR, routing_sets.show(wrong)
 
 
 def test_no_non_command_moves_the_robot(results):
     moved = [(c, r) for c, r in results if r.kind == "command" and c.kind != "command"]
-    assert not moved, heldout._show(moved)
+    assert not moved, routing_sets.show(moved)
 
 
 def test_every_ambiguous_command_is_answered_with_a_question(results):
     unasked = [(c, r) for c, r in results if c.kind == "clarify" and not heldout.is_right(r, "clarify")]
-    assert not unasked, heldout._show(unasked)
+    assert not unasked, routing_sets.show(unasked)
 
 
 def test_stop_requests_always_stop(results):
     missed = [(c, r) for c, r in results if c.kind == "stop" and r.kind != "stop"]
-    assert not missed, heldout._show(missed)
+    assert not missed, routing_sets.show(missed)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.router import Route, route
+from agent.router import Route
 from tests.agent import routing_sets
-from tests.agent.routing_sets import COLORS, SHAPES, Case
+from tests.agent.routing_sets import Case
 
 DATA = Path(__file__).parent / "data" / "routing_heldout.txt"
 KINDS = {"command", "question", "clarify", "absent", "stop", "help", "nomove"}
@@ -58,24 +58,11 @@ def is_right(r: Route, label: str) -> bool:
 
 @pytest.fixture(scope="module")
 def results() -> list[tuple[Case, Route]]:
-    return [(c, route(c.text, COLORS, SHAPES, world=c.world)) for c in load_cases()]
-
-
-def _show(rows) -> str:
-    return "\n".join(f"  line {c.line}: {c.text!r} expected {c.label!r}, got {r.kind} {r.family or r.topic} "
-                     f"{r.target!r} {r.side}{r.receptacle} ({r.intent} {r.score:.2f}) {r.question}"
-                     for c, r in rows)
+    return routing_sets.route_all(load_cases())
 
 
 def test_the_set_is_big_and_covers_every_route():
-    cases = load_cases()
-    assert len(cases) >= 300
-    assert {c.kind for c in cases} == KINDS
-    families = {c.label.split()[1] for c in cases if c.kind == "command"}
-    assert families == {"reach", "pick_up", "push", "put_in"}
-    for c in cases:  # a command's target is on the table of its scene
-        if c.kind == "command":
-            assert " ".join(c.label.split()[2:4]) in [o.name for o in c.world.objects()], c
+    routing_sets.check_coverage(load_cases(), KINDS)
 
 
 def test_routing_accuracy(results):
@@ -87,20 +74,20 @@ def test_routing_accuracy(results):
         right[c.kind] += is_right(r, c.label)
     per_kind = ", ".join(f"{k} {right[k]}/{total[k]}" for k in sorted(total))
     print(f"\nheld-out routing: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%}); {per_kind}\n"
-          + _show(wrong))
-    assert accuracy >= ACCURACY_FLOOR, _show(wrong)
+          + routing_sets.show(wrong))
+    assert accuracy >= ACCURACY_FLOOR, routing_sets.show(wrong)
 
 
 def test_no_non_command_moves_the_robot(results):
     moved = [(c, r) for c, r in results if r.kind == "command" and c.kind != "command"]
-    assert not moved, _show(moved)
+    assert not moved, routing_sets.show(moved)
 
 
 def test_every_ambiguous_command_is_answered_with_a_question(results):
     unasked = [(c, r) for c, r in results if c.kind == "clarify" and not is_right(r, "clarify")]
-    assert not unasked, _show(unasked)
+    assert not unasked, routing_sets.show(unasked)
 
 
 def test_stop_requests_always_stop(results):
     missed = [(c, r) for c, r in results if c.kind == "stop" and r.kind != "stop"]
-    assert not missed, _show(missed)
+    assert not missed, routing_sets.show(missed)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.router import Route, route
+from agent.router import Route
 from tests.agent import routing_sets
-from tests.agent.routing_sets import COLORS, SHAPES, Case
+from tests.agent.routing_sets import COLORS, Case
 
 DATA = Path(__file__).parent / "data" / "routing_utterances.txt"
 
@@ -42,22 +42,12 @@ def is_right(r: Route, expected: str) -> bool:
 
 @pytest.fixture(scope="module")
 def results():
-    return [(c, route(c.text, COLORS, SHAPES, world=c.world)) for c in load_cases()]
-
-
-def _show(rows) -> str:
-    return "\n".join(f"line {c.line}: {c.text!r} expected {c.label!r}, got {r.kind} {r.family or r.topic} "
-                     f"{r.target!r} {r.side}{r.receptacle} ({r.intent} {r.score:.2f}) {r.question}"
-                     for c, r in rows)
+    return routing_sets.route_all(load_cases())
 
 
 def test_the_set_is_big_and_covers_every_route():
-    cases = load_cases()
-    assert len(cases) >= 300
-    kinds = {c.label.split()[0] for c in cases}
-    assert kinds == {"command", "question", "clarify", "stop", "help"}
-    families = {c.label.split()[1] for c in cases if c.label.startswith("command")}
-    assert families == {"reach", "pick_up", "push", "put_in"}
+    routing_sets.check_coverage(load_cases(), {"command", "question", "clarify", "stop", "help"},
+                                targets_on_table=False)
 
 
 
@@ -73,8 +63,8 @@ def seen_wording(case: Case) -> bool:
 def test_routing_accuracy(results):
     wrong = [(c, r) for c, r in results if not is_right(r, c.label)]
     accuracy = 1 - len(wrong) / len(results)
-    print(f"\nrouting: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%})\n" + _show(wrong))
-    assert accuracy >= 0.97, _show(wrong)
+    print(f"\nrouting: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%})\n" + routing_sets.show(wrong))
+    assert accuracy >= 0.97, routing_sets.show(wrong)
     # and on the utterances whose wording is none of the router's examples (most of the set)
     unseen = [(c, r) for c, r in results if not seen_wording(c)]
     unseen_right = sum(is_right(r, c.label) for c, r in unseen)
@@ -85,17 +75,17 @@ def test_routing_accuracy(results):
 
 def test_no_non_command_moves_the_robot(results):
     moved = [(c, r) for c, r in results if r.kind == "command" and not c.label.startswith("command")]
-    assert not moved, _show(moved)
+    assert not moved, routing_sets.show(moved)
 
 
 def test_every_ambiguous_command_is_answered_with_a_question(results):
     unasked = [(c, r) for c, r in results if c.label == "clarify" and not is_right(r, "clarify")]
-    assert not unasked, _show(unasked)
+    assert not unasked, routing_sets.show(unasked)
 
 
 def test_stop_requests_always_stop(results):
     missed = [(c, r) for c, r in results if c.label == "stop" and r.kind != "stop"]
-    assert not missed, _show(missed)
+    assert not missed, routing_sets.show(missed)
 
 
 def test_a_command_keeps_the_operators_own_words(results):

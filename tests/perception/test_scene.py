@@ -208,3 +208,16 @@ def test_colour_table_reads_over_exposure_and_refuses_white():
     assert names[3] not in p.objects  # saturated white: no object colour
     assert names[4] in ("arm", "hand") and names[5] == "table" and names[6] == "red"
     assert conf[0, 6] > 0.8
+
+
+def test_the_perceivers_palette_and_sizes_match_the_simulators():
+    """perception may not import sim (layering), so its palette is a copy; this keeps it true."""
+    from perception.scene.palette import OBJECT_COLORS, SHAPE_SIZES
+    from sim.tabletop import scene
+    from sim.tabletop.tasks import COLORS
+
+    assert OBJECT_COLORS == COLORS
+    assert set(SHAPE_SIZES) == set(scene.SHAPES)
+    assert SHAPE_SIZES["cube"].width == SHAPE_SIZES["cube"].height == 2 * scene.CUBE_HALF
+    assert (SHAPE_SIZES["cylinder"].width, SHAPE_SIZES["cylinder"].height) == \
+        (2 * scene.CYL_RADIUS, 2 * scene.CYL_HALF_HEIGHT)
