@@ -35,7 +35,12 @@ class EvalConfig:
     out: str = field(default="", metadata={"help": "write the JSON result here"})
     instructions: str = field(default="", metadata={"help": "file of instruction templates, one per line"})
     colors: str = field(default="", metadata={"help": "comma-separated target colours (e.g. red,blue)"})
-    split: str = field(default="train", metadata={"help": "env instruction templates: train | heldout | all"})
+    split: str = field(default="train", metadata={
+        "help": "instruction wording: train (training phrasings) | heldout (paraphrases never trained on) | all",
+        "choices": ("train", "heldout", "all", "extended")})
+    objects: str = field(default="all", metadata={
+        "help": "colour/shape combinations: all | train (the held-out combinations never appear) | "
+                "heldout (the target is a combination held out of training)", "choices": ("all", "train", "heldout")})
     video_dir: str = field(default="", metadata={"help": "write rollout mp4s here"})
     videos: int = field(default=4, metadata={"help": "rollouts per task saved as video"})
     execution: str = field(default="open_loop", metadata={"help": "open_loop | ensemble (chunk execution)"})
@@ -79,7 +84,8 @@ def evaluate_task(executor: ChunkExecutor, task: str, cfg: EvalConfig, templates
     size, cams = spec["image_size"], list(spec["cameras"])
     n_envs = max(1, min(cfg.num_envs, cfg.episodes))
     envs = [sim.make(task, cameras=tuple(dict.fromkeys(cams + ["agentview"])), image_size=(size, size),
-                     colors=colors, instruction_split=cfg.split) for _ in range(n_envs)]
+                     colors=colors, instruction_split=cfg.split, object_split=cfg.objects)
+            for _ in range(n_envs)]
     from policy.failures import EpisodeWatcher, tally
 
     successes, lengths, videos, instructions, verdicts = [], [], [], [], []

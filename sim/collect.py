@@ -81,6 +81,12 @@ class CollectConfig:
     # only meaningful with a driver: `embodied dagger` sets it
     drive_prob: float = field(default=1.0, metadata={
         "help": "with a driver: share of steps whose executed action is the driver's", "flag": False})
+    instruction_split: str = field(default="train", metadata={
+        "help": "instruction wording: train | extended (train + more training-only wording and shape synonyms)",
+        "choices": ("train", "extended")})
+    object_split: str = field(default="all", metadata={
+        "help": "colour/shape combinations: all | train (keep the evaluation's held-out combinations out)",
+        "choices": ("all", "train")})
     max_steps: int = field(default=400, metadata={"help": "step cap per episode on top of the env's own time limit"})
     max_attempts: int = field(default=0, metadata={"help": "give up after this many attempts; 0 = 2*episodes+10"})
     crf: int = field(default=10, metadata={"help": "x264 quality of the stored videos (lower = sharper, larger)"})
@@ -164,7 +170,8 @@ def _depth_maps(obs: dict[str, Any], cameras: tuple[str, ...]) -> dict[str, np.n
 def default_make_env(task: str, cfg: CollectConfig):
     import sim
 
-    return sim.make(task, cameras=tuple(cfg.cameras), image_size=tuple(cfg.image_size), depth=cfg.depth)
+    return sim.make(task, cameras=tuple(cfg.cameras), image_size=tuple(cfg.image_size), depth=cfg.depth,
+                    instruction_split=cfg.instruction_split, object_split=cfg.object_split)
 
 
 def default_make_expert(env, seed: int) -> Expert:

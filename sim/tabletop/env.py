@@ -78,7 +78,10 @@ class TabletopEnv(gym.Env):
         image_size: (width, height) of every camera image.
         depth: also return "<camera>_depth" images in metres.
         max_steps: truncation limit; None uses the family's default (``tasks.MAX_STEPS``).
-        instruction_split: "train" | "heldout" | "all" paraphrase templates.
+        instruction_split: "train" | "heldout" | "all" paraphrase templates, or "extended" (train +
+            more training-only wording and shape synonyms, for pretrained-language policies).
+        object_split: "all" | "train" (``tasks.HELDOUT_COMBOS`` never placed) | "heldout" (the
+            target is one of them).
         colors: allowed colours of the *target* (None: all); distractors may use any colour.
         max_distractors: 0..3 other objects per scene (the number is drawn uniformly).
 
@@ -90,9 +93,11 @@ class TabletopEnv(gym.Env):
     def __init__(self, task: str = "pick_up", render_mode: str | None = None,
                  cameras: tuple[str, ...] = DEFAULT_CAMERAS, image_size: tuple[int, int] = (128, 128),
                  depth: bool = False, max_steps: int | None = None, instruction_split: str = "train",
-                 colors: tuple[str, ...] | None = None, max_distractors: int = 3) -> None:
+                 colors: tuple[str, ...] | None = None, max_distractors: int = 3,
+                 object_split: str = "all") -> None:
         self.task = self._family = tasks.check_family(task)
         self.instruction_split = tasks.check_split(instruction_split)
+        self.object_split = tasks.check_object_split(object_split)
         self.target_colors = tasks.check_colors(colors)
         if render_mode not in (None, "rgb_array"):
             raise SimError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -144,7 +149,8 @@ class TabletopEnv(gym.Env):
         if not self._max_steps_given:
             self.max_steps = tasks.MAX_STEPS[self.task]
         self.episode = tasks.sample_episode(self.np_random, self.task, self.target_colors,
-                                            self.instruction_split, self.max_distractors)
+                                            self.instruction_split, self.max_distractors,
+                                            self.object_split)
         self.instruction = self.episode.instruction
 
         d.qpos[ids.arm_qpos] = HOME_QPOS

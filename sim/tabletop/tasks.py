@@ -58,7 +58,33 @@ TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "heldout": ("drop the {obj} {prep} the {rec}", "the {obj} goes {prep} the {rec}"),
     },
 }
-SPLITS = ("train", "heldout", "all")
+# More training-only wording for policies that read language through a pretrained encoder
+# (instruction_split="extended" = "train" + these). They avoid the held-out phrasings' verbs and
+# word orders (tap, raise, grab, hold, nudge, shove, drop, "goes", "off the table", "over to"), so
+# ``--split heldout`` stays a test of wording never trained on.
+EXTRA_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "reach": ("go to the {obj}", "approach the {obj}", "please touch the {obj}",
+              "can you reach the {obj}", "bring the gripper to the {obj}", "move your hand onto the {obj}",
+              "make contact with the {obj}", "reach out to the {obj}"),
+    "pick_up": ("take the {obj}", "please pick up the {obj}", "lift up the {obj}",
+                "could you pick up the {obj}", "pick up the {obj} from the table", "grasp and lift the {obj}",
+                "get the {obj} and lift it", "lift the {obj} into the air"),
+    "push": ("please push the {obj} to the {side}", "push the {obj} {side}", "slide the {obj} {side}",
+             "move the {obj} to the {side}", "sweep the {obj} to the {side}",
+             "push the {obj} to the {side} side", "could you slide the {obj} to the {side}"),
+    "put_in": ("set the {obj} {prep} the {rec}", "please put the {obj} {prep} the {rec}",
+               "place the {obj} {prep} the {rec}", "transfer the {obj} {prep2} the {rec}",
+               "could you move the {obj} {prep2} the {rec}", "put the {obj} {prep2} the {rec}"),
+}
+# Operators' synonyms for the shapes, used only with instruction_split="extended".
+NOUN_SYNONYMS = {"cube": ("block",), "cylinder": ("can", "tube")}
+SPLITS = ("train", "heldout", "all", "extended")
+
+# Colour/shape combinations never placed in a scene with object_split="train" and always the
+# target with object_split="heldout": a test of combinations the policy has not seen. Each colour
+# and each shape still appears in training (with the other shape / other colours).
+HELDOUT_COMBOS = (("green", "cylinder"), ("purple", "cube"), ("orange", "cylinder"), ("cyan", "cube"))
+OBJECT_SPLITS = ("all", "train", "heldout")
 
 # Success thresholds (metres).
 REACH_TOL = 0.02
@@ -171,9 +197,29 @@ def check_split(split: str) -> str:
     return split
 
 
+def check_object_split(split: str) -> str:
+    if split not in OBJECT_SPLITS:
+        raise SimError(f"unknown object_split {split!r}; use one of {', '.join(OBJECT_SPLITS)}")
+    return split
+
+
 def templates(family: str, split: str) -> tuple[str, ...]:
     t = TEMPLATES[family]
+    if split == "extended":
+        return t["train"] + EXTRA_TEMPLATES[family]
     return t["train"] + t["heldout"] if split == "all" else t[split]
+
+
+def _target_combo(rng: np.random.Generator, target_colors: tuple[str, ...], object_split: str) -> tuple[str, str]:
+    """The target's colour and shape. With object_split "all" the draws are the original ones, so
+    existing seeds keep their scenes."""
+    if object_split == "all":
+        return str(rng.choice(target_colors)), str(rng.choice(scene.SHAPES))
+    held = object_split == "heldout"
+    combos = [(c, s) for c in target_colors for s in scene.SHAPES if ((c, s) in HELDOUT_COMBOS) == held]
+    if not combos:
+        raise SimError(f"no {object_split} colour/shape combination among target colours {target_colors}")
+    return combos[int(rng.integers(len(combos)))]
 
 
 def _far_from(xy: np.ndarray, others: list[np.ndarray], dist: float) -> bool:
@@ -187,8 +233,12 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sample_episode(rng: np.random.Generator, family: str, target_colors: tuple[str, ...],
-                   split: str = "train", max_distractors: int = 3) -> EpisodeSpec:
-    """Draw one episode: target, 0..max_distractors distractors, placements and the instruction."""
+                   split: str = "train", max_distractors: int = 3, object_split: str = "all") -> EpisodeSpec:
+    """Draw one episode: target, 0..max_distractors distractors, placements and the instruction.
+
+    ``split`` picks the instruction templates; ``object_split`` keeps ``HELDOUT_COMBOS`` out of
+    the scene ("train") or makes one of them the target ("heldout").
+    """
     side = receptacle = None
     rec_xy = None
     if family == "push":
@@ -206,9 +256,10 @@ def sample_episode(rng: np.random.Generator, family: str, target_colors: tuple[s
             rec_xy = np.array([0.5, -0.2 * np.sign(target_xy[1] or 1.0)])
             target_xy = np.array([target_xy[0], 0.2 * np.sign(target_xy[1] or 1.0)])
 
-    target_color = str(rng.choice(target_colors))
-    target_shape = str(rng.choice(scene.SHAPES))
+    target_color, target_shape = _target_combo(rng, target_colors, object_split)
     used = {(target_color, target_shape)}
+    if object_split == "train":
+        used.update(HELDOUT_COMBOS)  # never placed as distractors either
     slots = {s: 0 for s in scene.SHAPES}
 
     def take_slot(shape: str) -> str:
@@ -247,7 +298,10 @@ def sample_episode(rng: np.random.Generator, family: str, target_colors: tuple[s
     template = str(rng.choice(templates(family, split)))
     preps = {"bowl": ("in", "into"), "plate": ("on", "onto")}
     prep, prep2 = preps.get(receptacle or "", ("", ""))
-    instruction = template.format(obj=objects[0].description, side=side or "", rec=receptacle or "",
+    described = objects[0].description
+    if split == "extended" and rng.random() < 0.3:
+        described = f"{target_color} {rng.choice(NOUN_SYNONYMS[target_shape])}"
+    instruction = template.format(obj=described, side=side or "", rec=receptacle or "",
                                   prep=prep, prep2=prep2)
     return EpisodeSpec(family, tuple(objects), instruction, side, receptacle,
                        None if rec_xy is None else (float(rec_xy[0]), float(rec_xy[1])))

@@ -94,3 +94,38 @@ def test_colors_are_distinct_and_errors_are_clear():
         tasks.check_split("test")
     with pytest.raises(SimError):
         tasks.check_family("stack")
+
+
+def test_object_split_keeps_heldout_combinations_out_of_training():
+    rng = np.random.default_rng(3)
+    held = set(tasks.HELDOUT_COMBOS)
+    targets = set()
+    for i in range(400):
+        family = tasks.FAMILIES[i % 4]
+        ep = tasks.sample_episode(rng, family, tuple(tasks.COLORS), "train", 3, object_split="train")
+        combos = {(o.color, o.shape) for o in ep.objects}
+        assert not combos & held, (ep.instruction, combos)
+        targets.add((ep.target.color, ep.target.shape))
+    # every colour and every shape is still trained on
+    assert {c for c, _ in targets} == set(tasks.COLORS)
+    for _ in range(100):
+        ep = tasks.sample_episode(rng, "pick_up", tuple(tasks.COLORS), "train", 3, object_split="heldout")
+        assert (ep.target.color, ep.target.shape) in held
+    # "all" draws exactly what it drew before the split existed (same RNG stream)
+    a = tasks.sample_episode(np.random.default_rng(7), "push", tuple(tasks.COLORS), "train", 3)
+    b = tasks.sample_episode(np.random.default_rng(7), "push", tuple(tasks.COLORS), "train", 3, object_split="all")
+    assert a == b
+    with pytest.raises(SimError, match="object_split"):
+        tasks.check_object_split("test")
+
+
+def test_extended_wording_never_uses_a_heldout_phrasing():
+    rng = np.random.default_rng(5)
+    for family in tasks.FAMILIES:
+        assert set(tasks.EXTRA_TEMPLATES[family]).isdisjoint(tasks.TEMPLATES[family]["heldout"])
+        seen = {tasks.sample_episode(rng, family, ("red",), "extended").instruction for _ in range(200)}
+        heldout = {tasks.sample_episode(np.random.default_rng(k), family, ("red",), "heldout").instruction
+                   for k in range(60)}
+        assert seen.isdisjoint(heldout)
+        assert len(seen) > len(tasks.TEMPLATES[family]["train"]) * 2
+    assert any("block" in s for s in seen) or any("can" in s or "tube" in s for s in seen)
