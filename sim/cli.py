@@ -1,4 +1,5 @@
-"""`embodied sim ...`: collect demonstrations, record a rollout video, draw a contact sheet, list tasks.
+"""`embodied sim ...`: collect demonstrations, record a rollout video, draw a contact sheet, list tasks
+(and `embodied dataset ...`, registered from here: see sim/dataset_cli.py).
 
 Handlers import MuJoCo and friends only when they run, so `embodied --help` stays instant.
 """
@@ -48,6 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--examples", type=int, default=3, help="instructions shown per task (default: 3)")
     ls.set_defaults(func=_list)
     p.set_defaults(func=lambda args: p.print_help() or 2)
+
+    from sim.dataset_cli import register as register_dataset
+
+    register_dataset(sub)  # the top-level `embodied dataset` (info, check, show)
 
 
 def _collect(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Episodes on disk in the LeRobot v3 layout: a crash-safe writer and a checking reader.
+"""Episodes on disk in the LeRobot v3 layout: our crash-safe writer (the reader, which also opens
+datasets LeRobot wrote, is ``sim.dataset_reader.LeRobotDataset``, importable from here).
 
 Layout under ``root`` (one file per episode, which the v3 templates allow: file_index follows the
 episode index, so every episode is its own unit of commit)::
@@ -40,33 +41,26 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from common.atomic import atomic_path, write_json
+from sim.dataset_layout import (ACTION_NAMES, CHUNKS_SIZE, CODEBASE_VERSION, DATA_PATH, EPISODES_PATH, GT_PATH,
+                                IMAGE_PREFIX, INDEX_COLUMNS, VIDEO_PATH, chunk_file)
+from sim.dataset_reader import LeRobotDataset
 from sim.errors import SimError
-from sim.stats import (RunningStats, aggregate_stats, histogram_stats, image_histogram, numeric_stats,
-                       summarize_episode)
-from sim.video import VideoWriter, effective_pix_fmt, pick_codec, read_mp4
+from sim.stats import RunningStats, histogram_stats, image_histogram, numeric_stats, summarize_episode
+from sim.video import VideoWriter, effective_pix_fmt, pick_codec
 
-CODEBASE_VERSION = "v3.0"
-CHUNKS_SIZE = 1000  # files per chunk directory, as in LeRobot: keeps directory listings short
-DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
-EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
-GT_PATH = "gt/episode_{episode_index:06d}"
-ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
-IMAGE_PREFIX = "observation.images."
-# Numeric per-frame columns besides state and action (all get statistics, as in LeRobot).
-INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
-
-
-def _chunk_file(episode_index: int) -> dict[str, int]:
-    return {"chunk_index": episode_index // CHUNKS_SIZE, "file_index": episode_index % CHUNKS_SIZE}
+# The layout (paths, names) and the reader live in their own modules (``sim.dataset_layout``,
+# ``sim.dataset_reader``); these names stay importable from here, as before the split.
+__all__ = ["ACTION_NAMES", "CHUNKS_SIZE", "CODEBASE_VERSION", "DATA_PATH", "EPISODES_PATH", "GT_PATH",
+           "IMAGE_PREFIX", "INDEX_COLUMNS", "VIDEO_PATH", "EpisodeRecorder", "LeRobotDataset", "LeRobotWriter",
+           "committed_episode_indices"]
+_chunk_file = chunk_file
 
 
 def _is_no_space(exc: OSError) -> bool:
@@ -88,27 +82,10 @@ def _write_parquet_atomic(path: Path, table: pa.Table, sync: bool, sync_dir: boo
         pq.write_table(table, tmp)
 
 
-def _read_parquet(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise SimError(f"missing dataset file {path}")
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise SimError(f"corrupt parquet file {path}: {exc}") from exc
-
-
 def _fixed_list(values: np.ndarray) -> pa.Array:
     """``[T, D]`` array -> parquet fixed-size list column (exact round trip)."""
     values = np.ascontiguousarray(values)
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
-
-
-def _column_to_numpy(table: pa.Table, name: str) -> np.ndarray:
-    col = table.column(name).combine_chunks()
-    if pa.types.is_fixed_size_list(col.type) or pa.types.is_list(col.type):
-        flat = col.flatten().to_numpy(zero_copy_only=False)
-        return flat.reshape(len(col), -1) if len(col) else flat.reshape(0, 0)
-    return col.to_numpy(zero_copy_only=False)
 
 
 # --------------------------------------------------------------------------- writer
@@ -470,144 +447,3 @@ def _remove_uncommitted(root: Path, n_committed: int, cameras: Sequence[str]) ->
             path.unlink()
             removed.append(path)
     return removed
-
-
-# --------------------------------------------------------------------------- reader
-
-class LeRobotDataset:
-    """Read a LeRobot v3 dataset written by :class:`LeRobotWriter` (or any one-file-per-episode
-    v3 dataset), checking as it goes and failing with a :class:`SimError` that names the file.
-
-    ``episode(i)`` returns numpy arrays: ``action [T, 7] float32``, ``observation.state [T, D]``,
-    ``observation.images.<cam> [T, H, W, 3] uint8`` (decoded), ``timestamp``, ``frame_index``,
-    ``task`` (str), ``task_index``, ``success``, ``seed``.
-    """
-
-    def __init__(self, root: str | Path, _partial: bool = False) -> None:
-        self.root = Path(root)
-        info_path = self.root / "meta" / "info.json"
-        if not info_path.is_file():
-            raise SimError(f"not a dataset: {info_path} is missing")
-        try:
-            self.info: dict[str, Any] = json.loads(info_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SimError(f"corrupt {info_path}: {exc}") from exc
-        self.fps = self.info["fps"]
-        self.camera_keys = [k for k, f in self.info["features"].items() if f["dtype"] == "video"]
-        self._partial = _partial  # the writer reopens a dataset whose derived files may lag
-        self._meta_cache: dict[int, dict[str, Any]] = {}
-        if not _partial:
-            stats_path = self.root / "meta" / "stats.json"
-            if not stats_path.is_file():
-                raise SimError(f"dataset {self.root} has no meta/stats.json (is it empty?)")
-            self.stats: dict[str, Any] = json.loads(stats_path.read_text())
-            table = _read_parquet(self.root / "meta" / "tasks.parquet")
-            self.tasks: dict[int, str] = dict(zip(table.column("task_index").to_pylist(),
-                                                  table.column("task").to_pylist()))
-            if self.stats.get("index", {}).get("count") != [self.num_frames]:
-                # A crash between stats.json and info.json (the writer's last two steps): stats
-                # already include an episode info does not list yet. Recompute for info's episodes,
-                # read-only; the next writer to open the directory rewrites both.
-                inputs = [self._stats_inputs(i) for i in range(self.num_episodes)]
-                self.stats = aggregate_stats([n for n, _ in inputs], [h for _, h in inputs])
-
-    @property
-    def num_episodes(self) -> int:
-        return int(self.info["total_episodes"])
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.info["total_frames"])
-
-    @property
-    def cameras(self) -> list[str]:
-        return [k.removeprefix(IMAGE_PREFIX) for k in self.camera_keys]
-
-    def __len__(self) -> int:
-        return self.num_episodes
-
-    def _check_index(self, i: int) -> None:
-        if not self._partial and not 0 <= i < self.num_episodes:
-            raise SimError(f"episode {i} out of range: the dataset has {self.num_episodes}")
-
-    def episode_meta(self, i: int) -> dict[str, Any]:
-        """The episode's row in ``meta/episodes`` (length, task, success, seed, per-episode stats)."""
-        self._check_index(i)
-        if i not in self._meta_cache:
-            rows = _read_parquet(self.root / EPISODES_PATH.format(**_chunk_file(i))).to_pylist()
-            match = [r for r in rows if r["episode_index"] == i]
-            if not match:
-                raise SimError(f"episode {i} is not in {EPISODES_PATH.format(**_chunk_file(i))}")
-            self._meta_cache[i] = match[0]
-        return self._meta_cache[i]
-
-    def _episode_table(self, i: int) -> pa.Table:
-        meta = self.episode_meta(i)
-        loc = {"chunk_index": meta["data/chunk_index"], "file_index": meta["data/file_index"]}
-        table = _read_parquet(self.root / self.info["data_path"].format(**loc))
-        if "episode_index" not in table.column_names:
-            raise SimError(f"corrupt data file for episode {i}: no episode_index column")
-        mask = pc.equal(table.column("episode_index"), i)
-        table = table.filter(mask)
-        if table.num_rows != meta["length"]:
-            raise SimError(f"episode {i} has {table.num_rows} frames in its data file, "
-                           f"metadata says {meta['length']}")
-        return table
-
-    def _stats_inputs(self, i: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Episode ``i``'s numeric columns and image histograms: what the statistics merge."""
-        row, table = self.episode_meta(i), self._episode_table(i)
-        numeric = {k: _column_to_numpy(table, k) for k in ("observation.state", "action", *INDEX_COLUMNS)}
-        hists = {key: np.asarray(row[f"stats/{key}/hist"], dtype=np.int64).reshape(3, 256)
-                 for key in self.camera_keys}
-        return numeric, hists
-
-    def episode(self, i: int, decode_video: bool = True) -> dict[str, Any]:
-        """All frames of episode ``i`` as numpy arrays (videos decoded unless told otherwise)."""
-        meta = self.episode_meta(i)
-        table = self._episode_table(i)
-        out: dict[str, Any] = {name: _column_to_numpy(table, name) for name in table.column_names}
-        out["action"] = out["action"].astype(np.float32, copy=False)
-        out["observation.state"] = out["observation.state"].astype(np.float32, copy=False)
-        task_index = int(out["task_index"][0])
-        out["task"] = self.tasks.get(task_index, meta["tasks"][0]) if not self._partial else meta["tasks"][0]
-        out["task_family"] = meta.get("task_family", "")
-        out["success"] = bool(meta["success"])
-        out["seed"] = int(meta["seed"])
-        if decode_video:
-            for key in self.camera_keys:
-                out[key] = self._episode_video(i, key, meta)
-        return out
-
-    def _episode_video(self, i: int, key: str, meta: dict[str, Any]) -> np.ndarray:
-        loc = {"chunk_index": meta[f"videos/{key}/chunk_index"], "file_index": meta[f"videos/{key}/file_index"]}
-        path = self.root / self.info["video_path"].format(video_key=key, **loc)
-        frames = read_mp4(path)
-        first = int(round(meta[f"videos/{key}/from_timestamp"] * self.fps))
-        frames = frames[first:first + meta["length"]]
-        if len(frames) != meta["length"]:
-            raise SimError(f"video {path} has {len(frames)} frames for episode {i}, expected {meta['length']}")
-        return frames
-
-    def episode_ground_truth(self, i: int) -> dict[str, Any]:
-        """The ground-truth log: the JSON fields plus the per-frame arrays of the npz under ``"frames"``."""
-        self._check_index(i)
-        base = self.root / GT_PATH.format(episode_index=i)
-        json_path = base.with_suffix(".json")
-        if not json_path.is_file():
-            raise SimError(f"episode {i} has no ground truth at {json_path}")
-        gt = json.loads(json_path.read_text())
-        npz_path = base.with_suffix(".npz")
-        gt["frames"] = {}
-        if npz_path.is_file():
-            try:
-                with np.load(npz_path, allow_pickle=False) as data:
-                    gt["frames"] = {k: data[k] for k in data.files}
-            except (OSError, ValueError) as exc:
-                raise SimError(f"corrupt ground truth {npz_path}: {exc}") from exc
-        return gt
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for i in range(self.num_episodes):
-            yield self.episode(i)
-

@@ -231,3 +231,57 @@ def video_info(path: str | Path) -> dict:
                 "width": w, "height": h, "codec": stream.codec_context.name}
     finally:
         container.close()
+
+
+def decode_window(path: str | Path, start_s: float, end_s: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Presentation times (s) and ``uint8[H, W, 3]`` frames of ``path`` shown in ``[start_s, end_s]``.
+
+    For files that hold many episodes one after another (LeRobot v3 packs them per camera): seeks
+    to a keyframe before ``start_s`` and decodes forward, dropping the frames before the window, so
+    the frames returned are exactly those timed inside it whatever the codec (AV1, H.264, HEVC...)
+    or keyframe interval. Times come from each frame's own timestamp, never from counting frames
+    after the seek. Where the seek lands too late (open-GOP HEVC drops the frames that lead its
+    keyframes), it seeks further back and decodes again.
+    """
+    margin = 0.0
+    while True:
+        target = start_s - margin
+        times, frames, first, period = _decode_from(path, target, start_s, end_s)
+        # A frame was skipped only if the first one decoded comes more than a frame period after
+        # start_s (at a constant rate, the next frame after start_s is at most one period later).
+        if first is None or first <= start_s + period + 1e-6 or target <= 0:
+            return np.asarray(times, dtype=np.float64), frames
+        margin = max(2 * margin, 1.0)
+
+
+def _decode_from(path: str | Path, seek_s: float, start_s: float, end_s: float):
+    """Seek to the keyframe at or before ``seek_s``, decode to ``end_s``; also the first time seen
+    after the seek and the stream's frame period."""
+    container = _open_for_reading(path)
+    try:
+        stream = container.streams.video[0]
+        period = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
+        size = _true_size(container)
+        if seek_s > 0 and stream.time_base:
+            try:
+                container.seek(int(seek_s / stream.time_base), stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError:  # unseekable file: decode from the start instead
+                container.seek(0)
+        times, frames, first = [], [], None
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    raise SimError(f"video {path} has frames without timestamps")
+                first = frame.time if first is None else first
+                if frame.time < start_s:
+                    continue
+                if frame.time > end_s:
+                    break
+                rgb = frame.to_ndarray(format="rgb24")
+                times.append(float(frame.time))
+                frames.append(rgb[: size[0], : size[1]] if size is not None else rgb)
+        except av.error.FFmpegError as exc:
+            raise SimError(f"corrupt video {path}: {exc}") from exc
+        return times, frames, first, period
+    finally:
+        container.close()

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sim.dataset as dataset_mod
+import sim.dataset_reader as reader_mod
 from sim.dataset import LeRobotDataset, LeRobotWriter
 from sim.errors import SimError
 
@@ -181,9 +182,10 @@ def test_reader_errors_name_the_problem(tmp_path):
               np.zeros((2, H, W, 3), np.uint8), fps=10)
     with pytest.raises(SimError, match="has 2 frames"):
         ds.episode(0)
-    # missing stats
+    # missing stats are computed from the data files (tests/sim/test_dataset_reader.py), which
+    # here include the corrupt one: that file is named
     (root / "meta/stats.json").unlink()
-    with pytest.raises(SimError, match="stats.json"):
+    with pytest.raises(SimError, match="corrupt parquet.*file-001"):
         LeRobotDataset(root)
 
 
@@ -257,7 +259,7 @@ def test_committing_reads_no_earlier_episode_and_merges_only_the_new_one(tmp_pat
     monkeypatch.setattr(dataset_mod.pq, "read_table", lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
     monkeypatch.setattr(dataset_mod.RunningStats, "merge_summary", lambda self, summary, hists: (
         merged.append(summary["action"].count), real_merge(self, summary, hists))[1])
-    monkeypatch.setattr(dataset_mod, "aggregate_stats", None)  # the batch path must not run
+    monkeypatch.setattr(reader_mod, "aggregate_stats", None)  # the batch path must not run
     _write(tmp_path / "ds", 8)
     assert reads == []
     assert merged == [5, 7, 6, 4, 5, 7, 6, 4]  # each episode's own frames, once
