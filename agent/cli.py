@@ -63,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("embodied: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `embodied dataset info DIR | head`: the reader went away, which is not an error. Point
+        # stdout at devnull so the interpreter's final flush does not raise again (the recipe in
+        # Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
         if is_user_error(exc):
             print(f"embodied {args.command}: error: {exc}", file=sys.stderr)
