@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 class AgentConfig:
     max_steps: int = 120  # control steps per command (12 s at 10 Hz): the longest task needs ~60
     model_deadline_ms: float = 2000.0  # slower predictions stop the robot (generous for loaded CPUs)
+    # A view older than this is not "what is on the table now": questions about the scene get "I
+    # can't see the table" and commands are refused (the ROS graph's lists can lag or stop coming).
+    max_view_age_s: float = 2.0
 
 
 @dataclass
@@ -116,6 +119,9 @@ class Agent:
         if r.kind == "command":
             return self._command(r)
         if r.kind == "clarify":  # ambiguous or impossible: ask back, never guess and move
+            blind = self._blind()
+            if blind:  # "I do not see a red cube" would be a guess when the table is out of view
+                return Reply("refused", f"I can't see the table, so I will not move: {blind}.")
             return Reply("clarify", r.question)
         if r.kind == "chat":
             return Reply("help", HELP)
@@ -125,9 +131,16 @@ class Agent:
     # -- questions -----------------------------------------------------------------------------
     def _blind(self) -> str:
         """The reason the world's cameras cannot see the table now, or "" (worlds without a
-        perceiver always see)."""
+        perceiver always see): the view shows no table, or it is older than ``max_view_age_s``."""
         view_problem = getattr(self.world, "view_problem", None)
-        return view_problem() if callable(view_problem) else ""
+        problem = view_problem() if callable(view_problem) else ""
+        if problem:
+            return problem
+        view_age = getattr(self.world, "view_age_s", None)
+        age = view_age() if callable(view_age) else 0.0
+        if age > self.cfg.max_view_age_s:
+            return f"my latest view is {age:.1f} s old (older than {self.cfg.max_view_age_s:g} s)"
+        return ""
 
     def _answer(self, r: Route) -> Reply:
         objects = self.world.objects()
@@ -171,17 +184,26 @@ class Agent:
         return Reply("answer", text, {"frame_times": times})
 
     # -- commands ------------------------------------------------------------------------------
-    def _command(self, r: Route) -> Reply:
-        if self.executor is None:
-            return Reply("refused", "No policy is loaded, so I cannot move the robot.")
-        names = [o.name for o in self.world.objects()]
+    def check_command(self, r: Route) -> Reply | None:
+        """A refusal when a routed command must not run now (the table out of view, a view too
+        old, a target not seen), else None. The ROS agent node asks this too before it hands a
+        command to the policy node."""
         blind = self._blind()
         if blind:
             return Reply("refused", f"I can't see the table, so I will not move: {blind}.")
+        names = [o.name for o in self.world.objects()]
         if r.target not in names:
             what = r.target or "an object"
             return Reply("refused", f"I cannot {r.family.replace('_', ' ')} {what}: I see "
                          f"{', '.join(names) or 'nothing'}.")
+        return None
+
+    def _command(self, r: Route) -> Reply:
+        if self.executor is None:
+            return Reply("refused", "No policy is loaded, so I cannot move the robot.")
+        refusal = self.check_command(r)
+        if refusal is not None:
+            return refusal
         try:
             self.world.set_goal(r.family, r.target, r.side, r.receptacle, instruction=r.text)
         except ValueError as exc:

@@ -9,7 +9,7 @@ debugging). ``source`` names where the last answer came from, for the agent's re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -106,6 +106,13 @@ class SimWorld:
             return ""
         return self.percept().reason
 
+    def view_age_s(self) -> float:
+        """How old the view behind ``objects()`` is, in world time: 0 here, since the perceiver
+        runs on the current observation (the ROS graph's ``PerceivedWorld`` can lag)."""
+        if self.perceiver is None:
+            return 0.0
+        return max(0.0, self.steps / self.fps - self.percept().stamp)
+
     def percept(self) -> ScenePercept:
         """The perceiver's view of the current observation (computed once per observation; the
         tracker keeps identities across the observations it is asked about)."""
@@ -166,3 +173,52 @@ class SimWorld:
         if self._own_cameras is not None:
             self._own_cameras.close()
         self.env.close()
+
+
+class PerceivedWorld:
+    """The world as a perception node reports it: the latest object list, with its stamp.
+
+    The agent's ROS node keeps one of these; each list (a ``ScenePercept``, e.g. parsed from the
+    perception node's JSON) replaces the last with ``update``. It answers like ``SimWorld``
+    (``objects``, ``receptacles``, ``source``, ``view_problem``) and says how old its view is
+    (``view_age_s``, on ``clock``, the time base of the stamps), so the agent refuses to present a
+    list older than its ``max_view_age_s`` as what is on the table now. It has no simulator
+    behind it: commands are carried out elsewhere (the policy node).
+    """
+
+    def __init__(self, clock: Callable[[], float], fps: float = 10.0, memory_frames: int = 256) -> None:
+        self.clock = clock
+        self.fps = fps
+        self.memory = FrameBuffer(max_frames=memory_frames, max_age_s=None)  # no video here (yet)
+        self.percept: ScenePercept | None = None
+
+    def update(self, percept: ScenePercept) -> None:
+        self.percept = percept
+
+    def objects(self) -> list[WorldObject]:
+        """The latest list's objects (however old: ``view_age_s`` says, the agent decides)."""
+        if self.percept is None:
+            return []
+        return [WorldObject(o.description, o.color, o.shape, np.asarray(o.position, float))
+                for o in self.percept.objects]
+
+    def receptacles(self) -> list[str]:
+        return [] if self.percept is None else [r.kind for r in self.percept.receptacles]
+
+    def view_problem(self) -> str:
+        if self.percept is None:
+            return "no object list has come from perception yet"
+        return "" if self.percept.ok else self.percept.reason
+
+    def view_age_s(self) -> float:
+        return float("inf") if self.percept is None else max(0.0, self.clock() - self.percept.stamp)
+
+    @property
+    def source(self) -> str:
+        """Worded to follow "from the" in the agent's replies."""
+        p = self.percept
+        if p is None:
+            return "perception node, which has sent nothing yet"
+        used = p.sources or tuple(name for name, _ in p.views)
+        cams = " and ".join(CAMERA_WORDS.get(c, c) for c in used) or "no"
+        return f"{cams} camera{'s' if len(used) > 1 else ''}, {self.view_age_s():.1f} s ago"

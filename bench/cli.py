@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "niah": "bench.niah_bench",
     "ros": "bench.ros_bench",
     "world": "bench.world_bench",
+    "realtime": "bench.realtime_bench",
 }
 
 

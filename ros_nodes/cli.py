@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ros = sub.add_parser("ros", help="ROS 2: run nodes, launch graphs, the closed-loop demo",
                          description="The stack as ROS 2 nodes (real rclpy). Topics: camera/<cam>/image_raw, "
                          "camera/<cam>/camera_info, robot/cmd_twist, robot/cmd_gripper, robot/instruction, "
-                         "sim/episode, sim/ground_truth, policy/status, perception/cue_pose, perception/keyframes, "
+                         "camera/<cam>/depth, camera/<cam>/pose, sim/episode, policy/status, "
+                         "perception/objects (the JSON object list), perception/markers, diagnostics, "
+                         "perception/cue_pose, perception/keyframes, agent/command, "
                          "qa/question -> qa/answer, agent/request -> agent/reply (JSON with request ids).")
     rsub = ros.add_subparsers(dest="ros_command", metavar="<ros-command>")
     up = rsub.add_parser("up", help="start a graph of nodes from a TOML/JSON file; Ctrl-C stops them all")

@@ -1,14 +1,21 @@
 """numpy <-> standard ROS 2 messages, with the validation a robot needs from untrusted topics.
 
 Only ``sensor_msgs``, ``geometry_msgs`` and ``std_msgs`` types are used, through APIs that exist
-the same way in Humble, Jazzy and Kilted, so the nodes also run on a system ROS 2 (Jetson).
+the same way in Humble, Jazzy and Kilted, so the nodes also run on a system ROS 2 (Jetson). The
+scene perceiver's object list travels as JSON (``percept_to_json`` / ``percept_from_json``; the
+schema is in docs/ros.md).
 """
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CameraInfo, Image
+
+from perception.scene import OK, NOTHING_HERE, Receptacle, SceneObject, ScenePercept
 
 # encoding -> (dtype, channels); what we accept from cameras.
 _ENCODINGS: dict[str, tuple[str, int]] = {
@@ -157,3 +164,69 @@ def twist_to_action(msg: TwistStamped, gripper: float) -> np.ndarray:
     t = msg.twist
     return np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z, gripper],
                      dtype=np.float32)
+
+
+def stamp_seconds(stamp) -> float:
+    """A ``builtin_interfaces/Time`` as float seconds (the perceiver's and the lists' time base)."""
+    return int(stamp.sec) + int(stamp.nanosec) * 1e-9
+
+
+def _floats(values, n: int | None = None) -> list[float]:
+    out = [float(v) for v in values]
+    if (n is not None and len(out) != n) or not all(math.isfinite(v) for v in out):
+        raise BadMessage(f"expected {n or 'some'} finite numbers, got {values!r}")
+    return out
+
+
+def percept_to_json(percept: ScenePercept, stamp, frame_id: str = "base") -> str:
+    """The perception node's object list (``perception/objects``): one JSON object per percept.
+
+    ``stamp`` is the camera images' stamp (``{"sec", "nanosec"}``, and ``t`` in seconds); positions
+    are metres in ``frame_id`` (the robot base). ``status`` is "ok", or "nothing_here" with the
+    ``reason`` (then the lists are empty: no table in view is not an empty table)."""
+    return json.dumps({
+        "stamp": {"sec": int(stamp.sec), "nanosec": int(stamp.nanosec)}, "t": stamp_seconds(stamp),
+        "frame_id": frame_id, "status": percept.status, "reason": percept.reason,
+        "sources": list(percept.sources), "views": {name: status for name, status in percept.views},
+        "objects": [{
+            "id": o.id, "name": o.description, "color": o.color,
+            "color_confidence": round(o.color_confidence, 3), "shape": o.shape,
+            "shape_confidence": round(o.shape_confidence, 3),
+            "position": [round(v, 4) for v in o.position], "size": [round(v, 4) for v in o.size],
+            "yaw": None if o.yaw is None else round(o.yaw, 4), "visible": o.visible,
+            "last_seen": o.stamp, "sources": list(o.source),
+        } for o in percept.objects],
+        "receptacles": [{"kind": r.kind, "position": [round(v, 4) for v in r.position],
+                         "radius": round(r.radius, 4), "last_seen": r.stamp, "sources": list(r.source)}
+                        for r in percept.receptacles],
+    })
+
+
+def percept_from_json(text: str) -> ScenePercept:
+    """The ``ScenePercept`` a ``percept_to_json`` list describes; ``BadMessage`` for anything else
+    (a list with a missing field or a non-finite number is refused whole, never half-read)."""
+    try:
+        d = json.loads(text)
+        status = d["status"]
+        if status not in (OK, NOTHING_HERE):
+            raise BadMessage(f"unknown status {status!r}")
+        t = _floats([d["t"]])[0]
+        objects = tuple(SceneObject(
+            id=int(o["id"]), color=str(o["color"]), shape=str(o["shape"]),
+            position=tuple(_floats(o["position"], 3)), size=tuple(_floats(o["size"], 3)),
+            yaw=None if o.get("yaw") is None else _floats([o["yaw"]])[0],
+            color_confidence=float(o.get("color_confidence", 1.0)),
+            shape_confidence=float(o.get("shape_confidence", 1.0)),
+            stamp=float(o.get("last_seen", t)), source=tuple(o.get("sources", ())),
+            visible=bool(o.get("visible", True))) for o in d["objects"])
+        receptacles = tuple(Receptacle(
+            kind=str(r["kind"]), position=tuple(_floats(r["position"], 3)), radius=float(r["radius"]),
+            stamp=float(r.get("last_seen", t)), source=tuple(r.get("sources", ())))
+            for r in d["receptacles"])
+        return ScenePercept(status, t, objects, receptacles, tuple(d.get("sources", ())),
+                            tuple((str(k), str(v)) for k, v in dict(d.get("views", {})).items()),
+                            str(d.get("reason", "")))
+    except BadMessage:
+        raise
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadMessage(f"not a perception object list: {type(exc).__name__}: {exc}") from None

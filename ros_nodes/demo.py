@@ -49,7 +49,7 @@ def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
     specs = [
         NodeSpec("sim_robot", params={"task": cfg.task, "seed": cfg.seed, "episodes": cfg.episodes,
                                       "cameras": cams, "image_size": cfg.image_size, "lockstep": True,
-                                      "handshake": True,
+                                      "handshake": True, "depth": False,  # the policy reads no depth
                                       "instruction_split": cfg.instruction_split}),
         NodeSpec("policy", params={"checkpoint": cfg.checkpoint, "server": cfg.server,
                                    "mode": "observation", "cameras": cams, "use_state": cfg.use_state}),

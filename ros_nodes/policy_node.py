@@ -17,6 +17,12 @@ the robot within the deadline of its last answer, queued actions or not. Playing
 chunk needs a longer deadline (or a faster rate): actions are played while their chunk is younger
 than ``HORIZON * deadline_ms`` minus one period.
 
+Async execution (``execution:=async``, timer mode): the executor computes the next chunk while the
+current one plays (``policy.executor``, async mode), so a model or server whose replies take longer
+than a period no longer stalls the commands at every chunk boundary. The deadline still applies to
+every action's chunk: with a model of latency L, ``deadline_ms`` must exceed (L + the steps a
+chunk is played after it arrives) / ``HORIZON``, or every chunk is too old on arrival.
+
 Untrusted inputs never move the robot: a NaN state (refused by the executor or the policy) is a stop
 with the reason logged. Memory is bounded whatever arrives: incomplete observation sets (a camera
 died, junk on a topic) expire after ``PENDING_MAX_AGE_S`` and at most ``PENDING_MAX`` are kept;
@@ -39,9 +45,10 @@ from sensor_msgs.msg import Image, JointState
 from geometry_msgs.msg import TwistStamped
 from std_msgs.msg import Bool, String
 
+from perception.image import resize_images
 from policy.base import BasePolicy
 from policy.errors import PolicyError
-from policy.executor import ChunkExecutor
+from policy.executor import EXECUTIONS, ChunkExecutor
 from ros_nodes.convert import action_to_twist
 from ros_nodes.errors import NodeParameterError
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare, receive_image
@@ -98,19 +105,34 @@ class PolicyNode(Node):
         # Proprioception from robot/joint_states (positions, in order) joins each observation when
         # the checkpoint uses it; lock-step waits for the state with the images' stamp.
         self.use_state = bool(declare(self, "use_state", False))
+        # How chunks are played: open_loop (the checkpoint's replan, a blocking call per chunk) or,
+        # timer mode only, async (the next chunk computed while this one plays: no stall at chunk
+        # boundaries; see policy.executor). open_loop stays the default: on the shipped checkpoint
+        # async removed the stalls but lost sim success (`embodied bench realtime`, docs/ros.md).
+        execution = declare(self, "execution", "open_loop")
         if self.mode not in ("observation", "timer"):
             raise NodeParameterError(f"parameter mode must be 'observation' or 'timer', not {self.mode!r}")
+        if execution not in EXECUTIONS:
+            raise NodeParameterError(f"parameter execution must be one of {', '.join(EXECUTIONS)}, not {execution!r}")
+        if execution == "async" and self.mode != "timer":
+            raise NodeParameterError("parameter execution=async needs mode=timer (lock-step has no time to overlap)")
         if not all(0 < x < float("inf") for x in (rate_hz, deadline_ms, timeout_ms)):  # NaN fails too
             raise NodeParameterError(f"parameters rate_hz, deadline_ms and server_timeout_ms must be positive, "
                                      f"got {rate_hz}, {deadline_ms}, {timeout_ms}")
         self.policy = policy if policy is not None else load_policy(checkpoint, server, timeout_ms, backend)
+        # One camera stream may feed several models (the perception node wants 128 px RGB-D), so
+        # images arrive at the camera's size and are resampled here to the policy's input size with
+        # the resampling every encoder shares, as the in-process agent does.
+        size = self.policy.describe().get("image_size")
+        self._image_size = int(size) if size else None
         self.period_s = 1.0 / rate_hz
         self.horizon_s = HORIZON * deadline_ms / 1000.0
         # One robot: the executor plays each chunk (the checkpoint's replan) exactly as eval does;
         # on a real robot (timer mode) never from a chunk so old that the stop would come late.
         # (Not `self.executor`: rclpy.Node already has one, the ROS executor that spins it.)
         max_age = max(self.horizon_s - self.period_s, 1e-3) if self.mode == "timer" else None
-        self.chunks = ChunkExecutor(self.policy, max_age_s=max_age)
+        self.chunks = ChunkExecutor(self.policy, execution=execution, max_age_s=max_age,
+                                    period_s=self.period_s if execution == "async" else None)
         self._worker = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy-model")
                         if self.mode == "timer" else None)
         self._call: tuple[concurrent.futures.Future, int] | None = None  # the model call in flight
@@ -242,6 +264,8 @@ class PolicyNode(Node):
         image = receive_image(self, msg, where=f"camera/{cam}")
         if image is None:
             return
+        if self._image_size and image.shape[:2] != (self._image_size, self._image_size):
+            image = resize_images(image, self._image_size)
         self._latest[cam] = image
         if all(c in self._latest for c in self.cameras):
             self.watchdog.feed("images")
@@ -355,6 +379,7 @@ class PolicyNode(Node):
     def close(self) -> None:
         if self._worker is not None:
             self._worker.shutdown(wait=False, cancel_futures=True)
+        self.chunks.close()
         close = getattr(self.policy, "close", None)
         if callable(close):
             close()

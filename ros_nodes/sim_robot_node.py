@@ -1,9 +1,26 @@
 """The sim-robot node: a MuJoCo world behind ROS 2 topics, as a real robot driver would be.
 
-Publishes, per camera, ``camera/<cam>/image_raw`` (sensor-data QoS) and ``camera/<cam>/camera_info``;
-``robot/joint_states``; ``robot/instruction`` (latched); ``sim/ground_truth`` (JSON) and
-``sim/episode`` (JSON events: ``reset`` and ``end`` with success). Subscribes to
+Publishes, per camera, ``camera/<cam>/image_raw`` (sensor-data QoS), ``camera/<cam>/camera_info``,
+``camera/<cam>/depth`` (32FC1 metres, aligned to the image, same stamp; ``depth``) and
+``camera/<cam>/pose`` (``PoseStamped``: the camera's optical frame in the robot base frame, what a
+calibrated robot's TF would give); ``robot/joint_states``; ``robot/instruction`` (latched);
+``sim/episode`` (JSON events: ``reset`` and ``end`` with success); and, only with ``ground_truth``
+(for scoring tools, never the live path), ``sim/ground_truth`` (JSON). Subscribes to
 ``robot/cmd_twist`` + ``robot/cmd_gripper`` (paired by stamp).
+
+``perception_size``: the scene perceiver's accuracy was measured at 128 px, while the shipped
+policy reads 64 px. With a ``perception_size`` other than ``image_size`` the cameras are also
+rendered at that size with depth and published under ``camera/<cam>/rgbd/`` (``image_raw``,
+``depth``, ``camera_info``, ``pose``), the RGB-D stream the perception node reads; the policy
+keeps ``camera/<cam>/image_raw`` (as ``agent.world.SimWorld`` gives its perceiver its own frames).
+
+``await_command`` (the operator's graph): a scene waits for an operator's command instead of
+running its own sampled task. Until ``agent/command`` (JSON from the agent node: family, target,
+side, receptacle, text) arrives, the robot holds still, ``robot/instruction`` is empty and each
+re-sent observation gets a fresh stamp (a still scene is still being watched, so the perceived
+list stays current). The command becomes the episode's goal (success is scored against it), and
+the episode starts with a ``reset`` event carrying it, so the policy starts a fresh chunk on the
+first observation of the command (through the handshake when ``handshake`` is on).
 
 ``lockstep`` (default, for evaluation): the world advances one control step per command stamped
 with the current observation, so a run through ROS equals an in-process run with the same seeds.
@@ -25,6 +42,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
@@ -32,7 +50,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import String
 
-from ros_nodes.convert import camera_info, image_to_msg, twist_to_action
+from geometry_msgs.msg import PoseStamped
+
+from ros_nodes.convert import camera_info, image_to_msg, pose_to_msg, twist_to_action
 from ros_nodes.errors import NodeParameterError
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare
 
@@ -60,6 +80,10 @@ class SimRobotNode(Node):
         self.handshake = bool(declare(self, "handshake", False)) and self.lockstep
         self.handshake_timeout_s = float(declare(self, "handshake_timeout_s", 30.0))
         resend_s = float(declare(self, "resend_s", 0.2))
+        self.depth = bool(declare(self, "depth", True))  # camera/<cam>/depth beside each image
+        perception_size = int(declare(self, "perception_size", 0))  # 0: the perceiver reads image_size
+        self.publish_gt = bool(declare(self, "ground_truth", False))  # sim/ground_truth, scoring only
+        self.await_command = bool(declare(self, "await_command", False))
         positive = (rate_hz, self.deadline_s, resend_s, self.handshake_timeout_s)
         if size < 1 or not all(0 < x < float("inf") for x in positive):  # NaN fails too
             raise NodeParameterError(f"parameters image_size, rate_hz, deadline_ms, resend_s and handshake_timeout_s "
@@ -68,17 +92,43 @@ class SimRobotNode(Node):
         if self.episodes < 0 or max_steps < 0:
             raise NodeParameterError(f"parameters episodes and max_steps must be 0 (no limit) or more, got "
                                      f"{self.episodes}, {max_steps}")
+        if perception_size < 0:
+            raise NodeParameterError(f"parameter perception_size must be 0 (the image size) or more, got "
+                                     f"{perception_size}")
         self._awaiting: tuple[int, float] | None = None  # (episode, since) until the policy acks
+        separate = self.depth and perception_size not in (0, size)
         self.env = sim.make(self.task, cameras=tuple(self.cameras), image_size=(size, size),
-                            instruction_split=instruction_split, max_steps=max_steps or None)
+                            instruction_split=instruction_split, max_steps=max_steps or None,
+                            depth=self.depth and not separate)
         self.size = size
-        self.image_pubs = {c: self.create_publisher(Image, f"camera/{c}/image_raw", SENSOR_QOS) for c in self.cameras}
-        self.info_pubs = {c: self.create_publisher(CameraInfo, f"camera/{c}/camera_info", SENSOR_QOS)
-                          for c in self.cameras}
+        self._rgbd = None  # the perceiver's own RGB-D cameras, when its size differs
+        self._rgbd_frame: tuple[tuple[int, int], dict] | None = None  # (stamp, its rendering)
+        if separate:
+            from sim import render
+
+            self._rgbd = render.Cameras(self.env.unwrapped.model, tuple(self.cameras), perception_size,
+                                        perception_size, depth=True)
+        self.perception_size = perception_size if separate else size
+        # Per camera, per stream ("" = camera/<cam>/, "rgbd" = camera/<cam>/rgbd/): its publishers.
+        streams = ["", "rgbd"] if separate else [""]
+        self.pubs: dict[tuple[str, str], dict[str, Any]] = {}
+        for c in self.cameras:
+            for stream in streams:
+                ns = f"camera/{c}/{stream + '/' if stream else ''}"
+                pubs = {"image": self.create_publisher(Image, ns + "image_raw", SENSOR_QOS),
+                        "info": self.create_publisher(CameraInfo, ns + "camera_info", SENSOR_QOS),
+                        "pose": self.create_publisher(PoseStamped, ns + "pose", SENSOR_QOS)}
+                if self.depth and (stream or not separate):
+                    pubs["depth"] = self.create_publisher(Image, ns + "depth", SENSOR_QOS)
+                self.pubs[(c, stream)] = pubs
         self.joint_pub = self.create_publisher(JointState, "robot/joint_states", SENSOR_QOS)
         self.instruction_pub = self.create_publisher(String, "robot/instruction", LATCHED_QOS)
-        self.gt_pub = self.create_publisher(String, "sim/ground_truth", RELIABLE_QOS)
+        self.gt_pub = (self.create_publisher(String, "sim/ground_truth", RELIABLE_QOS)
+                       if self.publish_gt else None)
         self.episode_pub = self.create_publisher(String, "sim/episode", LATCHED_QOS)
+        self.goal: dict[str, Any] | None = None  # await_command: the operator's command being run
+        if self.await_command:
+            self.create_subscription(String, "agent/command", self._on_command, RELIABLE_QOS)
         self.create_subscription(TwistStamped, "robot/cmd_twist", self._on_twist, RELIABLE_QOS)
         self.create_subscription(JointState, "robot/cmd_gripper", self._on_gripper, RELIABLE_QOS)
         if self.handshake:
@@ -103,12 +153,20 @@ class SimRobotNode(Node):
         self.steps = 0
         self.instruction = info["instruction"]
         self._new_stamp()
+        if self.await_command:  # no task until the operator gives one; the scene is watched meanwhile
+            self.goal = None
+            self.instruction_pub.publish(String(data=""))
+            self.get_logger().info(f"episode {self.episode} (seed {seed}): waiting for a command")
+            return
+        self._start_episode(seed)
+
+    def _start_episode(self, seed: int, command_id: Any = None) -> None:
         if self.handshake:
             self._awaiting = (self.episode, time.monotonic())
         self.instruction_pub.publish(String(data=self.instruction))
         self._reset_event = json.dumps({
             "event": "reset", "episode": self.episode, "seed": seed, "instruction": self.instruction,
-            "stamp": list(_key(self.stamp))})
+            "stamp": list(_key(self.stamp)), **({"command_id": command_id} if command_id is not None else {})})
         self.episode_pub.publish(String(data=self._reset_event))
         self.get_logger().info(f"episode {self.episode} (seed {seed}) reset: {self.instruction!r}")
         if not self.lockstep:
@@ -127,12 +185,41 @@ class SimRobotNode(Node):
             self._awaiting = None
             self._publish_obs()
 
+    def _on_command(self, msg: String) -> None:
+        """await_command: the operator's command becomes this scene's goal and its episode starts."""
+        try:
+            cmd = json.loads(msg.data)
+            family, target, text = str(cmd["family"]), str(cmd["target"]), str(cmd["text"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            self.get_logger().warning("dropped a command that is not JSON {family, target, text, ...}")
+            return
+        if self.goal is not None or self.done:
+            self.get_logger().warning(f"dropped the command {text!r}: the robot is busy with {self.goal['text']!r}"
+                                      if self.goal else f"dropped the command {text!r}: no more episodes")
+            return
+        seed = self.seed + self.episode
+        try:
+            self.env.unwrapped.set_goal(family, target, side=cmd.get("side") or None,
+                                        receptacle=cmd.get("receptacle") or None, instruction=text)
+        except ValueError as exc:  # SimError: this scene cannot host that goal
+            self.get_logger().warning(f"cannot run {text!r} here: {exc}")
+            self.episode_pub.publish(String(data=json.dumps({
+                "event": "end", "episode": self.episode, "seed": seed, "success": False, "steps": 0,
+                "instruction": text, "command_id": cmd.get("id"), "error": str(exc)})))
+            return
+        self.goal = cmd
+        self.instruction = self.env.unwrapped.instruction
+        self._new_stamp()
+        self._start_episode(seed, cmd.get("id"))
+
     def _new_stamp(self) -> None:
         self.stamp = self.get_clock().now().to_msg()
 
     def _publish_obs(self) -> None:
         if self.done:
             return
+        if self.await_command and self.goal is None:
+            self._new_stamp()  # a still scene, watched now: the images are current, not old
         if self._awaiting is not None:
             episode, since = self._awaiting
             if time.monotonic() - since < self.handshake_timeout_s:
@@ -141,10 +228,7 @@ class SimRobotNode(Node):
             self.get_logger().warning(f"no reset acknowledgement for episode {episode} from the "
                                       f"policy within {self.handshake_timeout_s:.0f} s; going on")
             self._awaiting = None
-        for cam in self.cameras:
-            self.image_pubs[cam].publish(image_to_msg(self.obs[cam], self.stamp, frame_id=cam))
-            K = self.env.unwrapped.camera_intrinsics(cam)
-            self.info_pubs[cam].publish(camera_info(K, self.size, self.size, self.stamp, frame_id=cam))
+        self._publish_cameras()
         joints = JointState()
         joints.header.stamp = self.stamp
         state = np.asarray(self.obs.get("state", []), dtype=np.float64)
@@ -152,8 +236,31 @@ class SimRobotNode(Node):
         joints.position = [float(v) for v in state]
         self.joint_pub.publish(joints)
         gt = getattr(self.env.unwrapped, "ground_truth", None)
-        if callable(gt):
+        if self.gt_pub is not None and callable(gt):
             self.gt_pub.publish(String(data=json.dumps(gt(), default=float)))
+
+    def _publish_cameras(self) -> None:
+        from sim import render
+
+        env = self.env.unwrapped
+        rgbd = None
+        if self._rgbd is not None:  # rendered once per stamp: lock-step re-sends repeat a stamp
+            if self._rgbd_frame is None or self._rgbd_frame[0] != _key(self.stamp):
+                self._rgbd_frame = (_key(self.stamp), self._rgbd.render(env.data))
+            rgbd = self._rgbd_frame[1]
+        for (cam, stream), pubs in self.pubs.items():
+            frame = cam
+            if stream:  # the perceiver's own RGB-D frame
+                image, depth, size = rgbd[cam], rgbd[cam + "_depth"], self.perception_size
+                K = render.intrinsics(env.model, cam, size, size)
+            else:
+                image, depth, size = self.obs[cam], self.obs.get(cam + "_depth"), self.size
+                K = env.camera_intrinsics(cam)
+            pubs["image"].publish(image_to_msg(image, self.stamp, frame_id=frame))
+            pubs["info"].publish(camera_info(K, size, size, self.stamp, frame_id=frame))
+            pubs["pose"].publish(pose_to_msg(env.camera_pose(cam), self.stamp, frame_id="base"))
+            if "depth" in pubs and depth is not None:
+                pubs["depth"].publish(image_to_msg(np.asarray(depth, np.float32), self.stamp, frame_id=frame))
 
     def _step(self, action: np.ndarray) -> None:
         self.obs, _, terminated, truncated, info = self.env.step(action)
@@ -163,6 +270,8 @@ class SimRobotNode(Node):
                       "success": bool(info.get("success", False)), "steps": self.steps,
                       "instruction": self.instruction,
                       "final_tcp": [float(v) for v in self.obs["state"][:3]]}
+            if self.goal is not None:
+                result["command_id"] = self.goal.get("id")
             self.results.append(result)
             self.episode_pub.publish(String(data=json.dumps(result)))
             self.episode += 1
@@ -198,6 +307,8 @@ class SimRobotNode(Node):
         if not np.all(np.isfinite(action)):
             self.get_logger().warning("dropped a command with NaN/inf")
             return
+        if self.await_command and self.goal is None:
+            return  # no command yet: the robot holds still
         if self.lockstep:
             if key == _key(self.stamp) and not self.done:
                 self._step(action)
@@ -205,6 +316,9 @@ class SimRobotNode(Node):
             self._last_cmd = (self.get_clock().now().nanoseconds / 1e9, action)
 
     def _on_tick(self) -> None:
+        if self.await_command and self.goal is None:
+            self._publish_obs()  # no command yet: the world waits, the cameras keep watching
+            return
         now = self.get_clock().now().nanoseconds / 1e9
         if self._last_cmd is not None and now - self._last_cmd[0] <= self.deadline_s:
             action = self._last_cmd[1]
@@ -215,6 +329,8 @@ class SimRobotNode(Node):
         self._step(action)
 
     def close(self) -> None:
+        if self._rgbd is not None:
+            self._rgbd.close()
         self.env.close()
 
 

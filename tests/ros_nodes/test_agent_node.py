@@ -1,57 +1,115 @@
-"""The agent node over real topics: questions answered from ground truth, commands become the
-policy's instruction, stop is forwarded, episode ends are reported against the request id."""
+"""The agent node over real topics: questions answered from the perception node's object list,
+commands become the policy's instruction (and a structured ``agent/command``), stop is forwarded,
+episode ends are reported against the request id; a list older than ``max_view_age_s``, or one
+where the table is not in view, is never presented as what is there now."""
 
 import json
 
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from std_msgs.msg import Bool, String
 
+from perception.scene import NOTHING_HERE, OK, SceneObject, ScenePercept
 from ros_nodes.agent_node import AgentNode
+from ros_nodes.convert import percept_to_json
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS
 from tests.ros_nodes.conftest import spin_until
 
-GT = {"objects": [{"name": "red cube", "color": "red", "shape": "cube", "position": [0.5, 0.1, 0.02]},
-                  {"name": "blue cylinder", "color": "blue", "shape": "cylinder", "position": [0.4, -0.2, 0.025]}],
-      "receptacle": None}
+OBJECTS = (SceneObject(1, "red", "cube", (0.5, 0.1, 0.02), (0.04, 0.04, 0.04), 0.1),
+           SceneObject(2, "blue", "cylinder", (0.4, -0.2, 0.025), (0.04, 0.04, 0.05)))
+
+
+class Operator:
+    def __init__(self, ros, node: AgentNode) -> None:
+        self.node, self.op = node, ros.create_node("operator")
+        self.replies, self.instructions, self.stops, self.commands = [], [], [], []
+        op = self.op
+        op.create_subscription(String, "agent/reply", lambda m: self.replies.append(json.loads(m.data)), RELIABLE_QOS)
+        op.create_subscription(String, "robot/instruction", lambda m: self.instructions.append(m.data), LATCHED_QOS)
+        op.create_subscription(Bool, "robot/stop", lambda m: self.stops.append(m.data), RELIABLE_QOS)
+        op.create_subscription(String, "agent/command", lambda m: self.commands.append(json.loads(m.data)),
+                               RELIABLE_QOS)
+        self.req = op.create_publisher(String, "agent/request", RELIABLE_QOS)
+        self.lists = op.create_publisher(String, "perception/objects", RELIABLE_QOS)
+        self.episode = op.create_publisher(String, "sim/episode", LATCHED_QOS)
+        self.ex = SingleThreadedExecutor()
+        self.ex.add_node(node)
+        self.ex.add_node(op)
+        self.rid = 0
+
+    def see(self, objects=OBJECTS, age_s: float = 0.0, status: str = OK, reason: str = "") -> None:
+        """Publish a list stamped ``age_s`` before now, and wait until the agent holds it."""
+        now = self.node.get_clock().now().nanoseconds * 1e-9
+        stamp = self.node.get_clock().now().to_msg()
+        t = now - age_s
+        stamp.sec, stamp.nanosec = int(t), int((t % 1) * 1e9)
+        percept = ScenePercept(status, t, objects if status == OK else (), sources=("agentview",), reason=reason)
+        text = percept_to_json(percept, stamp)
+        assert spin_until(self.ex, lambda: (self.lists.publish(String(data=text)), self.node.world.percept is not None
+                                            and abs(self.node.world.percept.stamp - t) < 1e-6)[1])
+
+    def ask(self, text: str) -> dict:
+        self.rid += 1
+        rid = self.rid
+        self.req.publish(String(data=json.dumps({"id": rid, "text": text})))
+        assert spin_until(self.ex, lambda: any(r["id"] == rid for r in self.replies), 60.0), text
+        return next(r for r in self.replies if r["id"] == rid)
+
+    def close(self) -> None:
+        self.ex.shutdown()
+        self.node.destroy_node()
+        self.op.destroy_node()
 
 
 def test_agent_node_routes_requests(ros):
-    node = AgentNode()
-    op = ros.create_node("operator")
-    replies, instructions, stops = [], [], []
-    op.create_subscription(String, "agent/reply", lambda m: replies.append(json.loads(m.data)), RELIABLE_QOS)
-    op.create_subscription(String, "robot/instruction", lambda m: instructions.append(m.data), LATCHED_QOS)
-    op.create_subscription(Bool, "robot/stop", lambda m: stops.append(m.data), RELIABLE_QOS)
-    req = op.create_publisher(String, "agent/request", RELIABLE_QOS)
-    gt = op.create_publisher(String, "sim/ground_truth", RELIABLE_QOS)
-    episode = op.create_publisher(String, "sim/episode", LATCHED_QOS)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    ex.add_node(op)
-    assert spin_until(ex, lambda: (gt.publish(String(data=json.dumps(GT))), node.world.ground_truth is not None)[1])
-
-    def ask(rid, text):
-        req.publish(String(data=json.dumps({"id": rid, "text": text})))
-        return spin_until(ex, lambda: any(r["id"] == rid for r in replies))
-
-    assert ask(1, "where is the red cube?")
-    where = next(r for r in replies if r["id"] == 1)
+    o = Operator(ros, AgentNode())
+    o.see()
+    where = o.ask("where is the red cube?")
     assert where["kind"] == "answer" and "50 cm" in where["text"] and "left" in where["text"]
-    assert ask(2, "pick up the blue cylinder")
-    assert next(r for r in replies if r["id"] == 2)["kind"] == "accepted"
-    assert spin_until(ex, lambda: instructions and instructions[-1] == "pick up the blue cylinder")
-    assert ask(3, "pick up the green cube")
-    absent = next(r for r in replies if r["id"] == 3)  # not on the table: asked back, not sent
+    assert "agent-view camera" in where["text"]
+    accepted = o.ask("pick up the blue cylinder")
+    assert accepted["kind"] == "accepted"
+    assert spin_until(o.ex, lambda: o.instructions and o.instructions[-1] == "pick up the blue cylinder")
+    assert spin_until(o.ex, lambda: bool(o.commands))
+    assert o.commands[-1] == {"id": accepted["id"], "text": "pick up the blue cylinder", "family": "pick_up",
+                              "target": "blue cylinder", "side": "", "receptacle": ""}
+    absent = o.ask("pick up the green cube")  # not on the table: asked back, not sent
     assert absent["kind"] == "clarify" and "green cube" in absent["text"]
-    assert instructions[-1] == "pick up the blue cylinder"
-    episode.publish(String(data=json.dumps({"event": "end", "success": True, "steps": 17})))
-    assert spin_until(ex, lambda: sum(r["id"] == 2 for r in replies) == 2)
-    assert [r for r in replies if r["id"] == 2][-1]["kind"] == "done"
-    assert ask(4, "stop")
-    assert spin_until(ex, lambda: True in stops)
-    req.publish(String(data="not json"))  # dropped, node keeps serving
-    assert ask(5, "what do you see?")
-    assert "red cube" in next(r for r in replies if r["id"] == 5)["text"]
-    ex.shutdown()
-    node.destroy_node()
-    op.destroy_node()
+    assert o.instructions[-1] == "pick up the blue cylinder"
+    o.episode.publish(String(data=json.dumps({"event": "end", "success": True, "steps": 17})))
+    assert spin_until(o.ex, lambda: sum(r["id"] == accepted["id"] for r in o.replies) == 2)
+    assert [r for r in o.replies if r["id"] == accepted["id"]][-1]["kind"] == "done"
+    assert o.ask("stop")["kind"] == "stopped"
+    assert spin_until(o.ex, lambda: True in o.stops)
+    o.req.publish(String(data="not json"))  # dropped, node keeps serving
+    o.lists.publish(String(data='{"status": "ok"}'))  # a malformed list is dropped, the last one kept
+    seen = o.ask("what do you see?")
+    assert "red cube" in seen["text"] and "blue cylinder" in seen["text"]
+    o.close()
+
+
+def test_a_stale_view_refuses_commands_and_is_not_presented_as_current(ros):
+    node = AgentNode(parameter_overrides=[Parameter("max_view_age_s", value=1.0)])
+    o = Operator(ros, node)
+    o.see(age_s=5.0)  # the last list is 5 s old: a perception node that stopped
+    cmd = o.ask("pick up the red cube")
+    assert cmd["kind"] == "refused" and "can't see the table" in cmd["text"] and "s old (older than 1 s)" in cmd["text"]
+    assert not o.commands and not o.instructions
+    seen = o.ask("what do you see?")
+    assert "can't see the table" in seen["text"] and "red cube" not in seen["text"]
+    o.see(age_s=0.0)  # fresh again: the same command goes through
+    assert o.ask("pick up the red cube")["kind"] == "accepted"
+    o.close()
+
+
+def test_no_table_in_view_is_an_honest_answer(ros):
+    o = Operator(ros, AgentNode())
+    assert "can't see the table" in o.ask("what do you see?")["text"]  # no list at all yet
+    o.see(status=NOTHING_HERE, reason="the table is not visible (agentview: no depth)")
+    seen = o.ask("what do you see?")
+    assert "can't see the table" in seen["text"] and "no depth" in seen["text"]
+    cmd = o.ask("pick up the red cube")
+    assert cmd["kind"] == "refused" and "can't see the table" in cmd["text"] and not o.commands
+    o.see(objects=())  # the table in view and empty: that is an answer, not blindness
+    assert o.ask("what do you see?")["text"].startswith("I see nothing on the table")
+    o.close()

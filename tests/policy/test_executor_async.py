@@ -1,0 +1,261 @@
+"""The executor's async mode (real-time chunking) on its own: a stub ``BasePolicy`` whose calls the
+test holds and releases, and a fake clock, so alignment, blending, the latency-adaptive threshold and
+the staleness watchdog are checked exactly, with no wall-clock timing."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from policy.base import BasePolicy
+from policy.errors import PolicyError
+from policy.executor import ChunkExecutor
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+class HeldPolicy(BasePolicy):
+    """Chunks of K actions; action j of call n is ``[n, j, value, 0, 0, 0, n % 2]`` with
+    ``value = 10 n + (observed step) + j``: each call's plan is a ramp, offset by 10 per call.
+    While ``gate`` is cleared, calls wait in ``predict_chunk`` (a slow model) until it is set."""
+
+    def __init__(self, chunk: int = 8, replan: int | None = None) -> None:
+        self.chunk = chunk
+        self.replan = replan
+        self.gate = threading.Event()
+        self.gate.set()
+        self.asked_at: list[int] = []  # the observed step of each call
+        self.fail = False
+
+    def predict_chunk(self, observations, instructions):
+        n = len(self.asked_at)
+        self.asked_at.append(int(observations[0]["step"][0]))
+        assert self.gate.wait(10), "the test never released the call"
+        if self.fail:
+            raise TimeoutError("server gone")
+        out = np.zeros((len(observations), self.chunk, 7), np.float32)
+        for b, obs in enumerate(observations):
+            out[b, :, 0] = n
+            out[b, :, 1] = np.arange(self.chunk)
+            out[b, :, 2] = 10 * n + obs["step"][0] + np.arange(self.chunk)
+            out[b, :, 6] = n % 2
+        return out
+
+    def describe(self):
+        return {"chunk": self.chunk} | ({"replan": self.replan} if self.replan else {})
+
+
+def obs(step: int) -> dict:
+    return {"step": np.array([step], np.float32)}
+
+
+class Loop:
+    """Drives an executor one control step at a time, advancing the fake clock by the period."""
+
+    def __init__(self, policy, period=0.1, **kwargs):
+        self.policy, self.clock, self.period = policy, FakeClock(), period
+        self.ex = ChunkExecutor(policy, execution="async", period_s=period, clock=self.clock, **kwargs)
+        self.step = 0
+
+    def act(self) -> np.ndarray:
+        action = self.ex.act([obs(self.step)], ["go"])[0]
+        settle(self.ex, self.policy)
+        self.step += 1
+        self.clock.t += self.period
+        return action
+
+    def release(self):
+        """Let the held call answer now (at the fake clock's time) and wait until it has."""
+        self.policy.gate.set()
+        assert self.ex.join(10)
+
+
+def settle(ex, policy):
+    """Wait until every call the executor started has reached the policy (they run on threads)."""
+    for _ in range(1000):
+        if len(policy.asked_at) == ex.calls:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{ex.calls} calls started, {len(policy.asked_at)} reached the policy")
+
+
+def label(action) -> tuple[int, int]:
+    return int(action[0]), int(action[1])
+
+
+def test_a_new_chunk_is_aligned_by_the_steps_played_while_it_was_computed():
+    policy = HeldPolicy(chunk=8)
+    loop = Loop(policy, blend="none", margin_steps=7)  # ask early: once fewer than 7 steps are covered
+    assert label(loop.act()) == (0, 0)  # the first step waits for the first chunk
+    assert loop.ex.waits == 1 and policy.asked_at == [0]
+    policy.gate.clear()  # the next call is slow
+    assert label(loop.act()) == (0, 1)  # 6 steps left after this one: ask, observing step 1
+    assert policy.asked_at == [0, 1]
+    assert [label(loop.act()) for _ in range(3)] == [(0, 2), (0, 3), (0, 4)]  # played meanwhile
+    loop.release()
+    # Steps 1-4 were played while call 1 was computed: its first four actions are stale, the
+    # fifth (position 4, for step 5) is played now, without waiting.
+    assert label(loop.act()) == (1, 4)
+    assert loop.ex.waits == 1 and loop.ex.chunk_id(0) == 2  # call numbers count from 1
+
+
+def test_crossfade_blends_the_new_chunk_in_over_the_overlap_without_a_jump():
+    def run(blend):
+        policy = HeldPolicy(chunk=8)
+        loop = Loop(policy, blend=blend, margin_steps=7)
+        played = [loop.act()]
+        policy.gate.clear()
+        played += [loop.act() for _ in range(4)]  # call 1 (observed step 1) is asked at step 1
+        loop.release()
+        policy.gate.clear()  # later calls stay out of the picture
+        played += [loop.act() for _ in range(4)]
+        loop.release()
+        return np.array(played)
+
+    cross, none = run("crossfade"), run("none")
+    # Call 0 plans value s at step s; call 1 plans 10 + s. It arrives at step 5, where the old plan
+    # still covers steps 5-7: weights 1/4, 2/4, 3/4 on the new chunk there, then the new alone.
+    # The 10-unit jump between the plans becomes steps of 1 + 10/4.
+    assert cross[:, 2].tolist() == pytest.approx([0, 1, 2, 3, 4, 7.5, 11, 14.5, 18])
+    assert np.abs(np.diff(cross[:, 2])).max() == pytest.approx(3.5)
+    assert np.abs(np.diff(none[:, 2])).max() == pytest.approx(11)  # replacing jumps by the offset
+    assert cross[-1, 2] == none[-1, 2]  # after the overlap both play the new chunk
+    assert cross[5:, 6].tolist() == [1, 1, 1, 1]  # the gripper follows the newest chunk, unblended
+
+
+def test_ensemble_blend_keeps_each_overlapping_chunks_vote_oldest_first():
+    policy = HeldPolicy(chunk=8)
+    loop = Loop(policy, blend="ensemble", ensemble_decay=0.5, margin_steps=7)
+    loop.act()
+    policy.gate.clear()
+    [loop.act() for _ in range(4)]
+    loop.release()
+    action = loop.act()  # step 5: call 0 says 5, call 1 says 15
+    w = np.exp(-0.5 * np.arange(2))
+    assert action[2] == pytest.approx((w * [5, 15]).sum() / w.sum())
+
+
+def test_the_threshold_follows_the_measured_latency():
+    policy = HeldPolicy(chunk=16)
+    loop = Loop(policy, period=0.1, blend="none", margin_steps=1)
+    loop.act()
+    assert loop.ex.threshold_steps == 1  # the first call took no (fake) time: 0 steps + margin
+    # Covered steps fall below 1 only at the end of the chunk: no call until step 15.
+    [loop.act() for _ in range(14)]
+    assert policy.asked_at == [0]
+    policy.gate.clear()
+    loop.act()  # step 15: nothing left after it: ask
+    assert policy.asked_at == [0, 15]
+    loop.clock.t += 0.25  # this call takes 350 ms in all (100 ms of the step, then 250 more)
+    loop.release()
+    loop.act()  # step 16 waits for nothing: call 1 covers steps 16-30
+    assert loop.ex.threshold_steps == 5 and loop.ex.waits == 1  # ceil(0.35 / 0.1) + 1
+    # The next call goes out as soon as fewer than 5 steps are covered: after step 26.
+    while len(policy.asked_at) < 3:
+        loop.act()
+    assert policy.asked_at[-1] == 26
+
+
+def test_the_control_period_is_measured_when_not_given():
+    policy = HeldPolicy(chunk=4)
+    clock = FakeClock()
+    ex = ChunkExecutor(policy, execution="async", clock=clock, blend="none")
+
+    def step(n):
+        ex.act([obs(n)], ["go"])
+        settle(ex, policy)
+        assert ex.join(10)
+        clock.t += 0.05  # 50 ms apart
+
+    for n in range(6):
+        step(n)
+    assert ex.threshold_steps == 2  # calls that took no time: 0 steps + margin
+    policy.gate.clear()
+    n, calls = 6, ex.calls
+    while ex.calls == calls:  # play on until the next call goes out (and is held)
+        born = clock.t
+        ex.act([obs(n)], ["go"])
+        settle(ex, policy)
+        clock.t += 0.05
+        n += 1
+    clock.t = born + 0.3  # this call takes 300 ms: six 50 ms periods
+    policy.gate.set()
+    assert ex.join(10)
+    ex.act([obs(n)], ["go"])
+    assert ex.threshold_steps == 6 + 2
+    ex.close()
+
+
+def test_the_watchdog_never_plays_a_chunk_older_than_max_age():
+    policy = HeldPolicy(chunk=8)
+    loop = Loop(policy, blend="none", max_age_s=0.3, margin_steps=1)
+    loop.act()  # t=100.0: call 0
+    policy.gate.clear()
+    assert [label(loop.act()) for _ in range(3)] == [(0, 1), (0, 2), (0, 3)]  # ages 0.1-0.3 s
+    assert policy.asked_at == [0, 3]  # asked when no young action was left after step 3
+    # Step 4 (t=100.4): call 0 is 400 ms old. Nothing young covers the step: it waits for call 1
+    # (released from another thread), and never plays call 0's queued position 4.
+    threading.Timer(0.2, policy.gate.set).start()
+    assert label(loop.act()) == (1, 1)
+    assert loop.ex.expired >= 1 and loop.ex.waits == 2
+    assert loop.ex.chunk_time(0) == pytest.approx(100.3)
+
+
+def test_a_failed_background_call_stops_the_robot_instead_of_playing_on():
+    policy = HeldPolicy(chunk=8)
+    loop = Loop(policy, blend="none", margin_steps=7)
+    loop.act()
+    policy.gate.clear()
+    loop.act()  # call 1 goes out
+    policy.fail = True
+    loop.release()
+    with pytest.raises(TimeoutError):  # raised at the next step, though call 0 still covers it
+        loop.act()
+    with pytest.raises(TimeoutError):  # the plan was voided: the next step asks again, and fails
+        loop.act()
+    policy.fail = False
+    assert label(loop.act())[0] == 3  # the model is back: a fresh chunk, played from its start
+    assert label(loop.act())[1] == 1
+
+
+def test_reset_drops_the_answer_of_a_call_made_in_the_previous_episode():
+    policy = HeldPolicy(chunk=8)
+    loop = Loop(policy, blend="none", margin_steps=7)
+    loop.act()
+    policy.gate.clear()
+    loop.act()  # call 1, for the old episode
+    loop.ex.reset(0)
+    loop.release()
+    assert label(loop.act()) == (2, 0)  # a new call for the new episode, from its first action
+    assert loop.ex.waits == 2
+
+
+def test_robots_share_one_call_and_a_nan_state_voids_only_its_plan():
+    policy = HeldPolicy(chunk=4)
+    ex = ChunkExecutor(policy, execution="async", period_s=0.1, clock=FakeClock(), blend="none")
+    first = ex.act([obs(0), obs(0)], ["a", "b"], indices=[3, 7])
+    assert first.shape == (2, 7) and len(policy.asked_at) == 1  # one batched call
+    ex.join(10)
+    bad = {**obs(1), "state": np.array([np.nan], np.float32)}
+    with pytest.raises(PolicyError, match="NaN"):
+        ex.act([bad], ["a"], indices=[3])
+    calls = len(policy.asked_at)
+    assert label(ex.act([obs(1)], ["b"], indices=[7])[0]) == (0, 1)  # robot 7 plays on
+    assert label(ex.act([obs(1)], ["a"], indices=[3])[0])[1] == 0  # robot 3 starts a fresh chunk
+    assert len(policy.asked_at) > calls
+    ex.close()
+
+
+def test_async_settings_are_checked():
+    with pytest.raises(PolicyError, match="blend"):
+        ChunkExecutor(HeldPolicy(), execution="async", blend="average")
+    with pytest.raises(PolicyError, match="period_s"):
+        ChunkExecutor(HeldPolicy(), execution="async", period_s=0.0)
+    with pytest.raises(PolicyError, match="max_inflight"):
+        ChunkExecutor(HeldPolicy(), execution="async", max_inflight=0)

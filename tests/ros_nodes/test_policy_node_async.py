@@ -1,0 +1,91 @@
+"""The policy node in async execution against a real ZeroMQ inference server on loopback whose every
+reply takes 200 ms (four control periods at 20 Hz): the commands keep their rate (no stall at chunk
+boundaries), killing the server still stops the robot within the deadline, and the robot moves
+again when the server returns."""
+
+import threading
+import time
+
+import numpy as np
+from geometry_msgs.msg import TwistStamped
+
+from policy.base import BasePolicy
+from ros_nodes.runtime import RELIABLE_QOS
+from ros_nodes.services import PolicyService
+from ros_nodes.zmq_client import InferenceClient, RemotePolicy
+from ros_nodes.zmq_server import InferenceServer, ServerConfig
+from tests.ros_nodes.conftest import spin_until
+from tests.ros_nodes.test_policy_node import make_node, wire
+
+REPLY_S = 0.2
+RATE_HZ = 20.0
+DEADLINE_MS = 1000.0  # chunks are >= 200 ms old when they arrive: the deadline must allow it
+
+
+class SlowForward(BasePolicy):
+    """A slow model: every call takes 200 ms, then twelve forward actions (600 ms at 20 Hz)."""
+
+    def predict_chunk(self, observations, instructions):
+        time.sleep(REPLY_S)
+        chunk = np.zeros((len(observations), 12, 7), np.float32)
+        chunk[:, :, 0] = 0.5
+        return chunk
+
+
+def serve(endpoint="tcp://127.0.0.1:*"):
+    return InferenceServer([PolicyService(SlowForward())], ServerConfig(endpoint=endpoint)).start()
+
+
+def test_async_node_keeps_its_rate_on_a_slow_server_and_stops_when_it_dies(ros):
+    server = serve()
+    endpoint = server.endpoint
+    policy = RemotePolicy(InferenceClient(endpoint, timeout_ms=600))
+    node = make_node(policy, cameras=["agentview"], mode="timer", rate_hz=RATE_HZ,
+                     deadline_ms=DEADLINE_MS, execution="async")
+    robot, ex = wire(ros, node, "go")
+    arrivals = []  # (monotonic arrival, linear.x) of every command
+    robot.node.create_subscription(TwistStamped, "robot/cmd_twist",
+                                   lambda m: arrivals.append((time.monotonic(), m.twist.linear.x)), RELIABLE_QOS)
+
+    def feed(check):
+        def step():
+            robot.publish(128, robot.node.get_clock().now().to_msg())
+            return check()
+        return step
+
+    try:
+        assert spin_until(ex, feed(lambda: sum(x > 0.4 for _, x in arrivals) >= 5), timeout_s=20)
+        mark = len(arrivals)
+        end = time.monotonic() + 2.5  # about four chunk boundaries at this rate
+        spin_until(ex, feed(lambda: time.monotonic() > end), timeout_s=5)
+        moving = arrivals[mark:]
+        gaps = np.diff([t for t, _ in moving])
+        # Every command moves the robot (no stop, no stall at a boundary), at about the timer's rate:
+        # a synchronous node would go quiet for the 200 ms reply at every chunk boundary.
+        assert all(x > 0.4 for _, x in moving), [x for _, x in moving]
+        assert len(moving) >= 25, len(moving)  # 50 at 20 Hz; a loaded machine gets half
+        assert np.median(gaps) < 2.0 / RATE_HZ, gaps
+        assert (gaps > REPLY_S).sum() <= 2, np.round(gaps, 3)  # no reply-length silences (2 hiccups allowed)
+        assert node.chunks.waits <= 1  # only the first step waited for the model
+
+        mark = len(arrivals)
+        killed = time.monotonic()
+        # The server dies on its own thread while the robot side keeps spinning (stop() joins the
+        # server's threads, which can take seconds with a request in the model).
+        killer = threading.Thread(target=server.stop)
+        killer.start()
+        assert spin_until(ex, feed(lambda: any(x == 0.0 for _, x in arrivals[mark:])), timeout_s=5)
+        stopped = next(t for t, x in arrivals[mark:] if x == 0.0)
+        assert stopped - killed < DEADLINE_MS / 1000.0, stopped - killed
+        assert any(s["state"] == "stopped" and "model" in s["reason"] for s in robot.status)
+        killer.join()
+
+        server = serve(endpoint)
+        mark = len(arrivals)
+        assert spin_until(ex, feed(lambda: sum(x > 0.4 for _, x in arrivals[mark:]) >= 5), timeout_s=20)
+    finally:
+        server.stop()
+        ex.shutdown()
+        node.close()
+        node.destroy_node()
+        robot.node.destroy_node()
