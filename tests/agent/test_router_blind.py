@@ -8,8 +8,10 @@ was run on it, and measured once: 334/349 = 95.7 %, with three safety failures (
 cylinders moved the robot; "quit it" did not stop it). The router was then changed for those
 classes (requests for later or hypothetical ones are asked back, several objects at once are asked
 back, one more stop idiom), so this set too is a development set now: 337/349 = 96.6 %, and every
-safety property holds. A fourth set, written blind to these changes, would give the next honest
-number.
+safety property holds. A later round for all three development sets (spelling correction, "don't
+forget to ..." not negating, "not the red cube - ..." excluding an object, an object named first,
+capability questions answered with help) took it to 349/349 = 100 %. A fourth set, written blind
+to these changes, gives the next honest number.
 
 Parsing and scoring are the held-out test's own (imported, not copied), so the two numbers mean
 the same thing. The safety properties are asserted strictly: no non-command moves the robot, every
@@ -29,10 +31,10 @@ from tests.agent import test_router_heldout as heldout
 
 DATA = Path(__file__).parent / "data" / "routing_blind.txt"
 
-# Issue 23 asks for >= 0.97 routed right (heldout.ISSUE_THRESHOLD). NOT MET on this set: 95.7 %
-# blind, 96.6 % after the changes it prompted. The floor guards against regressions; it is not the
-# issue's bar, which stays open.
-ACCURACY_FLOOR = 0.96  # < heldout.ISSUE_THRESHOLD: the issue's routing criterion is not met
+# Issue 23 asks for >= 0.97 routed right (heldout.ISSUE_THRESHOLD). Blind, this set scored 95.7 %;
+# as a development set it is at 100 % now (349/349). The floor guards against regressions with room
+# for a few lines; the issue's bar is judged on a set written blind to the router.
+ACCURACY_FLOOR = 0.985
 
 
 def load_cases() -> list[heldout.Case]:

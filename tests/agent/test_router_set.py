@@ -2,8 +2,11 @@
 routed right, no non-command moves the robot, and every ambiguous command is answered with a question.
 
 A development set, not a held-out one: no line of it is a router example, but the router's examples
-were tuned after seeing its results (95.2 % before, 99.4 % after). The sets written blind to the
-router later are tests/agent/test_router_heldout.py and test_router_blind.py."""
+were tuned after seeing its results (95.2 % before, 99.4 % after; 99.0 % once the later sets had
+changed the router, and 310/310 = 100 % after the round that took all three development sets to
+>= 97 %: spelling correction, statements and unsupported verbs never moving, "hold up the cube").
+The sets written blind to the router later are tests/agent/test_router_heldout.py and
+test_router_blind.py; a fresh blind set measures it honestly."""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ from tests.agent import routing_sets
 from tests.agent.routing_sets import COLORS, Case
 
 DATA = Path(__file__).parent / "data" / "routing_utterances.txt"
+# Measured 310/310 = 100 % (and 100 % of the unseen wordings) on this development set; the floor
+# leaves room for a line or two, and stays above the issue's 0.97.
+ACCURACY_FLOOR = 0.99
 
 
 def load_cases() -> list[Case]:
@@ -64,13 +70,13 @@ def test_routing_accuracy(results):
     wrong = [(c, r) for c, r in results if not is_right(r, c.label)]
     accuracy = 1 - len(wrong) / len(results)
     print(f"\nrouting: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%})\n" + routing_sets.show(wrong))
-    assert accuracy >= 0.97, routing_sets.show(wrong)
+    assert accuracy >= ACCURACY_FLOOR, routing_sets.show(wrong)
     # and on the utterances whose wording is none of the router's examples (most of the set)
     unseen = [(c, r) for c, r in results if not seen_wording(c)]
     unseen_right = sum(is_right(r, c.label) for c, r in unseen)
     print(f"unseen wording: {unseen_right}/{len(unseen)} right ({unseen_right / len(unseen):.1%})")
     assert len(unseen) >= 0.7 * len(results)
-    assert unseen_right / len(unseen) >= 0.97
+    assert unseen_right / len(unseen) >= ACCURACY_FLOOR
 
 
 def test_no_non_command_moves_the_robot(results):
