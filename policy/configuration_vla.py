@@ -19,6 +19,11 @@ from policy.errors import PolicyError
 
 DECODING_MODES = ("parallel", "autoregressive")
 ACTION_HEADS = ("tokens", "l1")
+# Where the instruction tokens come from: "none" = a BPE vocabulary learned from the training
+# instructions (the shipped checkpoint); "minilm" = the frozen pretrained sentence encoder's
+# per-token states (perception.text_encoder), projected into the LM, so words never seen in
+# training still land near the ones that were.
+TEXT_ENCODERS = ("none", "minilm")
 
 
 @dataclass
@@ -39,7 +44,8 @@ class VLAConfig:
     lm_layers: int = field(default=3, metadata={"help": "LM depth"})
     lm_heads: int = field(default=3, metadata={"help": "attention heads (64-dim each)"})
     text_vocab_size: int = field(default=384, metadata={"help": "BPE size for our instruction tokenizer; the corpus is small"})
-    max_text_tokens: int = field(default=16, metadata={"help": "instructions are left-padded/truncated to this"})
+    max_text_tokens: int = field(default=16, metadata={"help": "instructions are left-padded/truncated to this many tokens (their last ones)"})
+    text_encoder: str = field(default="none", metadata={"help": "none: instruction tokens from a BPE vocabulary learned on the training instructions | minilm: the frozen pretrained MiniLM's per-token states (384-d, encoded once per distinct instruction), projected into the LM and attention-pooled for FiLM and the aux head, so paraphrases land near the trained phrasings; the checkpoint names the encoder (package, version, weight hash) instead of copying it", "choices": TEXT_ENCODERS})
     # --- actions -------------------------------------------------------------------------------
     n_bins: int = field(default=256, metadata={"help": "uniform bins per action dimension (OpenVLA)"})
     action_dim: int = field(default=7, metadata={"help": "dx,dy,dz,droll,dpitch,dyaw,gripper"})
@@ -50,13 +56,15 @@ class VLAConfig:
     use_state: bool = field(default=True, metadata={"help": "add one proprioception token (normalised state)"})
     state_dim: int = field(default=0, metadata={"help": "filled from the dataset"})
     aux_target_weight: float = field(default=0.0, metadata={"help": "weight of an auxiliary loss: predict the target object's position (world, and relative to the gripper) from the LM state at the last prefix token, supervised by the recorded ground truth; trains the grounding the action loss alone learns slowly (training only; 0 = off)"})
-    film: bool = field(default=False, metadata={"help": "instruction FiLM in the vision tower (RT-1): each conv stage's channels are scaled and shifted by a projection of the mean instruction embedding, so the tower itself can pick out the named object; starts as the identity, so it can be added to a trained checkpoint (convolutional towers only)"})
+    film: bool = field(default=False, metadata={"help": "instruction FiLM in the vision tower (RT-1): each conv stage's channels are scaled and shifted by a projection of the instruction (the mean of its learned token embeddings; with --text-encoder minilm an attention pooling of the MiniLM token states, which keeps colour and side words apart), so the tower itself can pick out the named object; starts as the identity, so it can be added to a trained checkpoint (convolutional towers only)"})
     lora_rank: int = field(default=0, metadata={"help": "0 = no adapters; set by training with --lora"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODING_MODES:
             raise PolicyError(f"unknown decoding {self.decoding!r}; choose from {DECODING_MODES}")
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise PolicyError(f"unknown text_encoder {self.text_encoder!r}; choose from {TEXT_ENCODERS}")
         if self.action_head not in ACTION_HEADS:
             raise PolicyError(f"unknown action_head {self.action_head!r}; choose from {ACTION_HEADS}")
         if self.action_head == "l1" and self.decoding != "parallel":
@@ -73,6 +81,11 @@ class VLAConfig:
     @property
     def camera_list(self) -> list[str]:
         return [c.strip() for c in self.cameras.split(",") if c.strip()]
+
+    @property
+    def pretrained_text(self) -> bool:
+        """True when instructions are the pretrained encoder's token states, not token ids."""
+        return self.text_encoder != "none"
 
     @property
     def num_action_tokens(self) -> int:

@@ -216,7 +216,9 @@ def augment(images: torch.Tensor, generator: torch.Generator, crop_scale: float 
 
 def make_batch(table: FrameTable, idx: np.ndarray, text_ids: torch.Tensor, text_mask: torch.Tensor,
                action_tok: ActionTokenizer, state_stats: dict | None) -> dict[str, torch.Tensor]:
-    """Tensors for frames ``idx``; ``text_ids``/``text_mask`` are pre-encoded per instruction."""
+    """Tensors for frames ``idx``; ``text_ids``/``text_mask`` are pre-encoded per instruction
+    (``VLAModel.encode_text``: token ids ``[I, L]``, or pretrained token states ``[I, L, 384]``),
+    so a batch indexes them by task and no step runs a text encoder."""
     from perception.image import to_tensor
     from policy.processor import normalize_state
 

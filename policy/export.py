@@ -9,6 +9,16 @@ An export directory holds::
     tokenizer/        the instruction tokenizer (``perception.text`` format)
     stats.json        the checkpoint's action and state statistics (the range check needs them)
 
+A checkpoint conditioned on the pretrained text encoder (``text_encoder="minilm"``) reads token
+states instead of ids (input ``text_states`` ``[batch, L, 384]``), and its export adds::
+
+    text_encoder.onnx  MiniLM: word-piece ids [1, T] -> token states [1, T, 384] (fp32), which
+                       the backend runs once per distinct instruction and caches
+    text_encoder/      its tokenizer files and encoder_id.json (package, version, weights sha256)
+
+so the directory runs without the encoder's package. ``--format checkpoint`` instead writes a copy
+of the torch checkpoint with the encoder's files bundled in ``text_encoder/`` (self-contained).
+
 The graph is ``policy.export_graph.StepGraph`` traced by torch's TorchScript-based exporter
 (``dynamo=False``): it handles the transformers Llama with ``use_cache=False`` and needs no
 onnxscript; the batch axis is dynamic. Every export is checked before it is committed: ONNX
@@ -37,11 +47,17 @@ from common.atomic import atomic_dir
 from policy.errors import PolicyError
 
 FORMAT = "embodied-vla-onnx/1"
+FORMATS = ("onnx", "checkpoint")
 # Bumped whenever the exported graph changes for the same checkpoint: cached exports of an older
 # revision (or made by other torch/onnx versions) are made again.
 REVISION = 2
 MANIFEST = "manifest.json"
 GRAPHS = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
+TEXT_GRAPH = "text_encoder.onnx"
+TEXT_DIR = "text_encoder"
+TEXT_STATE_DIM = 384  # perception.text_encoder.DIM (MiniLM), without importing torch here
+# How far the exported text graph's token states may be from torch's (they are O(1) numbers).
+TEXT_PARITY_TOL = 1e-4
 QUANTIZE = ("none", "int8")
 DEFAULT_OPSET = 18
 # How far ONNX Runtime's fp32 actions may be from torch's at export time, in normalised units
@@ -55,7 +71,7 @@ CACHE_ENV = "EMBODIED_EXPORT_CACHE"
 class ExportConfig:
     checkpoint: str = field(default="checkpoints/vla-default", metadata={"help": "policy checkpoint directory"})
     out: str = field(default="", metadata={"help": "export directory to write (replaced whole if it is an earlier export)", "required": True})
-    format: str = field(default="onnx", metadata={"help": "graph format", "choices": ("onnx",)})
+    format: str = field(default="onnx", metadata={"help": "onnx: the per-step graph (plus, for a --text-encoder minilm checkpoint, the encoder as a second graph run once per instruction); checkpoint: a copy of the torch checkpoint with its pretrained text encoder bundled (loads without the encoder's package)", "choices": FORMATS})
     quantize: str = field(default="none", metadata={"help": "also write an int8 graph (ONNX Runtime dynamic quantization of MatMul/Gemm)", "choices": QUANTIZE})
     opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset"})
 
@@ -117,11 +133,17 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
+EXAMPLE_INSTRUCTIONS = ["pick up the red cube", "put the green cylinder in the bowl on the left"]
+
+
+def text_input_name(cfg: Any) -> str:
+    """The step graph's instruction input: token ids, or pretrained token states."""
+    return "text_states" if cfg.pretrained_text else "text_ids"
+
+
 def _example_inputs(model: Any) -> dict[str, np.ndarray]:
     """A batch of two for tracing and the parity check: random images, the mean state, a short
     (left-padded) and a long instruction."""
-    from policy.inputs import encode_instruction_ids
-
     cfg = model.cfg
     rng = np.random.default_rng(0)
     s = cfg.obs_image_size
@@ -129,10 +151,8 @@ def _example_inputs(model: Any) -> dict[str, np.ndarray]:
     if model.state_proj is not None:
         mean = np.asarray((model.state_stats or {}).get("mean", [0.0] * cfg.state_dim), np.float32)
         feed["state"] = np.stack([mean, mean + 0.1]).astype(np.float32)
-    ids, mask = encode_instruction_ids(["pick up the red cube",
-                                        "put the green cylinder in the bowl on the left"],
-                                       model.text_tokenizer, cfg.max_text_tokens)
-    feed["text_ids"], feed["text_mask"] = ids, mask
+    text, mask = model.encode_text(EXAMPLE_INSTRUCTIONS)
+    feed[text_input_name(cfg)], feed["text_mask"] = text.numpy(), mask.numpy()
     return feed
 
 
@@ -149,7 +169,8 @@ def _trace_onnx(model: Any, path: Path, feed: dict[str, np.ndarray], opset: int)
 
     graph = StepGraph(model)
     names = list(feed)
-    args = tuple(torch.from_numpy(feed[n]) for n in ("images", "state", "text_ids", "text_mask")
+    text = text_input_name(model.cfg)
+    args = tuple(torch.from_numpy(feed[n]) for n in ("images", "state", text, "text_mask")
                  if n in feed)
 
     class _Positional(torch.nn.Module):  # the graph's inputs in the manifest's order, no None
@@ -159,7 +180,7 @@ def _trace_onnx(model: Any, path: Path, feed: dict[str, np.ndarray], opset: int)
 
         def forward(self, *xs: torch.Tensor) -> torch.Tensor:
             named = dict(zip(names, xs))
-            return self.graph(named["images"], named.get("state"), named["text_ids"],
+            return self.graph(named["images"], named.get("state"), named[text],
                               named["text_mask"])
 
     with warnings.catch_warnings(), torch.no_grad():
@@ -193,6 +214,7 @@ def _io_spec(model: Any, names: list[str]) -> tuple[list[dict], list[dict]]:
     shapes = {"images": (["batch", c, s, s, 3], "uint8"),
               "state": (["batch", int(cfg.state_dim)], "float32"),
               "text_ids": (["batch", int(cfg.max_text_tokens)], "int64"),
+              "text_states": (["batch", int(cfg.max_text_tokens), TEXT_STATE_DIM], "float32"),
               "text_mask": (["batch", int(cfg.max_text_tokens)], "int64")}
     inputs = [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
     outputs = [{"name": "actions", "shape": ["batch", int(cfg.chunk), int(cfg.action_dim)],
@@ -221,7 +243,8 @@ def export_model(model: Any, out: str | Path, quantize: str = "none", opset: int
 
     with torch.no_grad():
         expected = StepGraph(model)(*(torch.from_numpy(feed[n]) if n in feed else None
-                                      for n in ("images", "state", "text_ids", "text_mask"))).numpy()
+                                      for n in ("images", "state", text_input_name(model.cfg),
+                                                "text_mask"))).numpy()
     inputs, outputs = _io_spec(model, list(feed))
     with atomic_dir(out) as tmp:
         _trace_onnx(model, tmp / GRAPHS["fp32"], feed, opset)
@@ -239,7 +262,13 @@ def export_model(model: Any, out: str | Path, quantize: str = "none", opset: int
         if check["fp32"] > PARITY_TOL:
             raise RuntimeError(f"the exported graph disagrees with torch by {check['fp32']:.3g} "
                                f"(normalised units) on the export-time check")
-        model.text_tokenizer.save(tmp / "tokenizer")
+        text_encoder = None
+        export_check: dict[str, Any] = {"batch": 2, "max_abs_error_normalised": check}
+        if model.cfg.pretrained_text:  # the second graph, checked against torch's token states
+            text_encoder, export_check["text_states_max_abs_error"] = _export_text_graph(model, tmp,
+                                                                                         opset)
+        if model.text_tokenizer is not None:
+            model.text_tokenizer.save(tmp / "tokenizer")
         stats = {"action": model.action_tokenizer.to_dict(), "state": model.state_stats}
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
         cfg = model.cfg
@@ -253,11 +282,70 @@ def export_model(model: Any, out: str | Path, quantize: str = "none", opset: int
                        "use_state": model.state_proj is not None,
                        "state_dim": int(cfg.state_dim) if model.state_proj is not None else None,
                        "max_text_tokens": int(cfg.max_text_tokens)},
-            "export_check": {"batch": 2, "max_abs_error_normalised": check},
+            "export_check": export_check,
             "versions": _versions(),
         }
+        if text_encoder is not None:
+            manifest["text_encoder"] = text_encoder
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out
+
+
+def _export_text_graph(model: Any, tmp: Path, opset: int) -> tuple[dict[str, Any], float]:
+    """The model's pretrained text encoder as ``text_encoder.onnx`` (ids of one instruction ->
+    token states, dynamic length) with its tokenizer files beside it; returns the manifest entry
+    and the largest difference from torch's states on the example instructions."""
+    import torch
+
+    from perception.text_encoder import TOKENIZER_FILES, bundle
+    from policy.export_graph import TextGraph
+
+    encoder = model.text_encoder
+    ident = bundle(tmp / TEXT_DIR, TOKENIZER_FILES, source=model.text_encoder_dir)
+    tokenizer = text_tokenizer(tmp / TEXT_DIR / "tokenizer.json", encoder.max_tokens)
+    ids = {t: np.asarray([tokenizer.encode(t).ids], np.int64) for t in EXAMPLE_INSTRUCTIONS}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings: the length is a dynamic axis
+            torch.onnx.export(TextGraph(encoder.model).eval(),
+                              (torch.from_numpy(ids[EXAMPLE_INSTRUCTIONS[1]]),),
+                              str(tmp / TEXT_GRAPH), input_names=["input_ids"],
+                              output_names=["states"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                            "states": {0: "batch", 1: "tokens"}})
+    finally:
+        # The exporter restores the mode of the module it was given, and its children with it: the
+        # shared encoder must never be left in training mode (dropout) by an export.
+        encoder.freeze()
+    import onnx
+
+    onnx.checker.check_model(str(tmp / TEXT_GRAPH))
+    session = _session(tmp / TEXT_GRAPH)
+    error = 0.0
+    for text, x in ids.items():
+        got = session.run(["states"], {"input_ids": x})[0][0]
+        want = encoder.encode_fresh([text]).states[0].float().numpy()  # not the cache
+        if got.shape != want.shape:
+            raise RuntimeError(f"the exported text encoder gives {got.shape[0]} tokens for {text!r}, "
+                               f"torch {want.shape[0]}: the tokenizers disagree")
+        error = max(error, float(np.max(np.abs(got - want))))
+    if error > TEXT_PARITY_TOL:
+        raise RuntimeError(f"the exported text encoder disagrees with torch by {error:.3g}")
+    entry = {"graph": TEXT_GRAPH, "tokenizer": f"{TEXT_DIR}/tokenizer.json",
+             "max_tokens": int(encoder.max_tokens), "dim": int(encoder.dim), "id": ident.to_dict()}
+    return entry, error
+
+
+def text_tokenizer(path: str | Path, max_tokens: int) -> Any:
+    """The pretrained encoder's tokenizer as the ``tokenizers`` library reads it (what the ONNX
+    backend uses): [CLS] ... [SEP], truncated at ``max_tokens`` as ``TextEncoder`` does, no
+    padding (each instruction is encoded alone)."""
+    import tokenizers
+
+    tok = tokenizers.Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.enable_truncation(int(max_tokens))
+    return tok
 
 
 def _versions() -> dict[str, str]:
@@ -276,10 +364,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
     from policy.configuration_vla import VLAConfig
     from policy.modeling_vla import VLAModel
 
-    if fmt != "onnx":
-        raise PolicyError(f"unknown export format {fmt!r}; only onnx is supported")
-    _require_onnx()
+    if fmt not in FORMATS:
+        raise PolicyError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     checkpoint = Path(checkpoint)
+    if fmt == "checkpoint":
+        return bundle_checkpoint(checkpoint, out)
+    _require_onnx()
     if is_export_dir(checkpoint):
         raise PolicyError(f"{checkpoint} is already an export; give the checkpoint it came from")
     try:  # refuse before loading weights for nothing; a broken config is from_pretrained's to report
@@ -293,6 +383,33 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
     model = VLAModel.from_pretrained(checkpoint, merge_lora=True)
     source = {"checkpoint": str(checkpoint), "sha256": checkpoint_sha256(checkpoint)}
     return export_model(model, out, quantize=quantize, opset=opset, source=source)
+
+
+def bundle_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+    """`embodied export --format checkpoint`: ``out`` = the checkpoint's files plus its pretrained
+    text encoder in ``text_encoder/`` (loads where the encoder's package is not installed),
+    written atomically."""
+    import shutil
+
+    from policy.modeling_vla import VLAModel
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.resolve() == checkpoint.resolve():
+        raise PolicyError("--out must differ from --checkpoint")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PolicyError(f"{out} exists and is not empty; refusing to replace it")
+    model = VLAModel.from_pretrained(checkpoint)  # checked: its encoder is the one installed or bundled
+    if not model.cfg.pretrained_text:
+        raise PolicyError(f"{checkpoint} has no pretrained text encoder to bundle (it reads learned "
+                          "token ids; it is self-contained already)")
+    with atomic_dir(out) as tmp:
+        for path in checkpoint.iterdir():
+            if path.name in ("text_encoder", "optimizer.pt"):
+                continue
+            copy = shutil.copytree if path.is_dir() else shutil.copyfile
+            copy(path, tmp / path.name)
+        model.bundle_text_encoder(tmp)
+    return out
 
 
 def cached_export(checkpoint: str | Path, quantize: str = "none") -> Path:

@@ -15,6 +15,11 @@
 
 What stays outside: tokenising the instruction (a string op; the tokenizer is saved beside the
 graph) and validating inputs (``policy.inputs``), both cheap and numpy-only.
+
+A checkpoint conditioned on the pretrained text encoder (``text_encoder="minilm"``) takes its
+instruction as token states ``[B, L, 384]`` instead of ids, and the encoder is a second graph,
+``TextGraph`` (word-piece ids of one instruction -> its token states), run once per distinct
+instruction by the backend, never per step.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ class StepGraph(nn.Module):
         else:
             self.state_mean = self.state_std = None
 
-    def forward(self, images: torch.Tensor, state: torch.Tensor | None, text_ids: torch.Tensor,
+    def forward(self, images: torch.Tensor, state: torch.Tensor | None, text: torch.Tensor,
                 text_mask: torch.Tensor) -> torch.Tensor:
         m = self.model
         x = images.to(torch.float32) / 255.0  # [B, C, S, S, 3] -> [B, C, 3, S, S]
@@ -69,7 +74,7 @@ class StepGraph(nn.Module):
                 state = torch.clamp((state - self.state_mean) / self.state_std, -5.0, 5.0)
         else:
             state = None
-        prefix, mask = m.embed_prefix(x, text_ids, text_mask, state)
+        prefix, mask = m.embed_prefix(x, text, text_mask, state)
         b, p = mask.shape
         n = m.cfg.num_action_tokens
         queries = m.action_queries.unsqueeze(0).expand(b, -1, -1).to(prefix.dtype)
@@ -91,3 +96,18 @@ class StepGraph(nn.Module):
         out = torch.where(self.constant, self.low.expand_as(out), out)
         out = torch.where(self.gripper, (x > 0).to(torch.float64), out)
         return out.to(torch.float32)
+
+
+class TextGraph(nn.Module):
+    """The pretrained text encoder's per-token states: int64 word-piece ids ``[1, T]`` of one
+    instruction ([CLS] ... [SEP], no padding) -> float32 ``[1, T, 384]``, what
+    ``perception.text_encoder.TextEncoder.encode`` caches for that string."""
+
+    def __init__(self, encoder_model: nn.Module) -> None:
+        super().__init__()
+        self.model = encoder_model.eval()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones_like(input_ids)
+        return self.model(input_ids=input_ids, attention_mask=ones,
+                          token_type_ids=torch.zeros_like(input_ids)).last_hidden_state

@@ -73,13 +73,35 @@ def encode_instruction_ids(texts: Sequence[str], tokenizer: Tokenizer,
     ids = np.full((len(texts), max_len), tokenizer.pad_id, dtype=np.int64)
     mask = np.zeros((len(texts), max_len), dtype=np.int64)
     bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise PolicyError("the instruction is empty; say what the robot should do")
-        tok = (bos + tokenizer.encode(text.strip()))[-max_len:]
+    for i, text in enumerate(check_instructions(texts)):
+        tok = (bos + tokenizer.encode(text))[-max_len:]
         ids[i, max_len - len(tok):] = tok
         mask[i, max_len - len(tok):] = 1
     return ids, mask
+
+
+def check_instructions(texts: Sequence[str]) -> list[str]:
+    """The instructions, stripped of surrounding space; an empty one is refused."""
+    out = []
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            raise PolicyError("the instruction is empty; say what the robot should do")
+        out.append(text.strip())
+    return out
+
+
+def pad_token_states(states: Sequence[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-instruction token states ``[T_i, D]`` (a pretrained text encoder's) -> left-padded
+    float32 ``[B, max_len, D]`` and int64 mask ``[B, max_len]``, each its last ``max_len`` tokens if
+    longer: the layout ``encode_instruction_ids`` gives token ids, shared by every backend."""
+    dim = int(states[0].shape[-1])
+    out = np.zeros((len(states), max_len, dim), dtype=np.float32)
+    mask = np.zeros((len(states), max_len), dtype=np.int64)
+    for i, s in enumerate(states):
+        s = np.asarray(s, dtype=np.float32)[-max_len:]
+        out[i, max_len - len(s):] = s
+        mask[i, max_len - len(s):] = 1
+    return out, mask
 
 
 def check_states(states: Sequence[object], stats: Mapping | None, dim: int) -> np.ndarray:
@@ -108,17 +130,23 @@ def check_states(states: Sequence[object], stats: Mapping | None, dim: int) -> n
 
 
 def prepare_inputs(observations: Sequence[Mapping], instructions: Sequence[str], spec: InputSpec,
-                   tokenizer: Tokenizer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+                   tokenizer: Tokenizer | None) -> tuple[np.ndarray, np.ndarray | None,
+                                                         np.ndarray | None, np.ndarray | None]:
     """Checked ``(images [B, C, S, S, 3] uint8, ids [B, L], mask [B, L], states [B, D] | None)``.
 
     States are raw (not normalised): each backend standardises them its own way (in torch, or
     inside the exported graph). Checks run in this order: batch sizes, images, instructions,
-    states.
+    states. ``tokenizer=None`` (a checkpoint conditioned on a pretrained text encoder, which
+    encodes the strings itself) checks the instructions and returns ``None`` for ids and mask.
     """
     if len(observations) != len(instructions):
         raise PolicyError(f"{len(observations)} observations but {len(instructions)} instructions")
     images = stack_images(observations, spec.cameras, spec.image_size)
-    ids, mask = encode_instruction_ids(instructions, tokenizer, spec.max_text_tokens)
+    if tokenizer is None:
+        check_instructions(instructions)
+        ids = mask = None
+    else:
+        ids, mask = encode_instruction_ids(instructions, tokenizer, spec.max_text_tokens)
     states = None
     if spec.use_state:
         if any("state" not in o for o in observations):

@@ -10,6 +10,15 @@ learned placeholder embedding at every action position and reads all 7K tokens f
 pass; with ``action_head="l1"`` a linear head regresses the normalised value instead of a bin.
 
 Action tokens are dedicated ids appended after the text vocabulary: id = offset + bin.
+
+With ``text_encoder="minilm"`` the instruction tokens are not ids of a learned vocabulary but the
+frozen pretrained encoder's per-token states (``perception.text_encoder``: 384-d, one row per
+word piece, [CLS] and [SEP] included), projected into the LM by a 2-layer MLP (as the image
+patches are). FiLM and the auxiliary grounding head read an attention pooling of the same states:
+a few learned queries each pick the words they need (colour, shape, side), which a mean would blur
+("pick up the red cube" and "... blue cube" have a pooled cosine of 0.83). The LM's vocabulary is
+then only the action bins (offset 0), and the checkpoint names the encoder (package, version,
+weight hash) instead of copying it; ``save_pretrained(bundle_text_encoder=True)`` copies it.
 """
 
 from __future__ import annotations
@@ -29,17 +38,42 @@ from perception.encoders import VisionEncoder, build_vision_encoder, load_vision
 from perception.lm import LoRA, TinyLM, build_lm, cache_kwarg, cache_of, lm_config_dict
 from perception.lm import add_lora as add_lora_adapters, merge_lora as merge_lora_adapters
 from perception.text import PretrainedTokenizer, Tokenizer, load_tokenizer, train_bpe
+from perception.text_encoder import DIM as TEXT_STATE_DIM
 from policy.action_tokenizer import ActionTokenizer
-from policy.checkpoint_check import check_config, check_stats, check_weights, read_weight_shapes
+from policy.checkpoint_check import (TEXT_ENCODER_DIR, check_config, check_stats,
+                                     check_text_encoder, check_weights, read_weight_shapes)
 from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
 
 AUX_TARGET_DIM = 6
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "stats.json", "tokenizer")
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "stats.json")  # + tokenizer/ unless minilm
+# Learned queries of the attention pooling over the pretrained token states: one each, roughly,
+# for what an instruction names (verb, colour, shape, side/receptacle).
+TEXT_POOL_QUERIES = 4
 # The instruction tokenizer's specials, ids 0-3. A character-level BPE (not byte-level): the
 # instructions are a small closed corpus (the shipped checkpoint's vocabulary is 94 ids), and this
 # is what the shipped checkpoint was trained with, so `embodied train` still reproduces it.
 INSTRUCTION_SPECIALS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
+
+
+class AttentionPool(nn.Module):
+    """Token states ``[B, T, D]`` and mask -> ``[B, out]``: ``queries`` learned softmax weightings
+    over the real tokens, concatenated and projected. Why not the mean: it blurs the one word that
+    tells two instructions apart; a query can put its weight on that word."""
+
+    def __init__(self, dim: int, out: int, queries: int = TEXT_POOL_QUERIES) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.score = nn.Linear(dim, queries)
+        self.proj = nn.Linear(queries * dim, out)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.norm(states)
+        logits = self.score(x).float()  # [B, T, Q]
+        logits = logits.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(logits.dtype).min)
+        weights = logits.softmax(dim=1).to(x.dtype)
+        pooled = torch.einsum("btq,btd->bqd", weights, x).flatten(1)
+        return self.proj(pooled)
 
 
 def instruction_tokenizer(instructions: list[str], vocab_size: int) -> Tokenizer:
@@ -53,17 +87,25 @@ class VLAModel(nn.Module):
     """The network plus what it needs to speak actions: tokenizers and statistics ride along."""
 
     def __init__(self, cfg: VLAConfig, vision: VisionEncoder, lm: nn.Module, text_tokenizer:
-                 Tokenizer, action_tokenizer: ActionTokenizer,
-                 state_stats: dict[str, list[float]] | None = None) -> None:
+                 Tokenizer | None, action_tokenizer: ActionTokenizer,
+                 state_stats: dict[str, list[float]] | None = None,
+                 text_encoder_id: dict[str, str] | None = None,
+                 text_encoder_dir: Path | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.vision = vision
         self.lm = lm
-        self.text_tokenizer = text_tokenizer
+        self.text_tokenizer = text_tokenizer  # None with a pretrained text encoder and a tiny LM
         self.action_tokenizer = action_tokenizer
         self.state_stats = state_stats
+        # The pretrained text encoder, by reference: its id (saved in config.json) and, for a
+        # checkpoint that bundles it, the folder to load it from (None: the installed package).
+        self.text_encoder_id = text_encoder_id
+        self.text_encoder_dir = text_encoder_dir
+        if cfg.pretrained_text and not text_encoder_id:
+            raise PolicyError("a model conditioned on a pretrained text encoder needs its id")
         hidden = lm.config.hidden_size
-        self.action_offset = text_tokenizer.vocab_size
+        self.action_offset = text_tokenizer.vocab_size if text_tokenizer is not None else 0
         self.projector = nn.Sequential(nn.Linear(vision.out_dim, hidden), nn.GELU(),
                                        nn.Linear(hidden, hidden))
         self.camera_embed = nn.Parameter(torch.zeros(len(cfg.camera_list), 1, hidden))
@@ -73,8 +115,21 @@ class VLAModel(nn.Module):
         self.l1_head = nn.Linear(hidden, 1) if cfg.action_head == "l1" else None
         # Training-only probe: target position (world and gripper-relative, 6 numbers) read from the
         # state token, which has attended to every image patch and the instruction.
-        self.aux_head = nn.Linear(hidden, AUX_TARGET_DIM) if cfg.aux_target_weight > 0 else None
+        # With pretrained text it also reads the pooled instruction (concatenated): the grounding
+        # it is trained for is "where is the object these words name".
+        aux_in = 2 * hidden if cfg.pretrained_text else hidden
+        self.aux_head = nn.Linear(aux_in, AUX_TARGET_DIM) if cfg.aux_target_weight > 0 else None
         self.film: nn.ModuleList | None = None
+        # Pretrained text: token states -> LM width (2-layer MLP, as the image patches), and the
+        # attention pooling FiLM and the aux head read (only built when one of them is there).
+        self.text_proj: nn.Sequential | None = None
+        self.text_pool: AttentionPool | None = None
+        if cfg.pretrained_text:
+            self.text_proj = nn.Sequential(nn.LayerNorm(TEXT_STATE_DIM),
+                                           nn.Linear(TEXT_STATE_DIM, hidden), nn.GELU(),
+                                           nn.Linear(hidden, hidden))
+            if cfg.aux_target_weight > 0:
+                self.text_pool = AttentionPool(TEXT_STATE_DIM, hidden)
         if cfg.film:
             self.add_film()
 
@@ -91,13 +146,39 @@ class VLAModel(nn.Module):
         if not widths:
             raise PolicyError("film needs a single convolutional vision tower (bit or resnet)")
         hidden = self.lm.config.hidden_size
+        where = dict(device=self.projector[0].weight.device, dtype=self.projector[0].weight.dtype)
         gens = nn.ModuleList(nn.Linear(hidden, 2 * w) for w in widths)
         for g in gens:
             nn.init.zeros_(g.weight)
             nn.init.zeros_(g.bias)
-        self.film = gens.to(device=self.projector[0].weight.device,
-                            dtype=self.projector[0].weight.dtype)
+        self.film = gens.to(**where)
+        if self.cfg.pretrained_text and self.text_pool is None:
+            self.text_pool = AttentionPool(TEXT_STATE_DIM, hidden).to(**where)
         self.cfg.film = True
+
+    # --- the pretrained text encoder ------------------------------------------------------------
+    @property
+    def text_encoder(self) -> Any:
+        """The frozen ``perception.text_encoder.TextEncoder`` this model reads (process-wide: the
+        installed package's shared instance, or the checkpoint's bundled copy); never a submodule,
+        so its 22.7 M parameters are neither saved nor trained with the policy."""
+        from perception.text_encoder import shared_text_encoder, text_encoder_from
+
+        if not self.cfg.pretrained_text:
+            raise PolicyError("this policy reads learned token ids; it has no pretrained text encoder")
+        if self.text_encoder_dir is not None:
+            return text_encoder_from(self.text_encoder_dir)
+        return shared_text_encoder()
+
+    def encode_text(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Instructions -> what ``embed_prefix`` reads: left-padded token ids ``[B, L]`` (int64)
+        or, with a pretrained text encoder, its token states ``[B, L, 384]`` (float32; each
+        distinct string encoded once per process), and the mask ``[B, L]``."""
+        from policy.processor import encode_instruction_states, encode_instructions
+
+        if self.cfg.pretrained_text:
+            return encode_instruction_states(texts, self.text_encoder, self.cfg.max_text_tokens)
+        return encode_instructions(texts, self.text_tokenizer, self.cfg.max_text_tokens)
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -113,10 +194,19 @@ class VLAModel(nn.Module):
                                           cfg.vision_hidden, cfg.vision_layers,
                                           num_heads=max(1, cfg.vision_hidden // 32))
         # Dedicated action tokens after the text vocabulary: the LM's table grows by n_bins.
+        text_encoder_id = None
+        if cfg.pretrained_text:
+            from perception.text_encoder import encoder_id
+
+            text_encoder_id = encoder_id().to_dict()  # the installed package, or a one-line error
         if cfg.lm_path:
             text_tok = PretrainedTokenizer.load(cfg.lm_path)
             lm = build_lm(text_tok.vocab_size + cfg.n_bins, pretrained=cfg.lm_path)
             cfg.lm_family = lm.config.model_type
+        elif cfg.pretrained_text:  # instructions arrive as encoder states: only action tokens
+            text_tok = None
+            lm = build_lm(cfg.n_bins,
+                          tiny=TinyLM(cfg.lm_family, cfg.lm_hidden, cfg.lm_layers, cfg.lm_heads))
         else:
             text_tok = instruction_tokenizer(instructions, cfg.text_vocab_size)
             lm = build_lm(text_tok.vocab_size + cfg.n_bins,
@@ -124,19 +214,40 @@ class VLAModel(nn.Module):
         if state_stats is None:
             cfg.use_state = False
         return cls(cfg, vision, lm, text_tok, ActionTokenizer(action_stats, cfg.n_bins),
-                   state_stats)
+                   state_stats, text_encoder_id)
 
     # --- inputs ---------------------------------------------------------------------------------
-    def embed_prefix(self, images: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
+    def embed_prefix(self, images: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                      state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``images`` [B, C, 3, S, S] in [0,1]; ``text_ids``/``text_mask`` [B, L] left-padded."""
+        """``images`` [B, C, 3, S, S] in [0,1]; ``text`` [B, L] token ids, or ``[B, L, 384]``
+        pretrained token states (``text_encoder="minilm"``; see ``encode_text``), and
+        ``text_mask`` [B, L], left-padded."""
+        return self._prefix(images, text, text_mask, state)[:2]
+
+    def _text_condition(self, tokens: torch.Tensor, text: torch.Tensor,
+                        text_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per instruction for FiLM and the aux head: the attention pooling of the
+        pretrained states, or the mean of the learned token embeddings (the shipped behaviour)."""
+        if self.text_pool is not None:
+            return self.text_pool(text.to(tokens.dtype), text_mask)
+        weights = text_mask.to(tokens.dtype).unsqueeze(-1)
+        return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # mean over real tokens
+
+    def _prefix(self, images: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                state: torch.Tensor | None, want_cond: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``embed_prefix`` plus the instruction's condition vector (None unless FiLM reads it or
+        ``want_cond``: the aux head's, in training)."""
         b, n_cam = images.shape[:2]
-        text = self.lm.get_input_embeddings()(text_ids)
+        if self.text_proj is not None:
+            tokens = self.text_proj(text.to(self.projector[0].weight.dtype))
+        else:
+            tokens = self.lm.get_input_embeddings()(text)
+        needs_cond = self.film is not None or want_cond
+        text_cond = self._text_condition(tokens, text, text_mask) if needs_cond else None
         modulate = None
         if self.film is not None:
-            weights = text_mask.to(text.dtype).unsqueeze(-1)
-            cond = (text * weights).sum(1) / weights.sum(1).clamp(min=1.0)  # mean over real tokens
-            cond = cond.repeat_interleave(n_cam, dim=0)  # one row per (sample, camera) image
+            cond = text_cond.repeat_interleave(n_cam, dim=0)  # one row per (sample, camera) image
             film = self.film
 
             def modulate(i: int, x: torch.Tensor) -> torch.Tensor:
@@ -144,13 +255,13 @@ class VLAModel(nn.Module):
                 return x * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         feats = self.vision(images.flatten(0, 1), modulate)  # [B*C, N, Dv]
         patches = self.projector(feats).view(b, n_cam, feats.shape[1], -1) + self.camera_embed
-        parts = [text, patches.flatten(1, 2)]
+        parts = [tokens, patches.flatten(1, 2)]
         masks = [text_mask, text_mask.new_ones(b, n_cam * feats.shape[1])]
         if self.state_proj is not None:
             parts.append(self.state_proj(state).unsqueeze(1))
             masks.append(text_mask.new_ones(b, 1))
         embeds = torch.cat(parts, dim=1)
-        return embeds, torch.cat(masks, dim=1)
+        return embeds, torch.cat(masks, dim=1), text_cond
 
     def _run_lm(self, embeds: torch.Tensor, mask: torch.Tensor, past: Any = None,
                 position_ids: torch.Tensor | None = None, use_cache: bool = False) -> Any:
@@ -171,16 +282,19 @@ class VLAModel(nn.Module):
         return F.linear(hidden, weight, bias)
 
     # --- training -------------------------------------------------------------------------------
-    def forward(self, images: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor,
+    def forward(self, images: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 state: torch.Tensor | None, target_bins: torch.Tensor,
                 target_norm: torch.Tensor | None = None,
                 aux_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Loss and predictions for ``target_bins`` [B, 7K] (and normalised targets for l1).
 
+        ``text`` is what ``embed_prefix`` reads (ids, or pretrained token states).
         ``aux_target`` [B, 6] (see :func:`policy.data.target_features`) adds the auxiliary
         grounding loss, weighted by ``cfg.aux_target_weight``, when the model has its head.
         """
-        prefix, mask = self.embed_prefix(images, text_ids, text_mask, state)
+        aux_reads_text = (self.aux_head is not None and aux_target is not None
+                          and self.cfg.pretrained_text)
+        prefix, mask, text_cond = self._prefix(images, text, text_mask, state, aux_reads_text)
         b, p = mask.shape
         m = self.cfg.num_action_tokens
         if self.cfg.decoding == "parallel":
@@ -206,8 +320,10 @@ class VLAModel(nn.Module):
             out["pred_bins"] = logits.argmax(-1)
         out["accuracy"] = (out["pred_bins"] == target_bins).float().mean()
         if self.aux_head is not None and aux_target is not None:
-            aux = F.smooth_l1_loss(self.aux_head(hidden[:, p - 1]).float(), aux_target.float(),
-                                   beta=0.1)
+            probe = hidden[:, p - 1]
+            if self.cfg.pretrained_text:
+                probe = torch.cat([probe, text_cond.to(probe.dtype)], dim=-1)
+            aux = F.smooth_l1_loss(self.aux_head(probe).float(), aux_target.float(), beta=0.1)
             out["aux_loss"] = aux.detach()
             out["loss"] = out["loss"] + self.cfg.aux_target_weight * aux
         return out
@@ -269,7 +385,7 @@ class VLAModel(nn.Module):
         ids = self.lm.generate(inputs_embeds=prefix, attention_mask=mask, max_new_tokens=n_tokens,
                                min_new_tokens=n_tokens, do_sample=False, num_beams=1,
                                logits_processor=LogitsProcessorList([_OnlyActions()]),
-                               pad_token_id=self.text_tokenizer.pad_id)
+                               pad_token_id=self.text_tokenizer.pad_id if self.text_tokenizer else 0)
         return (ids[:, -n_tokens:] - self.action_offset).clamp(0, self.cfg.n_bins - 1)
 
     def decode(self, prefix: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -301,12 +417,15 @@ class VLAModel(nn.Module):
 
     # --- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None,
-                        write_extra: Callable[[Path], None] | None = None) -> Path:
+                        write_extra: Callable[[Path], None] | None = None,
+                        bundle_text_encoder: bool = False) -> Path:
         """Write weights, config, tokenizer and statistics to a temp dir, then rename into place
         (``common.atomic.atomic_dir``).
 
         ``extra`` adds keys to config.json; ``write_extra(tmp_dir)`` adds files (optimizer state)
-        before the rename, so they are part of the same all-or-nothing commit.
+        before the rename, so they are part of the same all-or-nothing commit. A pretrained text
+        encoder is referenced by its id in config.json; ``bundle_text_encoder`` also copies its
+        files into ``text_encoder/`` (91 MB), for a directory that loads without the package.
         """
         from safetensors.torch import save_file
 
@@ -315,15 +434,29 @@ class VLAModel(nn.Module):
             config = {"vla": self.cfg.to_dict(), "vision": self.vision.config_dict(),
                       "lm": lm_config_dict(self.lm), "action_offset": self.action_offset,
                       "format": "embodied-vla/1", **(extra or {})}
+            if self.cfg.pretrained_text:
+                config["text_encoder"] = dict(self.text_encoder_id)
             (tmp / "config.json").write_text(json.dumps(config, indent=2))
             stats = {"action": self.action_tokenizer.to_dict(), "state": self.state_stats}
             (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
-            self.text_tokenizer.save(tmp / "tokenizer")
+            if self.text_tokenizer is not None:
+                self.text_tokenizer.save(tmp / "tokenizer")
+            if bundle_text_encoder:
+                self.bundle_text_encoder(tmp)
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(_untie(state), str(tmp / "model.safetensors"))
             if write_extra is not None:
                 write_extra(tmp)
         return directory
+
+    def bundle_text_encoder(self, directory: str | Path) -> None:
+        """Copy this model's pretrained text encoder into ``directory/text_encoder``."""
+        from perception.text_encoder import bundle
+
+        if not self.cfg.pretrained_text:
+            raise PolicyError("--bundle-text-encoder: this policy has no pretrained text encoder "
+                              "(train with --text-encoder minilm)")
+        bundle(Path(directory) / TEXT_ENCODER_DIR, source=self.text_encoder_dir)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, merge_lora: bool = False) -> "VLAModel":
@@ -345,15 +478,23 @@ class VLAModel(nn.Module):
         # matched against the weights' header on the meta device, before anything is allocated.
         cfg = check_config(config, directory)
         check_stats(stats, cfg, directory)
-        text_tok = load_tokenizer(directory / "tokenizer")
+        # A pretrained text encoder is checked against the installed one (or the bundled copy)
+        # now, before any weights are read: a mismatch is one line naming both.
+        encoder_dir = check_text_encoder(config, directory) if cfg.pretrained_text else None
+        text_tok = None
+        if (directory / "tokenizer").exists():
+            text_tok = load_tokenizer(directory / "tokenizer")
+        elif not cfg.pretrained_text or cfg.lm_path:
+            raise PolicyError(f"checkpoint {directory} is missing tokenizer")
         weights_path = directory / "model.safetensors"
         shapes = read_weight_shapes(weights_path)
         with torch.device("meta"):
-            skeleton = cls._assemble(dataclasses.replace(cfg), config, stats, text_tok, directory)
+            skeleton = cls._assemble(dataclasses.replace(cfg), config, stats, text_tok, directory,
+                                     encoder_dir)
         state = skeleton.state_dict()
         check_weights(state, shapes, weights_path, {k for k in state if _is_tied(skeleton, k)})
         del skeleton, state
-        model = cls._assemble(cfg, config, stats, text_tok, directory)
+        model = cls._assemble(cfg, config, stats, text_tok, directory, encoder_dir)
         try:
             weights = load_file(str(weights_path))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
@@ -368,8 +509,8 @@ class VLAModel(nn.Module):
         return model.eval()
 
     @classmethod
-    def _assemble(cls, cfg: VLAConfig, config: dict, stats: dict, text_tok: Tokenizer,
-                  directory: Path) -> "VLAModel":
+    def _assemble(cls, cfg: VLAConfig, config: dict, stats: dict, text_tok: Tokenizer | None,
+                  directory: Path, encoder_dir: Path | None = None) -> "VLAModel":
         """The architecture of a checked config (on the current default device), adapters added."""
         where = directory / "config.json"
         try:
@@ -381,7 +522,7 @@ class VLAModel(nn.Module):
         except Exception as exc:  # noqa: BLE001 - e.g. an unknown model_type
             raise PolicyError(f"{where}: field 'lm' cannot be built: {_first_line(exc)}") from None
         model = cls(cfg, vision, lm, text_tok, ActionTokenizer.from_dict(stats["action"]),
-                    stats.get("state"))
+                    stats.get("state"), config.get("text_encoder"), encoder_dir)
         if cfg.lora_rank:
             model.add_lora(cfg.lora_rank, cfg.lora_alpha)
         return model

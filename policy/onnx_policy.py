@@ -10,6 +10,11 @@ used when the installed onnxruntime has them, the CPU otherwise)::
     policy = OnnxPolicy.from_export("exports/vla-default")       # or precision="int8"
     actions = policy.predict_chunk([obs], ["pick up the red cube"])
 
+An export of a checkpoint conditioned on the pretrained text encoder (``text_encoder="minilm"``)
+carries the encoder as a second graph: each distinct instruction is tokenised (``tokenizers``) and
+run through it once, its token states kept in an exact-string LRU cache, so every later step of an
+episode costs a lookup; ``text_forward_calls`` counts the encoder runs.
+
 The fp32 graph gives the torch policy's actions to the bit (the same closed-loop episodes). The
 int8 graph quantises activations per tensor over the whole batch, so a robot's actions depend
 slightly on what else is in its batch (up to 0.04 normalised units between batch 1 and 5 on the
@@ -19,6 +24,7 @@ shipped checkpoint); fp32 does not.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,11 +32,12 @@ import numpy as np
 
 from policy.base import BasePolicy, Observation
 from policy.errors import PolicyError
-from policy.export import read_manifest
-from policy.inputs import InputSpec, prepare_inputs
+from policy.export import read_manifest, text_tokenizer
+from policy.inputs import InputSpec, check_instructions, pad_token_states, prepare_inputs
 
 # Preferred first; ONNX Runtime assigns each node to the first provider that can run it.
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+TEXT_CACHE_SIZE = 4096  # distinct instructions kept (perception.text_encoder.CACHE_SIZE)
 
 
 def select_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
@@ -82,7 +89,6 @@ class OnnxPolicy(BasePolicy):
                                     use_state=bool(spec["use_state"]),
                                     state_dim=int(spec["state_dim"] or 0),
                                     state_stats=stats.get("state"))
-        self.tokenizer = load_tokenizer(self.directory / "tokenizer")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
@@ -90,6 +96,24 @@ class OnnxPolicy(BasePolicy):
         self.providers = select_providers(ort.get_available_providers(), providers)
         self.session = ort.InferenceSession(str(self.directory / graphs[precision]), options,
                                             providers=self.providers)
+        # The instruction: token ids of the checkpoint's tokenizer, or the pretrained encoder's
+        # token states from the second graph, once per distinct string.
+        self.tokenizer = None
+        self.text_session = None
+        self.text_forward_calls = 0
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        text = manifest.get("text_encoder")
+        if text is None:
+            self.tokenizer = load_tokenizer(self.directory / "tokenizer")
+        else:
+            try:
+                self.text_tokenizer = text_tokenizer(self.directory / text["tokenizer"],
+                                                     int(text["max_tokens"]))
+                self.text_session = ort.InferenceSession(str(self.directory / text["graph"]),
+                                                         options, providers=self.providers)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime and tokenizers raise their own types
+                raise PolicyError(f"export {directory}: its text encoder cannot be loaded: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
 
     @classmethod
     def from_export(cls, directory: str | Path, **kwargs: Any) -> "OnnxPolicy":
@@ -105,7 +129,27 @@ class OnnxPolicy(BasePolicy):
         """One session run for B observations -> actions ``[B, K, 7]`` float32."""
         images, ids, mask, states = prepare_inputs(observations, instructions, self.input_spec,
                                                    self.tokenizer)
-        feed = {"images": np.ascontiguousarray(images), "text_ids": ids, "text_mask": mask}
+        feed = {"images": np.ascontiguousarray(images), "text_mask": mask}
+        if self.text_session is None:
+            feed["text_ids"] = ids
+        else:
+            feed["text_states"], feed["text_mask"] = self.encode_text(instructions)
         if "state" in self.input_names:
             feed["state"] = states
         return self.session.run(["actions"], feed)[0]
+
+    def encode_text(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Left-padded token states ``[B, L, 384]`` and mask of the instructions: the text graph
+        runs once per distinct string (alone, as the torch policy encodes it), then a lookup."""
+        texts = check_instructions(instructions)
+        for text in dict.fromkeys(texts):
+            if text in self._text_cache:
+                self._text_cache.move_to_end(text)
+                continue
+            ids = np.asarray([self.text_tokenizer.encode(text).ids], dtype=np.int64)
+            self._text_cache[text] = self.text_session.run(["states"], {"input_ids": ids})[0][0]
+            self.text_forward_calls += 1
+            while len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
+        return pad_token_states([self._text_cache[t] for t in texts],
+                                self.input_spec.max_text_tokens)

@@ -9,6 +9,11 @@ ensembling) is ``policy.executor.ChunkExecutor``'s job::
     executor = ChunkExecutor(policy)                 # or execution="ensemble"
     executor.reset()                                 # at every episode start
     action = executor.act([obs], [instruction])[0]   # [7], one per control step
+
+A checkpoint conditioned on the pretrained text encoder (``text_encoder="minilm"``) is checked
+against the installed encoder at load (``policy.checkpoint_check.check_text_encoder``); its
+instructions are encoded once per distinct string per process (the encoder's cache), so after an
+episode's first step the instruction costs a lookup, not a forward pass.
 """
 
 from __future__ import annotations
@@ -81,14 +86,19 @@ class Policy(BasePolicy):
     def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
         """One model call for B observations -> actions ``[B, K, 7]`` float32."""
         cfg = self.cfg
+        pretrained = cfg.pretrained_text  # the encoder reads the strings; no ids
         images, ids, mask, states = prepare_inputs(observations, instructions, self.input_spec(),
-                                                   self.model.text_tokenizer)
+                                                   None if pretrained else self.model.text_tokenizer)
+        if pretrained:
+            text, text_mask = self.model.encode_text(instructions)
+            text = text.to(self.device, self.dtype)
+        else:
+            text, text_mask = torch.from_numpy(ids).to(self.device), torch.from_numpy(mask)
         images = to_tensor(resize_images(images, cfg.image_size)).to(self.device, self.dtype)
         state = None
         if states is not None:
             state = normalize_state(states, self.model.state_stats).to(self.device, self.dtype)
-        prefix, pmask = self.model.embed_prefix(images, torch.from_numpy(ids).to(self.device),
-                                                torch.from_numpy(mask).to(self.device), state)
+        prefix, pmask = self.model.embed_prefix(images, text, text_mask.to(self.device), state)
         return self.model.decode(prefix, pmask)
 
     def input_spec(self) -> InputSpec:

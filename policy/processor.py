@@ -3,12 +3,13 @@
 Shared by training (batched from a dataset) and inference (from an env), so both see exactly the
 same resizing, normalisation and padding. Images go through ``perception.image``, the one
 preprocessing every encoder uses; instructions through the checkpoint's ``perception.text``
-tokenizer.
+tokenizer, or (``text_encoder="minilm"``) through the pretrained encoder of
+``perception.text_encoder``, whose per-token states replace the token ids.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,7 +17,11 @@ import torch
 from perception.image import resize_images
 from perception.text import Tokenizer
 from policy.errors import PolicyError
-from policy.inputs import check_image, encode_instruction_ids, stack_images  # noqa: F401 - check_image re-exported
+from policy.inputs import (check_image, check_instructions, encode_instruction_ids,  # noqa: F401 - check_image re-exported
+                           pad_token_states, stack_images)
+
+if TYPE_CHECKING:
+    from perception.text_encoder import TextEncoder
 
 
 def encode_instructions(texts: Sequence[str], tokenizer: Tokenizer,
@@ -25,6 +30,22 @@ def encode_instructions(texts: Sequence[str], tokenizer: Tokenizer,
     (``policy.inputs.encode_instruction_ids``, which every backend shares)."""
     ids, mask = encode_instruction_ids(texts, tokenizer, max_len)
     return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def encode_instruction_states(texts: Sequence[str], encoder: "TextEncoder",
+                              max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pretrained encoder's per-token states, left-padded: float32 ``[B, max_len, 384]`` and
+    mask ``[B, max_len]`` (the layout of ``encode_instructions``, states in place of ids).
+
+    Each distinct string is encoded alone, once per process (the encoder's exact-string cache):
+    a training set's few hundred instructions cost one forward pass each, and every later step of
+    an episode is a lookup. Alone, so that a string's states never depend on the batch it first
+    came in with, and equal what the exported text graph computes for it (batch 1, no padding).
+    """
+    texts = check_instructions(texts)
+    per_text = {t: encoder.encode([t]).states[0].float().cpu().numpy() for t in dict.fromkeys(texts)}
+    states, mask = pad_token_states([per_text[t] for t in texts], max_len)
+    return torch.from_numpy(states), torch.from_numpy(mask)
 
 
 def normalize_state(state: np.ndarray, stats: Mapping[str, Sequence[float]] | None) -> torch.Tensor:

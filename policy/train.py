@@ -5,6 +5,11 @@ resuming (``--resume RUN_DIR``), one process or DDP. Per step: ``grad_accum`` mi
 rank, global batch = ``batch_size`` split evenly over ranks, AdamW, linear warm-up then cosine decay.
 A run directory holds ``config.json``, ``metrics.jsonl``, ``curve.png``, ``checkpoints/step_N/``
 (model + optimizer + sampler position) and the final ``checkpoint/``.
+
+``--text-encoder minilm`` conditions the policy on the frozen pretrained MiniLM: every distinct
+instruction of the dataset is encoded once, before the first step, into a table of token states
+indexed by task like the token ids are, so a step costs what it costs with learned tokens (plus
+the 384 -> hidden projection); the encoder itself never trains.
 """
 
 from __future__ import annotations
@@ -110,7 +115,6 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
 
     from policy.data import StreamSampler, check_dataset_stats, load_frames, make_batch
     from policy.modeling_vla import VLAModel
-    from policy.processor import encode_instructions
     from common.runs import RunLog
 
     rank, world, device = _dist_setup(cfg.device)
@@ -138,8 +142,13 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     torch.manual_seed(cfg.seed)
     if cfg.init:  # cameras and sizes come from the checkpoint being fine-tuned
         add_film = model_cfg.film  # the one model flag that applies on top of a checkpoint
+        wanted_text = model_cfg.text_encoder
         model_cfg = VLAModel.from_pretrained(cfg.init).cfg
         model_cfg.film = model_cfg.film or add_film
+        if wanted_text != "none" and wanted_text != model_cfg.text_encoder:
+            raise PolicyError(f"--text-encoder {wanted_text}: the checkpoint {cfg.init} reads "
+                              f"text_encoder={model_cfg.text_encoder!r}; its instruction tokens "
+                              "cannot be swapped by fine-tuning, train a new policy instead")
     model_cfg.state_dim = int(np.asarray(dataset.stats["observation.state"]["mean"]).shape[0]) \
         if "observation.state" in dataset.stats else 0
     first = dataset.episode(0)
@@ -171,8 +180,13 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
                                                  "world_size": world})
         run_dir = Path(_broadcast(str(run_dir) if run_dir else "", world))
     model.to(device)
-    tok = model.text_tokenizer
-    text_ids, text_mask = encode_instructions(table.instructions, tok, model.cfg.max_text_tokens)
+    # Every distinct instruction once: token ids, or the pretrained encoder's token states (one
+    # MiniLM pass each, here and never again); make_batch indexes them by task.
+    t_text = time.perf_counter()
+    text_ids, text_mask = model.encode_text(table.instructions)
+    if model.cfg.pretrained_text and rank == 0:
+        print(f"text encoder {model.cfg.text_encoder}: {len(table.instructions)} distinct "
+              f"instructions encoded in {time.perf_counter() - t_text:.2f} s", flush=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -208,7 +222,8 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
                 torch.save({"optimizer": optim.state_dict(), "scheduler": sched.state_dict()},
                            tmp / "optimizer.pt")
 
-        model.save_pretrained(target, write_extra=extra)
+        model.save_pretrained(target, write_extra=extra,
+                              bundle_text_encoder=final and cfg.bundle_text_encoder)
 
     last = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
     for step in range(start_step, last):

@@ -44,6 +44,7 @@ class TrainConfig:
     stop_after: int = field(default=0, metadata={"help": "stop at this step although the schedule spans --steps (time-boxed runs; resume later)"})
     save_every: int = field(default=500, metadata={"help": "checkpoint every N steps (and at the end)"})
     log_every: int = field(default=25, metadata={"help": "metrics line every N steps"})
+    bundle_text_encoder: bool = field(default=False, metadata={"help": "with --text-encoder minilm: copy the encoder's files (91 MB) into the final checkpoint, so it loads where the package is not installed; off by default: the checkpoint names the encoder (package, version, weight hash) and stays small"})
     seed: int = field(default=0, metadata={"help": "model init, data order and augmentation"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads; 1 because oversubscribed cores on a shared 2-core box run 5x slower (0 = torch default)"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda"})
@@ -57,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        skip=[f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SOURCE])
     add_dataclass_args(parser, TrainConfig, skip=_SOURCE)
     group = parser.add_argument_group("model (ignored with --init/--resume, except --film, which "
-                                      "adds FiLM to the checkpoint being fine-tuned)")
+                                      "adds FiLM to the checkpoint being fine-tuned; "
+                                      "--text-encoder minilm conditions on pretrained MiniLM)")
     add_dataclass_args(group, VLAConfig, skip=_DERIVED)
     # older spellings, accepted for one release
     group.add_argument("--vision", dest="vision_path", default=None, help=argparse.SUPPRESS)
