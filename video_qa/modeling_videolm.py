@@ -17,6 +17,13 @@ positions start right after the frames, so each turn is exactly the single-quest
 model answers at inference, and no question can read another's answer.
 
 The loss covers the answer and ``<eos>`` only.
+
+The LM (``perception.lm``): the tiny Llama trained here in full, or a pretrained base (``--lm
+smollm2`` or ``--lm-path``) under LoRA with its own tokenizer, whose new prompt-special rows train
+beside the adapters. A pretrained base's checkpoint is adapter-only: ``model.safetensors`` holds
+every tensor but the base LM's frozen weights, and ``config.json`` names the base
+(``perception.pretrained_lm.BaseId``), which loading rebuilds (from the cache), checks and wraps
+again before the saved tensors go in.
 """
 
 from __future__ import annotations
@@ -32,13 +39,15 @@ from torch import nn
 
 from common.atomic import atomic_dir
 from perception.image import preprocess_images
-from perception.lm import LoRA, TinyLM, add_lora, build_lm, cache_kwarg, cache_of, lm_config_dict
+from perception.errors import PerceptionError
+from perception.lm import (LoRA, TinyLM, add_lora, base_weight_names, build_lm, cache_kwarg, cache_of,
+                           lm_config_dict)
 from perception.text import FILE_NAME as TOKENIZER_NAME, Tokenizer, load_tokenizer, truncate_utf8
-from video_qa.configuration_videolm import VideoLMConfig
+from video_qa.configuration_videolm import TINY_LM_LAYERS, VideoLMConfig
 from video_qa.errors import VideoQAError
 from video_qa.labels import AUX_LABELS, CELL_CLASSES, SPATIAL_LABELS
 from video_qa.modeling_pooling import MeanPooling, TokenMining
-from video_qa.processor_videolm import new_tokenizer
+from video_qa.processor_videolm import new_specials, tokenizer_for
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -56,24 +65,61 @@ def _build_vision(cfg: VideoLMConfig, vision_state: dict[str, Any] | None):
                                 num_layers=cfg.vision_layers, num_heads=cfg.vision_heads)
 
 
-def _build_lm(cfg: VideoLMConfig, vocab_size: int, lm_state: dict[str, Any] | None
+def _build_lm(cfg: VideoLMConfig, tokenizer: Tokenizer, lm_state: dict[str, Any] | None
               ) -> tuple[nn.Module, dict[str, Any]]:
-    """(LM, the architecture to save): a tiny Llama from ``cfg`` (trained fully), a local
-    pretrained LM wrapped with LoRA, or a saved architecture (``lm_state``) rebuilt for its
-    weights; all through ``perception.lm``."""
+    """(LM, the architecture to save), all through ``perception.lm``: a pretrained base under LoRA
+    (new, from ``cfg``; or saved, ``lm_state["base"]``, rebuilt and checked), a tiny Llama from
+    ``cfg`` (trained fully), or a saved full architecture (``lm_state["config"]``: the tiny LM, or
+    a pretrained one saved whole before checkpoints became adapter-only)."""
+    if lm_state is not None and "base" in lm_state:
+        return _pretrained_lm(lm_state), lm_state
     if lm_state is not None:
-        lm, lora = build_lm(config=lm_state["config"]), bool(lm_state["lora"])
-    elif cfg.lm_path:  # its embedding table is resized to our tokenizer, which replaces its own
-        lm, lora = build_lm(vocab_size, pretrained=cfg.lm_path), True
-    else:
-        lm, lora = build_lm(vocab_size, tiny=TinyLM("llama", cfg.lm_hidden, cfg.lm_layers, cfg.lm_heads,
-                                                    cfg.lm_intermediate, cfg.max_positions)), False
-    arch = {"config": lm_config_dict(lm), "lora": lora}
-    if lora:  # a new vocabulary: its embeddings and output head must train too, not only adapters
-        lm = add_lora(lm, LoRA(cfg.lora_rank, cfg.lora_alpha,
-                               target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
-                               modules_to_save=("embed_tokens", "lm_head")))
-    return lm, arch
+        lm = build_lm(config=lm_state["config"])
+        if lm_state["lora"]:  # that older layout: attention adapters, our vocabulary trained in full
+            lm = add_lora(lm, LoRA(cfg.lora_rank, cfg.lora_alpha, target_modules=cfg.lora_target_modules,
+                                   modules_to_save=("embed_tokens", "lm_head")))
+        return lm, lm_state
+    source = cfg.pretrained_lm
+    if source:
+        from perception.pretrained_lm import base_id
+
+        try:
+            ident = base_id(source)
+        except PerceptionError as exc:
+            raise VideoQAError(str(exc)) from None
+        own = new_specials(tokenizer)  # its own vocabulary: only our new rows train
+        targets = cfg.lora_target_modules
+        arch = {"base": ident.to_dict(), "layers": cfg.lm_layers, "vocab_size": tokenizer.vocab_size,
+                "lora": {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
+                         "targets": targets if isinstance(targets, str) else list(targets),
+                         "trainable_tokens": own,
+                         # a vocabulary of ours: its embeddings and output head learn in full
+                         "modules_to_save": [] if own else ["embed_tokens", "lm_head"]}}
+        return _pretrained_lm(arch, check=False), arch
+    lm = build_lm(tokenizer.vocab_size, tiny=TinyLM("llama", cfg.lm_hidden, cfg.lm_layers or TINY_LM_LAYERS,
+                                                    cfg.lm_heads, cfg.lm_intermediate, cfg.max_positions))
+    return lm, {"config": lm_config_dict(lm), "lora": False}
+
+
+def _pretrained_lm(arch: dict[str, Any], check: bool = True) -> nn.Module:
+    """The base ``arch`` names (its cache entry or directory), cut to its saved depth, grown to its
+    vocabulary and wrapped with its LoRA; with ``check``, refused in one line unless the installed
+    base is the one it names."""
+    from perception.pretrained_lm import base_id
+
+    saved, lora = arch["base"], arch["lora"]
+    try:
+        if check:
+            base_id(saved["name"]).check(saved)
+        targets = lora["targets"] if isinstance(lora["targets"], str) else tuple(lora["targets"])
+        return build_lm(arch["vocab_size"], pretrained=saved["name"], layers=arch["layers"],
+                        lora=LoRA(lora["rank"], lora["alpha"], target_modules=targets,
+                                  modules_to_save=tuple(lora["modules_to_save"]),
+                                  trainable_tokens=tuple(lora["trainable_tokens"])))
+    except PerceptionError as exc:
+        raise VideoQAError(str(exc)) from None
+    except (KeyError, TypeError) as exc:
+        raise VideoQAError(f"the checkpoint's base LM entry is incomplete ({exc}); retrain it") from None
 
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -105,12 +151,12 @@ class VideoLM(nn.Module):
                  _arch: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tokenizer = tokenizer or new_tokenizer(cfg.tokenizer, cfg.bpe_vocab)
+        self.tokenizer = tokenizer or tokenizer_for(cfg)
         arch = _arch or {}
         self.vision = _build_vision(cfg, arch.get("vision"))
-        self.lm, self._lm_arch = _build_lm(cfg, self.tokenizer.vocab_size, arch.get("lm"))
+        self.lm, self._lm_arch = _build_lm(cfg, self.tokenizer, arch.get("lm"))
         dv = self.vision.out_dim
-        dl = self.lm.get_input_embeddings().embedding_dim
+        dl = self.lm.config.hidden_size
         if cfg.pooling == "mining":
             self.pool: nn.Module = TokenMining(dv, cfg.tokens_per_frame, cfg.mining_heads,
                                                cfg.mining_iters)
@@ -368,20 +414,34 @@ class VideoLM(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         """config.json + model.safetensors + the tokenizer (``perception.text``'s files), built in a
         temporary directory that replaces ``directory`` whole once complete (removed on failure),
-        so a crash never leaves a half-written checkpoint under the final name."""
-        from safetensors.torch import save_model
+        so a crash never leaves a half-written checkpoint under the final name. With a pretrained
+        base the weights file leaves the base's frozen weights out (:meth:`_base_keys`)."""
+        from safetensors.torch import save_file, save_model
 
         meta = {"video_lm": self.cfg.to_dict(), "vision": self.vision.config_dict(),
                 "lm": self._lm_arch}
         with atomic_dir(directory) as tmp:
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-            save_model(self, str(tmp / WEIGHTS_NAME))
+            skip = self._base_keys()
+            if skip:  # clones: a tied output head shares its trainable rows with the input embedding
+                save_file({k: v.detach().clone().contiguous() for k, v in self.state_dict().items()
+                           if k not in skip}, str(tmp / WEIGHTS_NAME))
+            else:
+                save_model(self, str(tmp / WEIGHTS_NAME))
             self.tokenizer.save(tmp)
         return Path(directory)
 
+    def _base_keys(self) -> set[str]:
+        """``state_dict`` keys an adapter-only checkpoint leaves out: the pretrained base's frozen
+        weights, which loading rebuilds from the base itself (none for the tiny LM, and none for
+        the older full layout)."""
+        if "base" not in self._lm_arch:
+            return set()
+        return {f"lm.{k}" for k in base_weight_names(self.lm)}
+
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "VideoLM":
-        from safetensors.torch import load_model
+        from safetensors.torch import load_file, load_model
 
         directory = Path(directory)
         if not directory.is_dir():
@@ -395,7 +455,15 @@ class VideoLM(nn.Module):
         model = cls(cfg, load_tokenizer(directory), _arch={"vision": meta["vision"],
                                                               "lm": meta["lm"]})
         try:
-            load_model(model, str(directory / WEIGHTS_NAME), device=map_location)
+            if model._base_keys():
+                state = load_file(str(directory / WEIGHTS_NAME), device=map_location)
+                absent, unexpected = model.load_state_dict(state, strict=False)
+                absent = sorted(set(absent) - model._base_keys())
+                if absent or unexpected:
+                    raise RuntimeError("Error(s) in loading state_dict:\n"
+                                       f"missing {absent[:3]}, unexpected {sorted(unexpected)[:3]}")
+            else:
+                load_model(model, str(directory / WEIGHTS_NAME), device=map_location)
         except RuntimeError as exc:  # the weights name other parameters than this code builds
             first = str(exc).strip().splitlines()
             detail = first[1].strip() if len(first) > 1 else first[0] if first else ""

@@ -11,6 +11,11 @@ to spell names out of letters before it can look them up in the frames, and with
 did not (video_qa/README.md); ``"byte"`` (plain UTF-8 bytes) is the other choice. Both round-trip
 any language; words the merges never saw fall back to smaller pieces down to single bytes.
 
+A pretrained LM (``--lm smollm2``, or ``--lm-path`` with tokenizer files) keeps its own tokenizer,
+so every pretrained id keeps its embedding: its BOS/EOS/padding play those roles and only
+:data:`PROMPT_SPECIALS` (plus ``<bos>``/``<eos>`` where it has none) are added after its
+vocabulary, as new embedding rows that train beside the LoRA adapters (:func:`tokenizer_for`).
+
 One row per clip: ``<bos> {frames} q1 <sep> a1 <eos> q2 <sep> a2 <eos> ...``; ``turns`` marks
 which question a token belongs to (0 the shared frames, -1 padding) so the model's block mask lets
 each turn see the frames and itself only, and every turn's positions restart after the frames.
@@ -26,9 +31,33 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from perception.text import Tokenizer, byte_tokenizer, train_bpe, truncate_utf8
+from perception.text import PretrainedTokenizer, Tokenizer, byte_tokenizer, train_bpe, truncate_utf8
 
 SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<frame>", "<time>", "<sep>", "<text>")
+PROMPT_SPECIALS: tuple[str, ...] = ("<frame>", "<time>", "<sep>", "<text>")  # added to a pretrained vocabulary
+
+
+def tokenizer_for(cfg: Any) -> Tokenizer:
+    """A new model's tokenizer: the pretrained LM's own plus :data:`PROMPT_SPECIALS` when it has
+    one (``cfg.pretrained_lm``), else :func:`new_tokenizer` (``cfg.tokenizer``)."""
+    from perception.pretrained_lm import has_tokenizer, pretrained_tokenizer
+
+    source = cfg.pretrained_lm
+    if not source or not has_tokenizer(source):
+        return new_tokenizer(cfg.tokenizer, cfg.bpe_vocab)
+    tok = pretrained_tokenizer(source)
+    roles = [t for t, have in (("<bos>", tok.bos_id), ("<eos>", tok.eos_id)) if have is None]
+    tok.add_specials([*PROMPT_SPECIALS, *roles], bos="<bos>", eos="<eos>")
+    return tok
+
+
+def new_specials(tok: Tokenizer) -> list[int]:
+    """Ids of the specials :func:`tokenizer_for` gave a pretrained vocabulary: the embedding rows
+    its LM trains beside the adapters (its own BOS/EOS/padding keep their pretrained rows)."""
+    if not isinstance(tok, PretrainedTokenizer):
+        return []
+    specials = tok.specials
+    return [specials[s] for s in (*PROMPT_SPECIALS, "<bos>", "<eos>") if s in specials]
 
 
 def new_tokenizer(kind: str, bpe_vocab: int) -> Tokenizer:

@@ -101,6 +101,10 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
         raise VideoQAError(f"no training questions in {cfg.data_dir}")
     run_dir = Path(run_dir) if run_dir else new_run_dir("train_qa", cfg.runs_root)
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if model_cfg.pretrained_lm:  # dequantized once into the cache: say so, it takes a while
+        from perception.pretrained_lm import resolve_lm
+
+        resolve_lm(model_cfg.pretrained_lm, log=log)
     if cfg.init:
         model = warm_start(cfg.init, model_cfg, log).to(device)
     else:
