@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "ros": "bench.ros_bench",
     "world": "bench.world_bench",
     "realtime": "bench.realtime_bench",
+    "billiards-physics": "bench.billiards_physics_bench",
 }
 
 

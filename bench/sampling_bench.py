@@ -29,6 +29,7 @@ QUESTIONS = {  # event kind -> the question the query sampler is asked
     "ball_ball": "when do two balls collide",
     "cushion": "when does a ball hit a cushion",
     "pot": "when does a ball drop into a pocket",
+    "off_table": "when does a ball leave the table",
     "close": "when does the gripper close on the object",
     "lift": "when is the object lifted",
     "descend": "when does the arm move down to the object",
@@ -39,6 +40,7 @@ CAPTIONS = {  # event kind -> caption of frames near such an event
     "ball_ball": "two balls collide",
     "cushion": "a ball hits a cushion",
     "pot": "a ball drops into a pocket",
+    "off_table": "a ball leaves the table",
 }
 
 

@@ -15,7 +15,9 @@ import numpy as np
 # Version 2: frames at 128 px wide (at 64 px a billiards ball was one pixel and several colours
 # vanished into the felt) and per-frame image positions of every object and ball (dense labels
 # for the frame encoder). A cached clip of an older version is simulated again, never mixed in.
-DATA_VERSION = 2
+# Version 3: the billiards physics of issue 25 (impulse ball-ball and cushion collisions, cloth
+# friction with mu_roll 0.01, off-table events): shots unfold differently.
+DATA_VERSION = 3
 
 # ---------------------------------------------------------------------------- simulation
 def _project_uv(K: np.ndarray, cam_to_world: np.ndarray, p: np.ndarray) -> tuple[float, float]:

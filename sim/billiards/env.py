@@ -4,8 +4,8 @@ Action: ``[aim, power]`` (Box float32): aim is the world yaw of the stroke in ra
 toward the right of the overhead picture), power in [0, 1] (cue speed 0.4 .. 4 m/s).
 Observation: a dict with one uint8 image per camera (``cameras``, none when ``cameras=()``),
 ``state`` = ball positions [N*3] float32 in ``ball_names`` order, and ``potted`` [N] (0/1).
-Reward: object balls potted by this shot. Terminated when every object ball is down or the cue
-ball is potted (a scratch); truncated after ``max_shots`` shots. ``info["events"]`` lists the
+Reward: object balls potted by this shot (a ball knocked off the table is out of play, not a
+pot). Terminated when every object ball is out of play or the cue ball is (a scratch); truncated after ``max_shots`` shots. ``info["events"]`` lists the
 shot's events as dicts, ``info["task"] = "billiards"``; ``env.unwrapped.last_shot`` is the full
 ``ShotRecord`` (frames only when ``record_frames``: 640x480 frames of a 5 s shot are ~300 MB).
 """
@@ -82,8 +82,9 @@ class BilliardsEnv(gym.Env):
         newly = self.world.potted & ~before
         cue = self.ball_names.index("cue")
         reward = float(newly.sum() - newly[cue])
-        objects_left = int((~self.world.potted).sum() - (not self.world.potted[cue]))
-        terminated = bool(self.world.potted[cue] or objects_left == 0)
+        out = self.world.out_of_play()
+        objects_left = int((~out).sum() - (not out[cue]))
+        terminated = bool(out[cue] or objects_left == 0)
         truncated = bool(not terminated and self.shots >= self.max_shots)
         info = {"task": self.task, "events": [e.to_dict() for e in self.last_shot.events],
                 "potted": [n for n, p in zip(self.ball_names, newly) if p], "shot": self.shots}

@@ -1,10 +1,15 @@
-"""Shot events from MuJoCo contacts: strike, ball-ball, cushion and pot, one event per touch.
+"""Shot events: strike, ball-ball, cushion, pot and off-table, one event per touch.
 
-Contacts come from ``data.contact`` every physics step. A soft contact can flicker (touching,
-not touching, touching again within a few steps of one collision), so a pair only produces a new
-event after it has been apart for ``debounce`` seconds: one touch = one event. A pot is a ball
-whose centre drops below the cloth (it fell through a pocket opening); the pocket is the one
-whose opening is nearest. Potted balls produce no further events.
+Strikes come from MuJoCo's ``data.contact`` every physics step; ball-ball and ball-cushion
+collisions are not MuJoCo contacts (``collide.py``) and arrive as the step's collisions. A
+soft contact can flicker (touching, not touching, touching again within a few steps of one
+collision), so a pair only produces a new event after it has been apart for ``debounce``
+seconds: one touch = one event.
+
+A pot is a ball whose centre drops below the cloth inside the rails: the only way there is
+through a pocket opening, and the pocket is the one whose opening is nearest. A ball whose
+centre gets over the rails (or beyond), or rides up over a cushion, has left the table: that is
+an "off_table" event, never a pot. Balls out of play produce no further events.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 
 from sim.billiards import table
 
-EVENT_KINDS = ("strike", "ball_ball", "cushion", "pot")
+EVENT_KINDS = ("strike", "ball_ball", "cushion", "pot", "off_table")
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class Event:
     """``kind`` happened at time ``t`` (s, from the start of the shot) between ``a`` and ``b``.
 
     strike: a="cue_stick", b="cue"; ball_ball: a, b = the two balls (in table order);
-    cushion: a=ball, b=cushion name; pot: a=ball, b=pocket name.
+    cushion: a=ball, b=cushion name; pot: a=ball, b=pocket name; off_table: a=ball, b=None.
     """
 
     t: float
@@ -58,21 +63,45 @@ class EventDetector:
             elif name == "cue_tip":
                 self._role[g] = ("tip", "cue_stick")
         self._order = {n: i for i, n in enumerate(ball_names)}
-        self._qpos = [int(model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)])
-                      for n in ball_names]
-        self._z = np.array(self._qpos) + 2  # qpos index of each ball's height
+        self._pos3 = np.array([model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n)]
+                               + np.arange(3) for n in ball_names])
+        # Geoms whose MuJoCo contacts can be events (balls and the tip): a ball's contact with the
+        # cloth is not, and a contact needs two such geoms to be classified.
+        self._has_role = np.zeros(model.ngeom, dtype=bool)
+        self._has_role[list(self._role)] = True
+        self._nose_lines = np.array([table.HALF_LENGTH, table.HALF_WIDTH])
+        self._left = np.zeros(len(ball_names), dtype=bool)  # off the table (when no array is passed)
         self._last_seen: dict[tuple[str, str], float] = {}
         self.events: list[Event] = []
 
-    def update(self, data: mujoco.MjData, potted: np.ndarray) -> list[Event]:
-        """Look at the current step; returns (and keeps) the new events. Marks pots in ``potted``."""
+    def update(self, data: mujoco.MjData, potted: np.ndarray,
+               ball_pairs: list[tuple[int, int]] | tuple = (),
+               off_table: np.ndarray | None = None,
+               cushion_hits: list[tuple[int, str]] | tuple = ()) -> list[Event]:
+        """Look at the current step; returns (and keeps) the new events.
+
+        ``ball_pairs``: index pairs of the balls that collided in this step; ``cushion_hits``:
+        (ball index, cushion name) of the balls that met a cushion. Marks pots in
+        ``potted`` and balls that left the table in ``off_table`` (when given).
+        """
         t = float(data.time) - self.t0
+        if off_table is None:
+            off_table = self._left
+        out = potted | off_table
         new: list[Event] = []
-        for g1, g2 in data.contact.geom[: data.ncon].tolist():
-            r1, r2 = self._role.get(g1), self._role.get(g2)
-            if r1 is None or r2 is None:
-                continue
-            event = self._classify(t, r1, r2, potted)
+        found = []
+        if data.ncon:
+            geoms = data.contact.geom[: data.ncon]
+            roles = self._has_role[geoms]
+            keep = roles[:, 0] & roles[:, 1]
+            if keep.any():
+                found = [self._classify(t, self._role[g1], self._role[g2], out)
+                         for g1, g2 in geoms[keep].tolist()]
+        found += [self._classify(t, ("ball", self.ball_names[i]), ("ball", self.ball_names[j]), out)
+                  for i, j in ball_pairs]
+        found += [self._classify(t, ("ball", self.ball_names[i]), ("cushion", name), out)
+                  for i, name in cushion_hits]
+        for event in found:
             if event is None:
                 continue
             key = (event.kind, event.a + "|" + str(event.b))
@@ -80,20 +109,34 @@ class EventDetector:
             self._last_seen[key] = t
             if last is None or t - last > self.debounce:
                 new.append(event)
-        fallen = (data.qpos[self._z] < table.BED_Z - 0.5 * table.BALL_RADIUS) & ~potted
-        for i in np.flatnonzero(fallen):
-            potted[i] = True
-            xy = data.qpos[self._qpos[i]:self._qpos[i] + 2]
-            new.append(Event(t, "pot", self.ball_names[i], table.pocket_of(xy)))
+        p = data.qpos[self._pos3]
+        # Only a ball beyond a cushion line or below the cloth can have been potted or left.
+        beyond = (np.abs(p[:, :2]) > self._nose_lines).any(axis=1)
+        suspect = (beyond | (p[:, 2] < table.BED_Z - 0.5 * table.BALL_RADIUS)) & ~out
+        if suspect.any():
+            x, y, z = p[:, 0], p[:, 1], p[:, 2]
+            over_rail = ((np.abs(x) > table.HALF_LENGTH + table.CUSHION_WIDTH)
+                         | (np.abs(y) > table.HALF_WIDTH + table.CUSHION_WIDTH))
+            above_cushion = beyond & (z > table.BED_Z + 2 * table.BALL_RADIUS)
+            fallen = (z < table.BED_Z - 0.5 * table.BALL_RADIUS) & ~over_rail & suspect
+            left = (over_rail | above_cushion) & suspect & ~fallen
+            for i in np.flatnonzero(fallen):
+                potted[i] = True
+                new.append(Event(t, "pot", self.ball_names[i], table.pocket_of(p[i, :2])))
+            for i in np.flatnonzero(left):
+                off_table[i] = True
+                new.append(Event(t, "off_table", self.ball_names[i]))
         self.events.extend(new)
         return new
 
-    def _classify(self, t: float, r1: tuple[str, str], r2: tuple[str, str],
-                  potted: np.ndarray) -> Event | None:
+    def _classify(self, t: float, r1: tuple[str, str] | None, r2: tuple[str, str] | None,
+                  out: np.ndarray) -> Event | None:
+        if r1 is None or r2 is None:
+            return None
         roles = {r1[0], r2[0]}
         balls = [r[1] for r in (r1, r2) if r[0] == "ball"]
-        if any(potted[self._order[b]] for b in balls):
-            return None  # balls rolling around the catch tray are out of play
+        if any(out[self._order[b]] for b in balls):
+            return None  # potted balls in the catch tray and balls off the table are out of play
         if roles == {"ball"}:
             a, b = sorted(balls, key=self._order.__getitem__)
             return Event(t, "ball_ball", a, b)

@@ -5,7 +5,7 @@ G = O - 2R * (P - O)/|P - O| (touching O on the far side from the pocket). A pot
 when the cut angle between the cue ball's path C->G and the object ball's path O->P is below
 ``max_cut``, both paths are clear of other balls, G lies on the cloth, and a middle pocket is
 approached steeply enough to drop. The easiest feasible pot (small cut, short distances) wins.
-Power comes from a simple energy budget with the table's measured rolling deceleration, so the
+Power comes from a simple energy budget with the table's rolling deceleration, so the
 object ball reaches the pocket with some pace. When nothing is pottable the player plays a
 plain shot at a random ball (target None). A little Gaussian noise on aim and power makes the
 shots varied; set ``aim_noise_deg=0`` for a perfect player. ``explore`` is the chance of a
@@ -20,7 +20,7 @@ from sim.billiards import table
 from sim.billiards.stroke import SPEED_MAX, SPEED_MIN
 from sim.billiards.world import TableState
 
-ROLL_DECEL = 0.25  # m/s^2, measured: a ball rolling at 1 m/s stops after about 2 m
+ROLL_DECEL = table.ROLL_DECEL  # m/s^2, the cloth's own rolling resistance (one number, in table.py)
 STRIKE_GAIN = 1.35  # cue-ball speed / cue speed at the strike (0.54 kg cue, 0.17 kg ball)
 
 
@@ -49,7 +49,8 @@ class ScriptedPlayer:
     def candidates(self, state: TableState) -> list[tuple[float, float, float, str, str]]:
         """Feasible pots as ``(difficulty, aim, power, ball, pocket)``, easiest first."""
         R = table.BALL_RADIUS
-        pos = {n: state.positions[i, :2] for i, n in enumerate(state.ball_names) if not state.potted[i]}
+        out = state.out_of_play()
+        pos = {n: state.positions[i, :2] for i, n in enumerate(state.ball_names) if not out[i]}
         if "cue" not in pos:
             return []
         c = pos["cue"]
@@ -83,7 +84,8 @@ class ScriptedPlayer:
 
     def _power(self, d_cg: float, d_op: float, cut: float) -> float:
         """Cue power so the object ball still rolls ~0.4 m past the pocket mouth."""
-        v_obj = np.sqrt(2 * ROLL_DECEL * (d_op + 0.4))
+        # The object ball leaves sliding without spin and keeps 5/7 of its speed once it rolls.
+        v_obj = np.sqrt(2 * ROLL_DECEL * (d_op + 0.4)) * 7.0 / 5.0
         v_hit = v_obj / (0.96 * max(np.cos(cut), 0.3))  # near-elastic transfer of the normal part
         v_roll = np.sqrt(v_hit**2 + 2 * ROLL_DECEL * d_cg)
         v_ball = v_roll * 7.0 / 5.0  # a struck ball loses 2/7 of its speed before rolling

@@ -88,8 +88,8 @@ def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool =
     if not (fps > 0 and max_time > 0):
         raise SimError(f"fps and max_time must be positive, got fps={fps}, max_time={max_time}")
     world = _world_of(env_or_world)
-    if world.potted[world.ball_names.index("cue")]:
-        raise SimError("the cue ball is potted; reset the table first")
+    if world.out_of_play()[world.ball_names.index("cue")]:
+        raise SimError("the cue ball is potted or off the table; reset the table first")
     model, data = world.model, world.data
     render = record and world.cameras is not None
     t0 = float(data.time)
@@ -119,8 +119,8 @@ def simulate_shot(env_or_world: Any, aim: float, power: float, *, record: bool =
             if _done(world, stroke, t, max_time):
                 break
         stroke.before_step(t)
-        mujoco.mj_step(model, data)
-        new = detector.update(data, world.potted)
+        hit = world.step()
+        new = detector.update(data, world.potted, hit.balls, world.off_table, hit.cushions)
         stroke.after_step(t, any(e.kind == "strike" for e in new))
 
     images = {k: np.stack(v) for k, v in frames.items() if not k.endswith("_depth")}
@@ -141,7 +141,7 @@ def _done(world: BilliardsWorld, stroke: Stroke, t: float, max_time: float) -> b
         return False
     if stroke.strike_time is not None and t < stroke.strike_time + MIN_AFTER_STRIKE:
         return False
-    in_play = ~world.potted
+    in_play = ~world.out_of_play()
     return bool(np.all(world.ball_speeds()[in_play] < REST_SPEED))
 
 

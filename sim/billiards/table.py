@@ -13,9 +13,22 @@ potting needs nothing but gravity.
 
 Contact tuning (one geom class per material; ``priority`` makes the cloth, cushion and tip
 parameters win over the ball's in mixed contacts, so each pair's behaviour is set in one place):
-- ball-ball: nearly elastic (small damping ratio) with little friction, as phenolic balls are;
-- ball-cloth: sliding friction 0.2 and rolling/torsional friction so balls slide, roll and stop;
-- ball-cushion: a bouncier-than-cloth, lossier-than-ball contact (restitution about 0.75).
+- ball-ball: not a MuJoCo contact at all (a ball's conaffinity leaves out other balls): the
+  collisions are instantaneous impulses in ``collide.py``, because a soft contact a 1 ms step can
+  integrate lasts ~10 ms, throws cut shots thin and gains energy in clusters;
+- ball-cloth: MuJoCo gives the support only (frictionless, so a sliding ball does not lift off
+  as MuJoCo's convex friction makes it); sliding friction ``CLOTH_SLIDE``, rolling resistance
+  ``ROLL_DECEL`` (mu_roll 0.01, typical cloth) and spin decay are applied by ``cloth.py``;
+- ball-cushion: the cushion's nose, not a vertical face. A real nose sits above the ball's
+  equator (``NOSE_HEIGHT``, 0.635 of the diameter, the WPA range and Han 2005's model), so it
+  presses the ball into the cloth and takes its topspin. The nose is a capsule along the cushion
+  (``cushion_noses``) whose axis a resting ball touches at that height; a box shows the rubber.
+  The collision is an instantaneous impulse in ``collide.py`` (Han's model: restitution
+  ``CUSHION_RESTITUTION``, Coulomb friction ``CUSHION_FRICTION``), not a MuJoCo contact: MuJoCo's
+  soft friction acts against the accelerations the cloth's reaction causes rather than against
+  the slip, so it spun a sliding ball the wrong way and left a rolling ball's topspin in place
+  (rebounds 3-5 deg wide). The capsules stay in the model, hidden and not colliding, as a record
+  of the geometry.
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ HALF_WIDTH = 0.635  # playing area half-width (1.27 m)
 BED_Z = 0.79  # height of the cloth above the floor
 BED_THICKNESS = 0.03
 CUSHION_WIDTH = 0.05  # from the cushion nose to the rail
-CUSHION_HEIGHT = 0.04  # above the cloth: above a ball's centre, below its top (ball hits the face)
+CUSHION_HEIGHT = 0.04  # visible rubber above the cloth (the collision is the nose capsule below)
 RAIL_WIDTH = 0.10
 RAIL_HEIGHT = 0.045
 CORNER_HOLE = 0.07  # how far a corner opening reaches into the playing area along x and y
@@ -55,6 +68,18 @@ BALLS: tuple[tuple[str, tuple[float, float, float]], ...] = (
     ("black", (0.03, 0.03, 0.03)),
 )
 BALL_NAMES: tuple[str, ...] = tuple(name for name, _ in BALLS)
+
+# The cushion nose: contact height above the cloth and the collision capsule that makes it.
+NOSE_HEIGHT = 0.635 * 2 * BALL_RADIUS  # 36.3 mm; WPA cushions 62.5-64.5 % of the ball diameter
+NOSE_ANGLE = float(np.arcsin(NOSE_HEIGHT / BALL_RADIUS - 1.0))  # contact normal above horizontal
+NOSE_RADIUS = 0.02  # capsule radius: large, so a hard hit's few mm of overlap keep the normal
+
+# Cloth (applied by cloth.py): typical cloth rolling resistance mu_roll ~ 0.01, i.e. a rolling
+# ball slows by mu_roll * g.
+GRAVITY = 9.81
+MU_ROLL = 0.01
+ROLL_DECEL = MU_ROLL * GRAVITY  # m/s^2: a ball rolling at 1 m/s stops after ~5 m
+CLOTH_SLIDE = 0.2  # sliding friction: a struck ball slides 12 v^2 / (49 mu g) before rolling
 CLOTH_RGBA = (0.05, 0.45, 0.25, 1.0)
 
 # Pockets: name -> (centre of the opening on the bed, the point a shot aims at to pot a ball).
@@ -70,15 +95,16 @@ POCKETS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 }
 
 CAMERAS = ("overhead", "player")
-TIMESTEP = 0.001  # s; a 4 m/s tip moves 4 mm a step, and bouncy contacts last ~10 steps
+TIMESTEP = 0.001  # s; a 4 m/s tip moves 4 mm a step, and bouncy contacts last several steps
 
 # Bouncy contacts use MuJoCo's direct solref (-stiffness, -damping) as a damped spring: with the
 # positive (timeconst, dampratio) form a small damping ratio raises the stiffness and explodes.
-# Restitution ~ exp(-zeta*pi/sqrt(1-zeta^2)); measured: ball-ball 0.93, cushion ~0.75.
-CONTACT_STEPS = 10  # a bounce lasts about this many timesteps (stable, and 3 mm overlap at 1 m/s)
-BALL_ZETA = 0.02  # ball-ball damping ratio: nearly elastic
-CUSHION_ZETA = 0.09  # rubber cushion
+# Restitution ~ exp(-zeta*pi/sqrt(1-zeta^2)). (Ball-ball restitution lives in collide.py.)
+CONTACT_STEPS = 10  # the tip's bounce lasts about this many timesteps
 TIP_ZETA = 0.07  # leather tip
+CUSHION_FRICTION = 0.2  # ball-cushion (collide.py), as in Han 2005 and pooltool's defaults
+CUSHION_RESTITUTION = 0.85
+CLOTH_SOLREF = "0.004 1"  # timeconst, dampratio
 
 
 def _bounce(zeta: float) -> str:
@@ -99,6 +125,12 @@ def _box(name: str, cls: str, x0: float, x1: float, y0: float, y1: float, z0: fl
     return f'<geom name="{name}" class="{cls}" type="box" pos="{pos}" size="{size}"{color}/>'
 
 
+def _capsule(name: str, p0: tuple[float, float, float], p1: tuple[float, float, float]) -> str:
+    """A cushion-nose capsule from ``p0`` to ``p1`` (hidden: geom group 3 is not rendered)."""
+    return (f'<geom name="{name}" class="cushion" type="capsule" fromto="{_fmt(*p0, *p1)}" '
+            f'size="{NOSE_RADIUS}"/>')
+
+
 def _bed() -> list[str]:
     """Cloth boxes covering the bed except the six pocket openings."""
     A, B, cw = HALF_LENGTH, HALF_WIDTH, CUSHION_WIDTH
@@ -114,18 +146,40 @@ def _bed() -> list[str]:
     return out
 
 
+def cushion_noses() -> list[tuple[str, tuple[float, float, float], tuple[float, float, float]]]:
+    """The six cushion noses as capsule axes ``(name, p0, p1)`` of radius ``NOSE_RADIUS``.
+
+    Each axis sits out and up from the nose line so that a ball touching it does so at
+    ``NOSE_HEIGHT``; the capsules' rounded ends are the pocket jaws.
+    """
+    A, B = HALF_LENGTH, HALF_WIDTH
+    g, mg, r = CORNER_GAP, MIDDLE_GAP, NOSE_RADIUS
+    out_off, z = r * np.cos(NOSE_ANGLE), BED_Z + NOSE_HEIGHT + r * np.sin(NOSE_ANGLE)
+    out = []
+    for side, s in (("top", 1.0), ("bottom", -1.0)):
+        y = s * (B + out_off)
+        for part, x0, x1 in (("left", -A + g, -mg), ("right", mg, A - g)):
+            out.append((f"cushion_{side}_{part}", (x0 + r, y, z), (x1 - r, y, z)))
+    for side, s in (("left", -1.0), ("right", 1.0)):
+        x = s * (A + out_off)
+        out.append((f"cushion_{side}", (x, -B + g + r, z), (x, B - g - r, z)))
+    return out
+
+
 def _cushions_and_rails() -> list[str]:
     A, B, cw = HALF_LENGTH, HALF_WIDTH, CUSHION_WIDTH
     g, mg = CORNER_GAP, MIDDLE_GAP
     z0, z1 = BED_Z, BED_Z + CUSHION_HEIGHT
     out = []
+    # Each cushion: the rubber as a box you see, and the nose capsule (hidden, not colliding).
     for side, s in (("top", 1.0), ("bottom", -1.0)):
         ya, yb = sorted((s * B, s * (B + cw)))
-        out.append(_box(f"cushion_{side}_left", "cushion", -A + g, -mg, ya, yb, z0, z1))
-        out.append(_box(f"cushion_{side}_right", "cushion", mg, A - g, ya, yb, z0, z1))
+        for part, x0, x1 in (("left", -A + g, -mg), ("right", mg, A - g)):
+            out.append(_box(f"rubber_{side}_{part}", "cushion_visual", x0, x1, ya, yb, z0, z1))
     for side, s in (("left", -1.0), ("right", 1.0)):
         xa, xb = sorted((s * A, s * (A + cw)))
-        out.append(_box(f"cushion_{side}", "cushion", xa, xb, -B + g, B - g, z0, z1))
+        out.append(_box(f"rubber_{side}", "cushion_visual", xa, xb, -B + g, B - g, z0, z1))
+    out += [_capsule(name, p0, p1) for name, p0, p1 in cushion_noses()]
     # Wooden rails around everything, from the tray up to just above the cushions, so balls that
     # drop through an opening stay inside the table.
     ox, oy = A + cw + RAIL_WIDTH, B + cw + RAIL_WIDTH
@@ -150,7 +204,8 @@ def _balls() -> list[str]:
     for i, (name, rgb) in enumerate(BALLS):
         # Parked in a row above the table until a layout is applied (reset sets qpos).
         x = -0.5 + 0.1 * i
-        affinity = "3" if name == "cue" else "1"  # only the cue ball also meets the cue tip (bit 2)
+        # Balls never meet each other in MuJoCo (collide.py does that); the cue ball meets the tip.
+        affinity = "2" if name == "cue" else "0"
         out.append(
             f'<body name="{name}" pos="{_fmt(x, 0.0, BED_Z + BALL_RADIUS)}">'
             f'<freejoint name="{name}"/>'
@@ -223,15 +278,17 @@ def build_xml() -> str:
   <default>
     <default class="ball">
       <geom type="sphere" size="{R}" mass="{BALL_MASS}" condim="6" priority="0" contype="1"
-            friction="0.06 0.0003 0.0006" solref="{_bounce(BALL_ZETA)}" solimp="0.95 0.99 0.001"/>
+            friction="0.06 0.0003 0.0006" solimp="0.95 0.99 0.001"/>
     </default>
     <default class="cloth">
-      <geom condim="6" priority="1" contype="1" conaffinity="1" rgba="{_fmt(*CLOTH_RGBA)}"
-            friction="0.2 0.0003 0.0006" solref="0.004 1" solimp="0.95 0.99 0.001"/>
+      <geom condim="1" priority="1" contype="1" conaffinity="1" rgba="{_fmt(*CLOTH_RGBA)}"
+            solref="{CLOTH_SOLREF}" solimp="0.95 0.99 0.001"/>
     </default>
     <default class="cushion">
-      <geom condim="3" priority="1" contype="1" conaffinity="1" rgba="0.04 0.38 0.2 1"
-            friction="0.15" solref="{_bounce(CUSHION_ZETA)}" solimp="0.95 0.99 0.001"/>
+      <geom contype="0" conaffinity="0" group="3"/>
+    </default>
+    <default class="cushion_visual">
+      <geom contype="0" conaffinity="0" rgba="0.04 0.38 0.2 1"/>
     </default>
     <default class="rail">
       <geom condim="3" priority="1" contype="1" conaffinity="1" friction="0.3"
@@ -261,3 +318,12 @@ def pocket_of(xy: np.ndarray) -> str:
     names = list(POCKETS)
     centres = np.array([POCKETS[n][0] for n in names])
     return names[int(np.argmin(np.linalg.norm(centres - np.asarray(xy)[:2], axis=1)))]
+
+
+def in_pocket_opening(xy: np.ndarray, margin: float = 0.0) -> bool:
+    """True when ``xy`` lies over one of the six openings in the bed (``margin`` widens them)."""
+    x, y = abs(float(xy[0])), abs(float(xy[1]))
+    inside_rails = x <= HALF_LENGTH + CUSHION_WIDTH + margin and y <= HALF_WIDTH + CUSHION_WIDTH + margin
+    corner = x >= HALF_LENGTH - CORNER_HOLE - margin and y >= HALF_WIDTH - CORNER_HOLE - margin
+    middle = x <= MIDDLE_HOLE_HALF + margin and y >= HALF_WIDTH - MIDDLE_HOLE_DEPTH - margin
+    return inside_rails and (corner or middle)

@@ -7,11 +7,14 @@ policy and no episode logic, so tests and tools can use it without Gymnasium.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import mujoco
 import numpy as np
 
 from sim.billiards import table
+from sim.billiards.cloth import ClothFriction
+from sim.billiards.collide import BallCollider, CushionCollider
 from sim.errors import SimError
 from sim.render import Cameras, camera_pose
 
@@ -24,13 +27,17 @@ class TableState:
 
     ball_names: tuple[str, ...]
     positions: np.ndarray  # [N, 3]
-    potted: np.ndarray  # [N] bool
+    potted: np.ndarray  # [N] bool: fell into a pocket
+    off_table: np.ndarray | None = None  # [N] bool: left the table (out of play, not potted)
 
     def position(self, name: str) -> np.ndarray:
         return self.positions[self.ball_names.index(name)]
 
+    def out_of_play(self) -> np.ndarray:
+        return self.potted if self.off_table is None else self.potted | self.off_table
+
     def in_play(self) -> list[str]:
-        return [n for n, p in zip(self.ball_names, self.potted) if not p]
+        return [n for n, out in zip(self.ball_names, self.out_of_play()) if not out]
 
 
 def _quat_from_matrix(R: np.ndarray) -> np.ndarray:
@@ -50,6 +57,13 @@ def cue_rotation(aim: float, elevation: float) -> np.ndarray:
     x = np.array([-np.sin(aim), np.cos(aim), 0.0])  # horizontal, perpendicular to the aim
     y = np.cross(z, x)
     return np.stack([x, y, z], axis=1)
+
+
+class Collisions(NamedTuple):
+    """One step's collisions: ball index pairs, and (ball index, cushion name)."""
+
+    balls: list[tuple[int, int]]
+    cushions: list[tuple[int, str]]
 
 
 class BilliardsWorld:
@@ -84,7 +98,27 @@ class BilliardsWorld:
         self.cue_body = mujoco.mj_name2id(self.model, obj.mjOBJ_BODY, "cue_stick")
         self.tip_geom = mujoco.mj_name2id(self.model, obj.mjOBJ_GEOM, "cue_tip")
         self._tip_contype = int(self.model.geom_contype[self.tip_geom])
-        self.potted = np.zeros(len(self.ball_names), dtype=bool)
+        self.potted = np.zeros(len(self.ball_names), dtype=bool)  # fell into a pocket
+        self.off_table = np.zeros(len(self.ball_names), dtype=bool)  # left the table (not a pot)
+        self.collider = BallCollider(self.model, self.ball_names)
+        self.cushions = CushionCollider(self.model, self.ball_names)
+        self.cloth = ClothFriction(self.model, self.ball_names)
+
+    def out_of_play(self) -> np.ndarray:
+        """[N] bool: potted or off the table."""
+        return self.potted | self.off_table
+
+    def step(self) -> Collisions:
+        """One physics step: the cloth's friction (``cloth.py``), ``mj_step``, then the ball-ball
+        and ball-cushion collisions (``collide.py``). Returns what collided in this step.
+        """
+        out = self.out_of_play()
+        self.cloth.apply(self.data, out)
+        mujoco.mj_step(self.model, self.data)
+        hit = Collisions(self.collider.resolve(self.data, out), self.cushions.resolve(self.data, out))
+        if hit.balls or hit.cushions:  # positions moved: keep xpos (rendering) in step
+            mujoco.mj_kinematics(self.model, self.data)
+        return hit
 
     # ---- layouts -------------------------------------------------------------------------
     def reset(self, rng: np.random.Generator, layout: str = "scatter") -> None:
@@ -94,6 +128,7 @@ class BilliardsWorld:
         mujoco.mj_resetData(self.model, self.data)
         self.model.geom_contype[self.tip_geom] = self._tip_contype
         self.potted[:] = False
+        self.off_table[:] = False
         xy = self._rack(rng) if layout == "rack" else self._scatter(rng)
         self.place_balls(xy)
         self.park_cue()
@@ -170,7 +205,8 @@ class BilliardsWorld:
         return np.linalg.norm(self.ball_velocities(), axis=1)
 
     def state(self) -> TableState:
-        return TableState(self.ball_names, self.ball_positions(), self.potted.copy())
+        return TableState(self.ball_names, self.ball_positions(), self.potted.copy(),
+                          self.off_table.copy())
 
     def camera_poses(self) -> dict[str, np.ndarray]:
         names = self.cameras.names if self.cameras else ()

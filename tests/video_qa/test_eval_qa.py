@@ -10,6 +10,7 @@ from tests.video_qa.helpers import tiny_config
 from video_qa.configuration_train import TRAIN_META
 from video_qa.dataset import DataRecipe, generate
 from video_qa.modeling_videolm import VideoLM
+from video_qa.simulate import DATA_VERSION
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def test_eval_qa_simulates_the_test_clips_once_then_reuses_them(tmp_path, checkp
     monkeypatch.chdir(tmp_path)  # runs/qa/heldout/ is relative: a fresh working directory
     assert main(["eval-qa", "--checkpoint", str(checkpoint), "--out", "first.json"]) == 0
     err = capsys.readouterr().err
-    data = tmp_path / "runs" / "qa" / "heldout" / "v2-seed3-b1-t2"
+    data = tmp_path / "runs" / "qa" / "heldout" / f"v{DATA_VERSION}-seed3-b1-t2"
     # clips 0 are the test split (every 5th); clip tabletop_0001 is a training clip: not made
     assert sorted(p.name for p in (data / "clips").glob("*.npz")) == ["billiards_0000.npz",
                                                                        "tabletop_0000.npz"]
