@@ -2,10 +2,21 @@
 questions answered from perception against the same questions answered from the truth.
 
 Scenes: for each task family (reach, pick_up, push, put_in), ``--scenes`` episodes with 0-3
-distractors, each followed along its scripted expert's rollout (so the arm is in view, reaching
-into the scene, carrying objects) with a frame every ``--stride`` control steps (10 Hz). Each
-frame renders the agent-view and wrist cameras (RGB + depth, ``--size`` pixels square) and feeds
-both to one ``ScenePerceiver`` per episode (identities are tracked through the episode).
+distractors, each followed along a rollout (so the arm is in view, reaching into the scene,
+carrying objects) with a frame every ``--stride`` control steps (10 Hz). Each frame renders the
+agent-view and wrist cameras (RGB + depth, ``--size`` pixels square) and feeds both to one
+``ScenePerceiver`` per episode (identities are tracked through the episode).
+
+Rollouts: the scripted expert drives every scene of a family the policy was not trained on; in
+the families it was (``--policy-families``, the shipped checkpoint's Reach and PickUp), a share
+``--policy-share`` of the scenes is driven by the policy instead (``--policy``, default the
+shipped checkpoint; ``none``: experts only). A policy's rollout is not an expert's: it hesitates,
+misses, nudges objects and sometimes fails, which is what the perceiver meets on the live path.
+The policy reads the same camera frames as the perceiver, resized to its own input size with
+``perception.image.resize_images`` (as ``agent.agent.Agent.policy_observation`` does), through a
+``policy.executor.ChunkExecutor``. The JSON says per family which drove it (``rollouts``:
+``expert`` | ``expert+policy``), gives every metric per driver too (``by_rollout``: ``expert``,
+``policy``, overall and per family) and the policy's task success on its scenes.
 
 Scoring, per frame: perceived objects (every listed one, including ones remembered while hidden)
 are paired with true ones by the minimum-cost assignment on 3-D distance within ``MATCH_GATE``.
@@ -34,11 +45,15 @@ import time
 
 import numpy as np
 
+from common.errors import UserError
+
 DESCRIPTION = "scene perceiver (objects, receptacles, identities) and operator answers vs sim state"
 FAMILIES = ("reach", "pick_up", "push", "put_in")
 MATCH_GATE = 0.05  # m
 VISIBLE_PIXELS = 10
 CAMERAS = ("agentview", "wrist")
+DEFAULT_POLICY = "checkpoints/vla-default"
+POLICY_FAMILIES = ("reach", "pick_up")  # what the shipped checkpoint was trained on (its eval.json)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,6 +64,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="first episode seed (default: 0)")
     p.add_argument("--cameras", default=",".join(CAMERAS),
                    help="comma-separated cameras fed to the perceiver (default: agentview,wrist)")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help=f"comma-separated task families to run (default: {','.join(FAMILIES)})")
+    p.add_argument("--policy", default=None, metavar="CKPT",
+                   help=f"policy checkpoint driving some scenes of --policy-families (default: {DEFAULT_POLICY} "
+                        "when it exists; 'none': the scripted experts drive every scene)")
+    p.add_argument("--policy-families", default=",".join(POLICY_FAMILIES),
+                   help="families the policy was trained on; the others keep the expert "
+                        f"(default: {','.join(POLICY_FAMILIES)}, the shipped checkpoint's)")
+    p.add_argument("--policy-share", type=float, default=0.5,
+                   help="share of those families' scenes the policy drives, 0..1 (default: 0.5)")
 
 
 def _truth(env, seg: dict[str, np.ndarray]):
@@ -213,9 +238,39 @@ def _print_table(per_family: dict[str, _Score]) -> None:
         print(f"{family:8s} {r['frames']:6d} {cells}", file=sys.stderr)
 
 
+def _load_policy(args: argparse.Namespace):
+    """``(executor, spec)`` of the policy that drives some scenes, or ``(None, {})`` for experts only."""
+    from pathlib import Path
+
+    path = getattr(args, "policy", None)
+    if path is not None and path.lower() == "none":
+        return None, {}
+    if path is None:
+        if not Path(DEFAULT_POLICY).is_dir():
+            print(f"world bench: no policy at {DEFAULT_POLICY}; the scripted experts drive every scene",
+                  file=sys.stderr)
+            return None, {}
+        path = DEFAULT_POLICY
+    if not Path(path).is_dir():
+        raise UserError(f"no policy checkpoint at {path} (or --policy none for experts only)")
+    from policy.backends import load_policy
+    from policy.executor import ChunkExecutor
+
+    policy = load_policy(path)
+    spec = policy.describe()
+    return ChunkExecutor(policy), {**spec, "checkpoint": str(path)}
+
+
+def _policy_drives(ep: int, share: float) -> bool:
+    """Spread the policy's scenes evenly: scene ``ep`` is the policy's when the running count of
+    ``share * scenes`` steps up there (share 0.5: scenes 1, 3, 5, ...)."""
+    return int((ep + 1) * share) > int(ep * share)
+
+
 def run(args: argparse.Namespace) -> dict:
     import mujoco
 
+    from perception.image import resize_images
     from perception.scene import CameraView, ScenePerceiver
     from sim import render
     from sim.tabletop.env import CONTROL_HZ, TabletopEnv
@@ -225,28 +280,59 @@ def run(args: argparse.Namespace) -> dict:
     stride = args.stride or (3 if args.quick else 2)
     size = int(args.size)
     cams = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    families = [f.strip() for f in getattr(args, "families", ",".join(FAMILIES)).split(",") if f.strip()]
+    unknown = sorted(set(families) - set(FAMILIES))
+    share = float(getattr(args, "policy_share", 0.5))
+    if unknown or not families:
+        raise UserError(f"--families takes some of {', '.join(FAMILIES)}, got {', '.join(unknown) or 'none'}")
+    if not 0.0 <= share <= 1.0:  # also refuses NaN
+        raise UserError(f"--policy-share takes a share in 0..1, got {share}")
+    policy_families = set(f.strip() for f in getattr(args, "policy_families", ",".join(POLICY_FAMILIES)).split(","))
+    policy_families &= set(families)
+    executor, spec = None, {}
+    if policy_families and any(_policy_drives(ep, share) for ep in range(n_scenes)):
+        executor, spec = _load_policy(args)
+    if executor is None:
+        policy_families = set()
+    policy_cams = tuple(spec.get("cameras") or ())
+    policy_size = spec.get("image_size")
     total, per_family = _Score(), {}
+    by_rollout = {"expert": _Score(), "policy": _Score()}
+    family_by_rollout: dict[str, dict[str, _Score]] = {}
+    rollouts: dict[str, str] = {}
+    policy_success: dict[str, list[bool]] = {}
     wall = cpu = 0.0
     calls = 0
     t_start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
-    for f_i, family in enumerate(FAMILIES):
+    for family in families:
+        f_i = FAMILIES.index(family)
         env = TabletopEnv(family, cameras=(), image_size=(size, size))
-        cameras = render.Cameras(env.model, cams, size, size, depth=True)
+        cameras = render.Cameras(env.model, tuple(dict.fromkeys(cams + policy_cams)), size, size, depth=True)
         seg_r = mujoco.Renderer(env.model, size, size)
         seg_r.enable_segmentation_rendering()
         score = per_family[family] = _Score()
+        mine = family_by_rollout[family] = {"expert": _Score(), "policy": _Score()}
+        rollouts[family] = "expert+policy" if family in policy_families else "expert"
         for ep in range(n_scenes):
             seed = args.seed + 100_000 * f_i + ep
-            env.reset(seed=seed)
-            expert = make_expert(env, seed=seed)
-            expert.reset()
+            state, info = env.reset(seed=seed)
+            driver = "policy" if family in policy_families and _policy_drives(ep, share) else "expert"
+            if driver == "policy":
+                executor.reset(0)
+                instruction = info["instruction"]
+            else:
+                expert = make_expert(env, seed=seed)
+                expert.reset()
             perceiver = ScenePerceiver()
             last_ids: dict[int, int] = {}
+            last_ids_driver: dict[int, int] = {}
             step, done = 0, False
             while not done:
-                if step % stride == 0:
-                    obs = cameras.render(env.data)
+                scored = step % stride == 0
+                # The policy sees every step; the experts need frames only where they are scored.
+                obs = cameras.render(env.data) if scored or driver == "policy" else None
+                if scored:
                     stamp = step / CONTROL_HZ
                     views = [CameraView(c, obs[c], obs[c + "_depth"], env.camera_intrinsics(c),
                                         env.camera_pose(c), stamp) for c in cams]
@@ -261,18 +347,28 @@ def run(args: argparse.Namespace) -> dict:
                     calls += 1
                     truth, recs, visible = _truth(env, seg)
                     qs = _questions(rng, truth, recs)
-                    for s in (score, total):
-                        s.frame(percept, truth, recs, visible, last_ids if s is score else {})
+                    for s, ids in ((score, last_ids), (total, {}), (mine[driver], last_ids_driver),
+                                   (by_rollout[driver], {})):
+                        s.frame(percept, truth, recs, visible, ids)
                         s.ask(percept, truth, recs, qs)
-                _, _, term, trunc, _ = env.step(expert.act())
+                if driver == "policy":
+                    seen = {c: resize_images(obs[c], policy_size) if policy_size else obs[c] for c in policy_cams}
+                    action = executor.act([{**seen, "state": state["state"]}], [instruction], indices=[0])[0]
+                else:
+                    action = expert.act()
+                state, _, term, trunc, info = env.step(action)
                 done = term or trunc
                 step += 1
+            if driver == "policy":
+                policy_success.setdefault(family, []).append(bool(info.get("success", False)))
         seg_r.close()
         cameras.close()
         env.close()
-    _print_table(per_family)
-    # id switches are counted per family (last_ids live there); the total sums them
+    _print_table({**per_family, **{f"[{k}]": v for k, v in by_rollout.items() if v.frames}})
+    # id switches are counted per family (last_ids live there); the totals sum them
     total.id_switches = sum(s.id_switches for s in per_family.values())
+    for driver, s in by_rollout.items():
+        s.id_switches = sum(f[driver].id_switches for f in family_by_rollout.values())
     result = total.result()
     result.update({
         "fps": calls / cpu if cpu else None,
@@ -282,8 +378,15 @@ def run(args: argparse.Namespace) -> dict:
         "cameras": list(cams),
         "scenes_per_family": n_scenes,
         "stride_steps": stride,
-        "rollouts": "scripted expert",
-        "per_family": {k: v.result() for k, v in per_family.items()},
+        "rollouts": rollouts,
+        "policy": spec.get("checkpoint"),
+        "policy_image_size": policy_size,
+        "policy_share": share if policy_families else 0.0,
+        "policy_success": {k: float(np.mean(v)) for k, v in policy_success.items()},
+        "by_rollout": {k: v.result() for k, v in by_rollout.items() if v.frames},
+        "per_family": {k: {**v.result(), "rollouts": rollouts[k],
+                           "by_rollout": {d: s.result() for d, s in family_by_rollout[k].items() if s.frames}}
+                       for k, v in per_family.items()},
         "seconds": time.perf_counter() - t_start,
     })
     return result

@@ -14,7 +14,7 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -267,6 +267,67 @@ class RosbagSource:
                 t0 = t_ns if t0 is None else t0
                 yield Frame(image_msg_to_array(msg), (t_ns - t0) / 1e9, i,
                             {"topic": conn.topic, "frame_id": msg.header.frame_id})
+
+
+class BagMessage(NamedTuple):
+    topic: str
+    msgtype: str  # "sensor_msgs/msg/Image"
+    time_ns: int  # when the recorder received it (the bag's own clock)
+    raw: bytes  # the CDR bytes as recorded, what rclpy's deserialize_message reads
+
+
+class RosbagMessages:
+    """Every message of a rosbag2 recording (or of ``topics``), in recorded order, still serialised.
+
+    For replaying a recording as it was (``ros_nodes.camera_node``): RGB, depth, camera_info and
+    pose topics alike, each message as the bytes that were on the wire, so a replay needs no
+    type-by-type conversion. rosbag2 only (CDR); a ROS 1 ``.bag`` is read as images by
+    :class:`RosbagSource`, or converted with ``rosbags-convert``.
+    """
+
+    def __init__(self, path: str | Path, topics: list[str] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise PerceptionError(f"rosbag not found: {self.path}")
+        if self.path.is_file() and self.path.suffix == ".bag":
+            raise PerceptionError(f"{self.path} is a ROS 1 bag: convert it with `rosbags-convert --src "
+                                  f"{self.path}` to replay it as rosbag2")
+        reader = self._open()
+        try:
+            recorded = {c.topic: c.msgtype for c in reader.connections}
+        finally:
+            reader.close()
+        wanted = [_absolute(t) for t in topics or []]
+        missing = sorted(set(wanted) - set(recorded))
+        if missing:
+            raise PerceptionError(f"{self.path} has no topic {', '.join(missing)}; it has {sorted(recorded)}")
+        self.topics = {t: m for t, m in recorded.items() if not wanted or t in wanted}
+        if not self.topics:
+            raise PerceptionError(f"{self.path} holds no topics")
+
+    def _open(self):
+        """The opened reader (a replay that loops reads the bag again from the start)."""
+        from rosbags.rosbag2 import Reader, ReaderError
+
+        try:
+            reader = Reader(self.path)
+            reader.open()
+        except (ReaderError, OSError) as exc:
+            raise PerceptionError(f"cannot read the rosbag2 recording {self.path}: {exc}") from None
+        return reader
+
+    def __iter__(self) -> Iterator[BagMessage]:
+        reader = self._open()
+        try:
+            conns = [c for c in reader.connections if c.topic in self.topics]
+            for conn, time_ns, raw in reader.messages(connections=conns):
+                yield BagMessage(conn.topic, conn.msgtype, int(time_ns), bytes(raw))
+        finally:
+            reader.close()
+
+
+def _absolute(topic: str) -> str:
+    return topic if topic.startswith("/") else "/" + topic
 
 
 def open_source(spec: str | Path, **kwargs: Any) -> FrameSource:

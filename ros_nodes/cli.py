@@ -40,10 +40,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--config", required=True, metavar="FILE", help="[[node]] entries: node, name, params")
     up.set_defaults(func=_up)
     node = rsub.add_parser("node", help="run one node in the foreground")
-    node.add_argument("name", help="sim_robot | policy | camera | perception | qa | agent")
+    node.add_argument("name", help="sim_robot | policy | camera | perception | qa | agent | recorder")
     node.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                       help="a node parameter (value parsed as JSON/YAML), repeatable")
     node.set_defaults(func=_node)
+    record = rsub.add_parser(
+        "record", help="record topics to a rosbag2 directory (what the camera node replays)",
+        description="Records the named topics, as they were on the wire and stamped on arrival, into a new rosbag2 "
+        "directory (sqlite3; the rosbags library, no ros2 CLI needed) until Ctrl-C or --duration. Replay it with "
+        "`embodied ros node camera -p source:=BAG`: an RGB-D recording of camera/<cam>/{image_raw, depth, "
+        "camera_info, pose} feeds the perception node as the live cameras did.")
+    record.add_argument("--out", required=True, metavar="BAG", help="the recording's directory (must not exist)")
+    record.add_argument("--topics", required=True, nargs="+", metavar="TOPIC",
+                        help="topics to record, e.g. camera/agentview/image_raw camera/agentview/depth "
+                             "camera/agentview/camera_info camera/agentview/pose")
+    record.add_argument("--duration", type=float, default=0.0, metavar="S",
+                        help="stop after S seconds (default: 0, until Ctrl-C)")
+    record.set_defaults(func=_record)
     demo = rsub.add_parser("demo", help="sim robot <-> policy through ROS topics; prints task success",
                            description="Runs the same held-out seeds as `embodied eval`, in lock-step, so the "
                            "success rate through ROS should equal the in-process one.")
@@ -143,6 +156,14 @@ def _node(args: argparse.Namespace) -> int:
             params[key] = value
     module = importlib.import_module(NODES[args.name])
     return module.main(["embodied", *ros_args(NodeSpec(args.name, params=params))])
+
+
+def _record(args: argparse.Namespace) -> int:
+    from ros_nodes.launch import NodeSpec, ros_args
+    from ros_nodes.recorder import main
+
+    spec = NodeSpec("recorder", params={"out": args.out, "topics": list(args.topics), "duration_s": args.duration})
+    return main(["embodied", *ros_args(spec)])
 
 
 def _demo(args: argparse.Namespace) -> int:

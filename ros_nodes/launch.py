@@ -54,6 +54,7 @@ NODES: dict[str, str] = {
     "perception": "ros_nodes.perception_node",
     "qa": "ros_nodes.qa_node",
     "agent": "ros_nodes.agent_node",
+    "recorder": "ros_nodes.recorder",
 }
 
 
