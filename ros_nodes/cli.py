@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     node = rsub.add_parser("node", help="run one node in the foreground")
     node.add_argument("name", help="sim_robot | policy | camera | perception | qa | agent | recorder")
     node.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                      help="a node parameter (value parsed as JSON/YAML), repeatable")
+                      help="a node parameter (value parsed as JSON/YAML; KEY:=VALUE as in ros2 run also works), repeatable")
     node.set_defaults(func=_node)
     record = rsub.add_parser(
         "record", help="record topics to a rosbag2 directory (what the camera node replays)",
@@ -148,8 +148,9 @@ def _node(args: argparse.Namespace) -> int:
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise LaunchError(f"--param takes KEY=VALUE, got {item!r}")
+        key = key[:-1] if key.endswith(":") else key  # ROS's own spelling, KEY:=VALUE, too
+        if not sep or not key:
+            raise LaunchError(f"--param takes KEY=VALUE (or KEY:=VALUE), got {item!r}")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -170,7 +170,7 @@ def test_node_warns_at_start_up_when_discovery_will_not_deliver_images():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     env.pop("ROS_LOCALHOST_ONLY", None)
     proc = subprocess.run([sys.executable, "-m", "agent.cli", "ros", "node", "camera", "-p", "count=2",
-                           "-p", "width=64", "-p", "height=48"], cwd=ROOT, capture_output=True, text=True,
+                           "-p", "width:=64", "-p", "height=48"], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "ROS_AUTOMATIC_DISCOVERY_RANGE" in ln]
