@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--limit", type=int, default=0, help="questions per template set to evaluate (0 = all)")
     e.add_argument("--workers", type=int, default=1,
                    help="processes simulating the test clips when they must be made again")
+    e.add_argument("--resimulate", action="store_true",
+                   help="where the checkpoint's test clips came from an older simulator (its data version), "
+                        "score it on the same recipe simulated by this code instead of refusing")
     e.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
     e.set_defaults(func=_eval)
 
@@ -77,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.sampler,
                                  limit=args.limit or None, workers=args.workers,
-                                 log=lambda line: print(line, file=sys.stderr))
+                                 log=lambda line: print(line, file=sys.stderr), resimulate=args.resimulate)
     if args.out:
         write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=2,

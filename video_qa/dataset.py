@@ -15,7 +15,7 @@ with a checkpoint is enough to make its held-out clips again on a fresh clone
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -128,12 +128,22 @@ HELDOUT_ROOT = Path("runs/qa/heldout")
 
 
 def heldout_data(recipe: DataRecipe, root: str | Path = HELDOUT_ROOT, workers: int = 1,
-                 log: Any = print) -> Path:
+                 log: Any = print, resimulate: bool = False) -> Path:
     """The test clips and questions of ``recipe``, simulated once into ``root/<recipe name>`` and
-    reused after (a fresh clone has no training data, and the held-out score needs only these)."""
+    reused after (a fresh clone has no training data, and the held-out score needs only these).
+
+    Clips of an older data version can no longer be made (the simulator changed, e.g. the billiards
+    physics of version 3): that is an error unless ``resimulate``, which scores the checkpoint on
+    the same recipe simulated by this code instead, and says so."""
     if recipe.version != DATA_VERSION:
-        raise VideoQAError(f"the checkpoint's data are version {recipe.version}, this code simulates "
-                           f"version {DATA_VERSION}; pass --data-dir with the original data")
+        if not resimulate:
+            raise VideoQAError(f"the checkpoint's data are version {recipe.version}, this code simulates "
+                               f"version {DATA_VERSION}; pass --data-dir with the original data, or "
+                               f"--resimulate to score it on the same recipe simulated by this code")
+        if log:
+            log(f"the checkpoint was trained on version {recipe.version} clips; scoring it on its test "
+                f"recipe simulated by this code (version {DATA_VERSION})")
+        recipe = replace(recipe, version=DATA_VERSION)
     out = Path(root) / recipe.name()
     if not (out / "qa.jsonl").is_file():
         if log:

@@ -116,7 +116,7 @@ def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
 
 def data_for(checkpoint: str | Path, data_dir: str | Path | None = None, split: str = "test",
              workers: int = 1, heldout_root: str | Path = HELDOUT_ROOT,
-             log: Callable[[str], None] | None = print) -> Path:
+             log: Callable[[str], None] | None = print, resimulate: bool = False) -> Path:
     """The QA data to score ``checkpoint`` on: ``data_dir`` if given, else the data it was trained
     on if they are here, else its test clips simulated again from its recorded recipe."""
     if data_dir is not None:
@@ -131,17 +131,18 @@ def data_for(checkpoint: str | Path, data_dir: str | Path | None = None, split: 
     if split != "test":
         raise VideoQAError(f"only the test split can be simulated again; the {split} data "
                            f"({trained_on}) are not here: pass --data-dir")
-    return heldout_data(DataRecipe.from_dict(meta["data"]), heldout_root, workers=workers, log=log)
+    return heldout_data(DataRecipe.from_dict(meta["data"]), heldout_root, workers=workers, log=log,
+                        resimulate=resimulate)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None = None,
                         split: str = "test", sampler: str | None = None, limit: int | None = None,
                         workers: int = 1, heldout_root: str | Path = HELDOUT_ROOT,
-                        log: Callable[[str], None] | None = print) -> dict[str, Any]:
+                        log: Callable[[str], None] | None = print, resimulate: bool = False) -> dict[str, Any]:
     """Load ``checkpoint`` and :func:`evaluate` it (its training sampler unless ``sampler``)."""
     from video_qa.modeling_videolm import VideoLM
 
-    data = data_for(checkpoint, data_dir, split, workers, heldout_root, log)
+    data = data_for(checkpoint, data_dir, split, workers, heldout_root, log, resimulate)
     model = VideoLM.from_pretrained(checkpoint)
     sampler = sampler or read_train_meta(checkpoint).get("sampler", "motion")
     result = evaluate(model, QADataset(data), sampler, split, limit=limit)

@@ -62,4 +62,5 @@ def test_eval_qa_says_in_one_line_what_it_cannot_regenerate(tmp_path, checkpoint
     meta = {"sampler": "uniform", "data": {**DataRecipe().to_dict(), "version": 1}}
     (checkpoint / TRAIN_META).write_text(json.dumps(meta))
     assert main(["eval-qa", "--checkpoint", str(checkpoint)]) == 2
-    assert "version 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "version 1" in err and "--resimulate" in err
