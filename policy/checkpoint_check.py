@@ -7,7 +7,8 @@ model built from an absurd size (10**6 layers allocates until the OOM killer com
 
 1. ``check_config``: the structure (objects where objects belong), the types, and every size in
    the VLA config and the saved vision/LM architectures against generous bounds.
-2. ``check_stats``: every statistic finite, of the right length, ``q99 >= q01``, ``std >= 0``.
+2. ``check_stats``: every statistic finite, of the right length, ``q99 >= q01``, ``std >= 0``;
+   ``check_dataset_features``: the recorded dataset features (``policy.features``) agree with it.
 3. ``check_text_encoder`` (``text_encoder="minilm"`` only): the pretrained encoder named in
    config.json (package, version, weights sha256) against the installed one, else the copy
    bundled in ``text_encoder/``; a mismatch names what is expected and what was found.
@@ -226,6 +227,48 @@ def check_stats(stats: Any, cfg: VLAConfig, directory: Path) -> None:
         _check_group(where, "state", state, cfg.state_dim, ("mean", "std"))
     elif state is not None and cfg.state_dim:
         _check_group(where, "state", state, cfg.state_dim, ())
+
+
+def check_dataset_features(config: Mapping[str, Any], cfg: VLAConfig,
+                           directory: Path) -> dict[str, Any] | None:
+    """The ``dataset`` block (``policy.features``: what the checkpoint was trained on), checked
+    against the config, or None when the checkpoint has none (trained before it was recorded)."""
+    where = _where(directory, "config.json")
+    block = config.get("dataset")
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise PolicyError(f"{where}: field 'dataset' must be an object, got {type(block).__name__}")
+    for key in ("cameras", "state", "action", "episodes"):
+        if not isinstance(block.get(key), dict):
+            raise PolicyError(f"{where}: field 'dataset.{key}' must be an object")
+    cams = block["cameras"]
+    if list(cams) != cfg.camera_list:
+        raise PolicyError(f"{where}: field 'dataset.cameras' names {list(cams)}, the model reads "
+                          f"{cfg.camera_list}")
+    for name, spec in cams.items():
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("dataset_camera"), str) or \
+                not isinstance(shape, list) or len(shape) != 3:
+            raise PolicyError(f"{where}: field 'dataset.cameras.{name}' must have a 'dataset_camera' "
+                              "name and a 'shape' [H, W, C]")
+        for v in shape:
+            _check_bound(where, f"dataset.cameras.{name}.shape", v, (1, 65536))
+    for key, dim in (("state", cfg.state_dim if cfg.use_state else None), ("action", cfg.action_dim)):
+        group = block[key]
+        _check_bound(where, f"dataset.{key}.dim", group.get("dim"), VLA_BOUNDS["state_dim"])
+        if dim is not None and group["dim"] != dim:
+            raise PolicyError(f"{where}: field 'dataset.{key}.dim' = {group['dim']}, the model's is {dim}")
+        names = group.get("names")
+        if names is not None and (not isinstance(names, list) or len(names) != group["dim"]
+                                  or not all(isinstance(n, str) for n in names)):
+            raise PolicyError(f"{where}: field 'dataset.{key}.names' must be null or {group['dim']} strings")
+    for key in ("train", "held_out"):
+        eps = block["episodes"].get(key)
+        if not isinstance(eps, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                and i >= 0 for i in eps):
+            raise PolicyError(f"{where}: field 'dataset.episodes.{key}' must be a list of episode indices")
+    return block
 
 
 def read_weight_shapes(path: Path) -> dict[str, list[int]]:

@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from policy.dagger import DaggerConfig
     from policy.evaluate import EvalConfig
     from policy.export import ExportConfig
+    from policy.offline_eval import OfflineEvalConfig
     from policy.train_config import add_arguments
 
     p = sub.add_parser("train", help="train or fine-tune the VLA policy on a LeRobot dataset",
@@ -19,10 +20,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(p)
     p.set_defaults(func=_train)
 
-    e = sub.add_parser("eval", help="evaluate a policy checkpoint closed-loop in the sim",
-                       description="Success rate per task with a 95 % Wilson interval over fixed "
-                       "held-out seeds, mean episode length, rollout videos and a JSON.")
-    add_dataclass_args(e, EvalConfig)
+    e = sub.add_parser("eval", help="evaluate a policy checkpoint closed-loop in the sim, or offline "
+                       "on a dataset's held-out episodes (--dataset)",
+                       description="Closed loop: success rate per task with a 95 % Wilson interval "
+                       "over fixed held-out seeds, mean episode length, rollout videos and a JSON. "
+                       "Offline (--dataset DIR --episodes held-out), for robots we cannot simulate: "
+                       "action L1 (raw and normalised, per dimension) and action-token accuracy of "
+                       "the predicted chunks against the recorded ones, on the episodes the training "
+                       "run held out (--holdout-episodes); same JSON conventions.")
+    add_dataclass_args(e, EvalConfig, skip=["episodes"])
+    offline = e.add_argument_group("offline evaluation on a dataset")
+    add_dataclass_args(offline, OfflineEvalConfig, skip=_SHARED_EVAL_FLAGS)
+    # One --episodes for both modes: a count in the sim, a selection of recorded episodes offline.
+    e.add_argument("--episodes", default=None, metavar="N|held-out|all|3,4",
+                   help="closed loop: episodes per task (default: 50); with --dataset: held-out "
+                   "(the episodes the training run held out, the default), all, or indices such as "
+                   "3,4 or 2-5")
     e.set_defaults(func=_eval)
 
     d = sub.add_parser("dagger", help="policy-driven, expert-labelled episodes (DAgger) into a dataset",
@@ -52,14 +65,40 @@ def _train(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+# Flags both evaluations read; the offline group adds only what is its own (--dataset, --batch-size).
+_SHARED_EVAL_FLAGS = ("checkpoint", "episodes", "out", "device")
+
+
 def _eval(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     from common.config import from_args
     from common.jsonable import to_jsonable
+    from policy.errors import PolicyError
     from policy.evaluate import EvalConfig, evaluate
 
-    result = evaluate(from_args(EvalConfig, args))
+    if args.dataset:
+        from policy.offline_eval import OfflineEvalConfig, evaluate_offline
+
+        closed_only = [f.name for f in dataclasses.fields(EvalConfig)
+                       if f.name not in _SHARED_EVAL_FLAGS and getattr(args, f.name, None) is not None]
+        if closed_only:
+            flag = "--" + closed_only[0].replace("_", "-")
+            raise PolicyError(f"{flag} applies to the closed-loop evaluation in the sim, not with --dataset")
+        result = evaluate_offline(from_args(OfflineEvalConfig, args))
+    else:
+        if args.batch_size is not None:
+            raise PolicyError("--batch-size applies to offline evaluation (with --dataset DIR)")
+        episodes = EvalConfig.episodes
+        if args.episodes is not None:
+            try:
+                episodes = int(args.episodes)
+            except ValueError:
+                raise PolicyError(f"--episodes {args.episodes}: the closed-loop evaluation takes a "
+                                  "number of episodes per task; held-out, all and indices need "
+                                  "--dataset DIR") from None
+        result = evaluate(from_args(EvalConfig, args, episodes=episodes))
     print(json.dumps(to_jsonable({k: v for k, v in result.items() if k != "config"}), indent=2))
     return 0
 

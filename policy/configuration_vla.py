@@ -35,7 +35,7 @@ class VLAConfig:
     patch_size: int = field(default=16, metadata={"help": "patch side (ViTs) or stride (conv): 16 on 64 px -> 16 tokens per camera, a CPU trains this"})
     vision_hidden: int = field(default=256, metadata={"help": "width of the tiny vision tower (conv: last stage; BiT's bottlenecks are a quarter of it)"})
     vision_layers: int = field(default=1, metadata={"help": "depth of the tiny vision tower (conv: blocks per stage)"})
-    cameras: str = field(default="agentview,wrist", metadata={"help": "comma-separated obs image keys; the wrist view helps grasping"})
+    cameras: str = field(default="agentview,wrist", metadata={"help": "the model's camera inputs, comma-separated: the dataset's camera names (e.g. top for observation.images.top; `embodied dataset info DIR` lists them), or other names fed through --camera-map; the wrist view helps grasping"})
     obs_image_size: int = field(default=64, metadata={"help": "side of the images the env/dataset delivers (validated at predict)"})
     # --- language model ------------------------------------------------------------------------
     lm_family: str = field(default="llama", metadata={"help": "llama | qwen2 (tiny from scratch)"})
@@ -48,7 +48,7 @@ class VLAConfig:
     text_encoder: str = field(default="none", metadata={"help": "none: instruction tokens from a BPE vocabulary learned on the training instructions | minilm: the frozen pretrained MiniLM's per-token states (384-d, encoded once per distinct instruction), projected into the LM and attention-pooled for FiLM and the aux head, so paraphrases land near the trained phrasings; the checkpoint names the encoder (package, version, weight hash) instead of copying it", "choices": TEXT_ENCODERS})
     # --- actions -------------------------------------------------------------------------------
     n_bins: int = field(default=256, metadata={"help": "uniform bins per action dimension (OpenVLA)"})
-    action_dim: int = field(default=7, metadata={"help": "dx,dy,dz,droll,dpitch,dyaw,gripper"})
+    action_dim: int = field(default=7, metadata={"help": "filled from the dataset (ours: dx,dy,dz,droll,dpitch,dyaw,gripper)"})
     chunk: int = field(default=4, metadata={"help": "K future actions predicted per call"})
     replan: int = field(default=0, metadata={"help": "actions executed from each chunk before predicting again (0 = all K): the checkpoint's execution default, as a generation config is; fewer = more reactive"})
     decoding: str = field(default="parallel", metadata={"help": "parallel (one pass, OpenVLA-OFT) | autoregressive (token by token)"})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -29,20 +29,42 @@ IMAGE_PREFIX = "observation.images."
 
 
 def open_dataset(path: str | Path) -> Any:
-    """A :class:`sim.dataset.LeRobotDataset`, with its statistics checked."""
+    """A :class:`sim.dataset.LeRobotDataset` (ours or any LeRobot v3.0 one), with an action feature
+    and its statistics checked."""
     from sim.dataset import LeRobotDataset
 
     ds = LeRobotDataset(path)
+    if "action" not in ds.features:
+        raise PolicyError(f"dataset {path} has no 'action' feature (it has: {', '.join(ds.features)}); "
+                          "a policy learns from recorded actions")
     check_dataset_stats(ds)
     return ds
 
 
-def check_dataset_stats(ds: Any) -> None:
+def check_dataset_stats(ds: Any, action_dim: int = 0) -> None:
+    """The dataset's action statistics exist and are usable (``action_dim`` long when given)."""
     stats = getattr(ds, "stats", None)
     if not stats or "action" not in stats:
         raise PolicyError("the dataset has no action statistics (meta/stats.json)")
-    validate_stats(stats["action"], dim=len(stats["action"].get("q01", [])) or 7,
+    validate_stats(stats["action"], dim=action_dim or len(stats["action"].get("q01", [])) or 7,
                    name="dataset action")
+
+
+def our_action_convention(ds: Any) -> bool:
+    """True when the actions follow our convention: 7-D end-effector deltas with a binary gripper
+    last (``sim.dataset_layout.ACTION_NAMES``, which our recorder writes into info.json).
+
+    Only then does the tokenizer decode the gripper by sign and do idle frames (no motion, same
+    gripper) mean anything: a foreign arm's actions are usually joint positions, where "all near
+    zero" is a pose, not idling, and its gripper is a joint (SO-101's is its 6th). Datasets without
+    ``features`` (the duck-typed ones of the tests) are ours.
+    """
+    from sim.dataset_layout import ACTION_NAMES
+
+    features = getattr(ds, "features", None)
+    if features is None:
+        return True
+    return features.get("action", {}).get("names") == ACTION_NAMES
 
 
 @dataclass
@@ -53,7 +75,7 @@ class FrameTable:
     states: np.ndarray  # float32 [N, D]
     task_ids: np.ndarray  # int64 [N] into ``instructions``
     instructions: list[str]
-    chunks: np.ndarray  # float32 [N, K, 7]: the action now and the K-1 after it
+    chunks: np.ndarray  # float32 [N, K, A]: the action now and the K-1 after it
     targets: np.ndarray | None = None  # float32 [N, 6]: target_features, when asked for
     steps: np.ndarray | None = None  # int64 [N]: each kept frame's index in its episode
 
@@ -109,19 +131,34 @@ def episode_target_positions(ds: Any, i: int) -> np.ndarray:
                       "(record it with `embodied sim collect`, which logs it)")
 
 
-def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
+def read_episode(ds: Any, i: int, cameras: Sequence[str]) -> dict[str, Any]:
+    """Episode ``i`` with only ``cameras`` decoded when the dataset can skip the others (the
+    reader can; a duck-typed test dataset returns everything)."""
+    if hasattr(ds, "camera_key"):
+        return ds.episode(i, cameras=list(cameras))
+    return ds.episode(i)
+
+
+def load_frames(ds: Any, cameras: Sequence[str], image_size: int, chunk: int,
                 drop_noops: bool = True, max_episodes: int = 0,
-                with_targets: bool = False) -> FrameTable:
+                with_targets: bool = False, episodes: Sequence[int] | None = None) -> FrameTable:
     """Decode, filter and stack the episodes; action chunks are padded with the last action.
 
-    ``with_targets`` also reads each frame's target position from the ground truth (for the
-    auxiliary grounding loss).
+    ``cameras`` are the dataset cameras feeding the model's inputs, in the model's order
+    (``policy.features.resolve_cameras``); ``episodes`` the ones to use (default: the first
+    ``max_episodes``, or all). ``with_targets`` also reads each frame's target position from the
+    ground truth (for the auxiliary grounding loss). ``drop_noops`` needs our action convention
+    (:func:`our_action_convention`).
     """
+    from policy.features import camera_key
+
     images, states, task_ids, chunks, targets, steps = [], [], [], [], [], []
     instructions: list[str] = []
-    n = ds.num_episodes if not max_episodes else min(max_episodes, ds.num_episodes)
-    for i in range(n):
-        ep = ds.episode(i)
+    if episodes is None:
+        n = ds.num_episodes if not max_episodes else min(max_episodes, ds.num_episodes)
+        episodes = range(n)
+    for i in episodes:
+        ep = read_episode(ds, i, cameras)
         actions = np.asarray(ep["action"], dtype=np.float32)
         keep = ~is_noop(actions) if drop_noops else np.ones(len(actions), bool)
         if not keep.any():
@@ -129,13 +166,15 @@ def load_frames(ds: Any, cameras: list[str], image_size: int, chunk: int,
         actions = actions[keep]
         cams = []
         for cam in cameras:
-            key = IMAGE_PREFIX + cam
+            key = camera_key(ds, cam)
             if key not in ep:
                 have = [k.removeprefix(IMAGE_PREFIX) for k in ep if k.startswith(IMAGE_PREFIX)]
                 raise PolicyError(f"the dataset has no camera {cam!r} (has: {have})")
             cams.append(resize_images(np.asarray(ep[key])[keep], image_size))
         images.append(np.stack(cams, axis=1))
-        state = np.asarray(ep["observation.state"], dtype=np.float32)
+        state = ep.get("observation.state")
+        state = (np.asarray(state, dtype=np.float32) if state is not None
+                 else np.zeros((len(keep), 0), np.float32))
         states.append(state[keep])
         if with_targets:
             pos = episode_target_positions(ds, i)

@@ -39,9 +39,10 @@ from perception.lm import LoRA, TinyLM, build_lm, cache_kwarg, cache_of, lm_conf
 from perception.lm import add_lora as add_lora_adapters, merge_lora as merge_lora_adapters
 from perception.text import PretrainedTokenizer, Tokenizer, load_tokenizer, train_bpe
 from perception.text_encoder import DIM as TEXT_STATE_DIM
-from policy.action_tokenizer import ActionTokenizer
-from policy.checkpoint_check import (TEXT_ENCODER_DIR, check_config, check_stats,
-                                     check_text_encoder, check_weights, read_weight_shapes)
+from policy.action_tokenizer import GRIPPER_DIM, ActionTokenizer
+from policy.checkpoint_check import (TEXT_ENCODER_DIR, check_config, check_dataset_features,
+                                     check_stats, check_text_encoder, check_weights,
+                                     read_weight_shapes)
 from policy.configuration_vla import VLAConfig
 from policy.errors import PolicyError
 
@@ -102,6 +103,10 @@ class VLAModel(nn.Module):
         # checkpoint that bundles it, the folder to load it from (None: the installed package).
         self.text_encoder_id = text_encoder_id
         self.text_encoder_dir = text_encoder_dir
+        # The dataset features it was trained on (``policy.features``: cameras and their shapes,
+        # state and action sizes and names, fps, the train/held-out split); None for checkpoints
+        # from before they were recorded.
+        self.dataset_features: dict[str, Any] | None = None
         if cfg.pretrained_text and not text_encoder_id:
             raise PolicyError("a model conditioned on a pretrained text encoder needs its id")
         hidden = lm.config.hidden_size
@@ -183,8 +188,9 @@ class VLAModel(nn.Module):
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def build(cls, cfg: VLAConfig, action_stats: dict, instructions: list[str],
-              state_stats: dict | None = None) -> "VLAModel":
-        """A fresh model: tiny backbones from configs, or pretrained ones from ``*_path``."""
+              state_stats: dict | None = None, gripper_dim: int | None = GRIPPER_DIM) -> "VLAModel":
+        """A fresh model: tiny backbones from configs, or pretrained ones from ``*_path``.
+        ``gripper_dim``: the binary gripper of our action convention, None for continuous actions."""
         if cfg.vision_path:
             vision = load_vision_encoder(cfg.vision_path)
             cfg.image_size = vision.image_size
@@ -213,7 +219,7 @@ class VLAModel(nn.Module):
                           tiny=TinyLM(cfg.lm_family, cfg.lm_hidden, cfg.lm_layers, cfg.lm_heads))
         if state_stats is None:
             cfg.use_state = False
-        return cls(cfg, vision, lm, text_tok, ActionTokenizer(action_stats, cfg.n_bins),
+        return cls(cfg, vision, lm, text_tok, ActionTokenizer(action_stats, cfg.n_bins, gripper_dim),
                    state_stats, text_encoder_id)
 
     # --- inputs ---------------------------------------------------------------------------------
@@ -436,6 +442,8 @@ class VLAModel(nn.Module):
                       "format": "embodied-vla/1", **(extra or {})}
             if self.cfg.pretrained_text:
                 config["text_encoder"] = dict(self.text_encoder_id)
+            if self.dataset_features:
+                config["dataset"] = self.dataset_features
             (tmp / "config.json").write_text(json.dumps(config, indent=2))
             stats = {"action": self.action_tokenizer.to_dict(), "state": self.state_stats}
             (tmp / "stats.json").write_text(json.dumps(stats, indent=2))
@@ -478,6 +486,7 @@ class VLAModel(nn.Module):
         # matched against the weights' header on the meta device, before anything is allocated.
         cfg = check_config(config, directory)
         check_stats(stats, cfg, directory)
+        features = check_dataset_features(config, cfg, directory)
         # A pretrained text encoder is checked against the installed one (or the bundled copy)
         # now, before any weights are read: a mismatch is one line naming both.
         encoder_dir = check_text_encoder(config, directory) if cfg.pretrained_text else None
@@ -504,6 +513,7 @@ class VLAModel(nn.Module):
         if bad or result.unexpected_keys:
             raise PolicyError(f"checkpoint {directory} does not match its config: missing "
                               f"{bad[:3]}, unexpected {result.unexpected_keys[:3]}")
+        model.dataset_features = features
         if merge_lora:
             model.merge_lora()
         return model.eval()

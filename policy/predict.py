@@ -1,8 +1,8 @@
 """``Policy``: a trained VLA checkpoint behind the one policy interface (``policy.base.BasePolicy``).
 
-``predict_chunk(observations, instructions) -> [B, K, 7]`` is one model call (one forward pass in
-parallel mode, a KV-cached greedy loop in autoregressive mode), stateless, so several robots can
-share it. Playing the chunks one action per step (open loop with replanning, or temporal
+``predict_chunk(observations, instructions) -> [B, K, A]`` (A = 7 in our action convention, the
+dataset's action size otherwise) is one model call (one forward pass in parallel mode, a KV-cached
+greedy loop in autoregressive mode), stateless, so several robots can share it. Playing the chunks one action per step (open loop with replanning, or temporal
 ensembling) is ``policy.executor.ChunkExecutor``'s job::
 
     policy = Policy.from_pretrained("checkpoints/vla-default")
@@ -18,6 +18,7 @@ episode's first step the instruction costs a lookup, not a forward pass.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +28,7 @@ import torch
 from perception.image import resize_images, to_tensor
 from policy.base import BasePolicy, Observation
 from policy.errors import PolicyError
+from policy.features import conform_observations, square_size
 # check_states and the STATE_RANGE_* limits live in policy.inputs (numpy only, shared with the
 # ONNX backend); re-exported here, where callers have always found them.
 from policy.inputs import (STATE_RANGE_STD_FLOOR, STATE_RANGE_STDS, InputSpec,  # noqa: F401
@@ -78,16 +80,34 @@ class Policy(BasePolicy):
 
     def describe(self) -> dict[str, Any]:
         cfg = self.cfg
-        return {"chunk": int(cfg.chunk), "replan": int(self.replan), "cameras": list(cfg.camera_list),
-                "image_size": int(cfg.obs_image_size), "use_state": self.model.state_proj is not None,
-                "state_dim": int(cfg.state_dim) if self.model.state_proj is not None else None}
+        features = self.model.dataset_features
+        # None: cameras of other shapes (a foreign dataset's), taken as recorded (camera_shapes)
+        size = int(cfg.obs_image_size) if not features or square_size(features) == cfg.obs_image_size \
+            else None
+        out = {"chunk": int(cfg.chunk), "replan": int(self.replan), "cameras": list(cfg.camera_list),
+               "image_size": size, "use_state": self.model.state_proj is not None,
+               "state_dim": int(cfg.state_dim) if self.model.state_proj is not None else None}
+        if features:
+            out["camera_shapes"] = {c: list(f["shape"]) for c, f in features["cameras"].items()}
+            out["action_dim"] = int(cfg.action_dim)
+        return out
 
     @torch.no_grad()
     def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
-        """One model call for B observations -> actions ``[B, K, 7]`` float32."""
+        """One model call for B observations -> actions ``[B, K, A]`` float32.
+
+        A checkpoint that recorded its training dataset's features checks the observations against
+        them first (``policy.features.conform_observations``: each camera at its recorded shape,
+        under the model's input name or the dataset camera's, and the state's length), then
+        resizes every camera to the model's input size as training did."""
         cfg = self.cfg
         pretrained = cfg.pretrained_text  # the encoder reads the strings; no ids
-        images, ids, mask, states = prepare_inputs(observations, instructions, self.input_spec(),
+        spec = self.input_spec()
+        if self.model.dataset_features:
+            observations = conform_observations(self.model.dataset_features, observations,
+                                                cfg.image_size)
+            spec = dataclasses.replace(spec, image_size=int(cfg.image_size))
+        images, ids, mask, states = prepare_inputs(observations, instructions, spec,
                                                    None if pretrained else self.model.text_tokenizer)
         if pretrained:
             text, text_mask = self.model.encode_text(instructions)

@@ -81,19 +81,22 @@ def _state_stats(ds: Any) -> dict | None:
 
 
 # --- model set-up ---------------------------------------------------------------------------------
-def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: list[str]):
+def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: list[str],
+                  gripper_dim: int | None = None):
     from policy.action_tokenizer import ActionTokenizer
     from policy.modeling_vla import VLAModel
 
     if cfg.init:
         model = VLAModel.from_pretrained(cfg.init, merge_lora=True).train()
         if cfg.restat:
-            model.action_tokenizer = ActionTokenizer(ds.stats["action"], model.cfg.n_bins)
+            model.action_tokenizer = ActionTokenizer(ds.stats["action"], model.cfg.n_bins,
+                                                     gripper_dim=model.action_tokenizer.gripper_dim)
             model.state_stats = _state_stats(ds) if model.state_stats else None
         else:
             check_stats_match(model.action_tokenizer.to_dict(), ds.stats["action"])
     else:
-        model = VLAModel.build(model_cfg, ds.stats["action"], table_instr, _state_stats(ds))
+        model = VLAModel.build(model_cfg, ds.stats["action"], table_instr, _state_stats(ds),
+                               gripper_dim=gripper_dim)
     if model_cfg.film and model.film is None:
         model.add_film()  # starts as the identity: the checkpoint's predictions are unchanged
     if cfg.lora:
@@ -113,7 +116,12 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     """Run training; returns the final checkpoint directory. ``dataset`` overrides ``cfg.dataset``."""
     from torch.nn.parallel import DistributedDataParallel
 
-    from policy.data import StreamSampler, check_dataset_stats, load_frames, make_batch
+    from policy.action_tokenizer import GRIPPER_DIM
+    from policy.data import (StreamSampler, check_dataset_stats, load_frames, make_batch,
+                             our_action_convention, read_episode)
+    from policy.features import (camera_shape, check_vectors, dataset_cameras, dataset_features,
+                                 parse_camera_map, resolve_cameras, sizes_only,
+                                 split_episodes)
     from policy.modeling_vla import VLAModel
     from common.runs import RunLog
 
@@ -138,23 +146,42 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
         from policy.data import open_dataset
 
         dataset = open_dataset(cfg.dataset)
-    check_dataset_stats(dataset)
     torch.manual_seed(cfg.seed)
+    init_features = None
     if cfg.init:  # cameras and sizes come from the checkpoint being fine-tuned
         add_film = model_cfg.film  # the one model flag that applies on top of a checkpoint
         wanted_text = model_cfg.text_encoder
-        model_cfg = VLAModel.from_pretrained(cfg.init).cfg
+        init_model = VLAModel.from_pretrained(cfg.init)
+        model_cfg = init_model.cfg
+        init_features = init_model.dataset_features or sizes_only(init_model)
+        del init_model
         model_cfg.film = model_cfg.film or add_film
         if wanted_text != "none" and wanted_text != model_cfg.text_encoder:
             raise PolicyError(f"--text-encoder {wanted_text}: the checkpoint {cfg.init} reads "
                               f"text_encoder={model_cfg.text_encoder!r}; its instruction tokens "
                               "cannot be swapped by fine-tuning, train a new policy instead")
+    # What the dataset holds decides the model's sizes: its cameras feed the model's inputs (by
+    # name, or through --camera-map), its action size sizes the action tokens, its state the
+    # state input; all of it, and the train/held-out split, is recorded in the checkpoint.
+    first = read_episode(dataset, 0, cameras=[])  # sizes only: no video decoded (the reader)
+    if "action" not in first:
+        raise PolicyError("the dataset has no 'action' feature; a policy learns from recorded actions")
+    cameras = resolve_cameras(model_cfg.camera_list, dataset_cameras(dataset, first),
+                              parse_camera_map(cfg.camera_map))
+    if init_features is not None:  # the fine-tuned checkpoint's state and action must match
+        check_vectors(init_features, dataset, first)
+    else:
+        model_cfg.action_dim = int(np.asarray(first["action"]).shape[-1])
+    check_dataset_stats(dataset, model_cfg.action_dim)
     model_cfg.state_dim = int(np.asarray(dataset.stats["observation.state"]["mean"]).shape[0]) \
         if "observation.state" in dataset.stats else 0
-    first = dataset.episode(0)
-    model_cfg.obs_image_size = int(first["observation.images." + model_cfg.camera_list[0]].shape[1])
-    table = load_frames(dataset, model_cfg.camera_list, model_cfg.image_size, model_cfg.chunk,
-                        cfg.drop_noops, cfg.max_episodes,
+    model_cfg.obs_image_size = camera_shape(dataset, first, cameras[model_cfg.camera_list[0]])[0]
+    train_eps, held_out = split_episodes(dataset.num_episodes, cfg.holdout_episodes, cfg.max_episodes)
+    features = dataset_features(dataset, first, cameras, train_eps, held_out)
+    del first
+    ours = our_action_convention(dataset)
+    table = load_frames(dataset, [cameras[c] for c in model_cfg.camera_list], model_cfg.image_size,
+                        model_cfg.chunk, cfg.drop_noops and ours, episodes=train_eps,
                         with_targets=model_cfg.aux_target_weight > 0)
 
     start_step = 0
@@ -167,7 +194,8 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
         start_step = int(state["step"])
         run_dir = resume_dir
     else:
-        model = build_or_load(cfg, model_cfg, dataset, table.instructions).train()
+        model = build_or_load(cfg, model_cfg, dataset, table.instructions,
+                              gripper_dim=GRIPPER_DIM if ours else None).train()
         run_dir = None
         if rank == 0:
             from common.runs import new_run_dir
@@ -179,6 +207,9 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
             write_json(run_dir / "config.json", {"train": cfg, "model": model.cfg,
                                                  "world_size": world})
         run_dir = Path(_broadcast(str(run_dir) if run_dir else "", world))
+    if model.state_proj is None:  # the features it reads: a model without a state input needs none
+        features["state"] = {"dim": 0, "names": None}
+    model.dataset_features = features
     model.to(device)
     # Every distinct instruction once: token ids, or the pretrained encoder's token states (one
     # MiniLM pass each, here and never again); make_batch indexes them by task.

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from common.config import add_dataclass_args, from_args
 from policy.configuration_vla import VLAConfig
 
-# VLAConfig fields the data or the trainer decide; not user flags (LoRA's rank is ``--lora-rank``
+# VLAConfig fields the data (state, action and image sizes) or the trainer decide; not user flags (LoRA's rank is ``--lora-rank``
 # of TrainConfig, applied by the trainer).
-_DERIVED = ("state_dim", "obs_image_size", "lora_rank", "lora_alpha")
+_DERIVED = ("state_dim", "action_dim", "obs_image_size", "lora_rank", "lora_alpha")
 # Where the data comes from: a dataset, or the run being resumed (its config names the dataset).
 _SOURCE = ("dataset", "resume")
 
@@ -40,6 +40,8 @@ class TrainConfig:
     early_frames: int = field(default=0, metadata={"help": "with --early-repeat: the first N kept frames of each episode are drawn more often (where the policy decides which object to go for)"})
     early_repeat: int = field(default=1, metadata={"help": "times each early frame appears per epoch (1 = uniform)"})
     max_episodes: int = field(default=0, metadata={"help": "use only the first N episodes (0 = all)"})
+    holdout_episodes: int = field(default=0, metadata={"help": "hold the dataset's last N episodes out of training; the checkpoint records the split, and `embodied eval --dataset DIR --episodes held-out` scores the policy on them (offline, for robots we cannot simulate)", "metavar": "N"})
+    camera_map: str = field(default="", metadata={"help": "feed dataset cameras to model inputs of other names, DATASET=MODEL pairs: top=agentview,gripper=wrist (with --init, the checkpoint's inputs); without it each model input (--cameras) reads the dataset camera of the same name", "metavar": "MAP"})
     restat: bool = field(default=False, metadata={"help": "with --init: adopt the dataset's stats instead of failing on a mismatch"})
     stop_after: int = field(default=0, metadata={"help": "stop at this step although the schedule spans --steps (time-boxed runs; resume later)"})
     save_every: int = field(default=500, metadata={"help": "checkpoint every N steps (and at the end)"})
