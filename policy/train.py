@@ -180,9 +180,17 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     features = dataset_features(dataset, first, cameras, train_eps, held_out)
     del first
     ours = our_action_convention(dataset)
+    with_targets = model_cfg.aux_target_weight > 0
+    if with_targets and not (Path(dataset.root) / "gt").is_dir():
+        # Data from elsewhere (LeRobot's own writer, a real robot) has no simulator ground truth,
+        # so the auxiliary target loss has nothing to learn from: fine-tune without it (its head
+        # stays in the checkpoint, unused) rather than refuse the dataset.
+        print(f"note: {dataset.root} has no simulator ground truth (gt/): training without the "
+              "auxiliary target loss")
+        with_targets = False
     table = load_frames(dataset, [cameras[c] for c in model_cfg.camera_list], model_cfg.image_size,
                         model_cfg.chunk, cfg.drop_noops and ours, episodes=train_eps,
-                        with_targets=model_cfg.aux_target_weight > 0)
+                        with_targets=with_targets)
 
     start_step = 0
     if resume_dir is not None:

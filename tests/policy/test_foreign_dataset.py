@@ -176,3 +176,14 @@ def test_recorded_features_are_checked_at_load(so101_run, tmp_path):
         (ckpt / "config.json").write_text(json.dumps(config))
         with pytest.raises(PolicyError, match=field.replace(".", r"\.")):
             Policy.from_pretrained(ckpt)
+
+
+def test_the_shipped_checkpoint_fine_tunes_on_data_without_our_ground_truth(capsys, tmp_path):
+    """LeRobot's data has no simulator ground truth: the auxiliary target loss is left out (said so)
+    instead of the dataset being refused."""
+    shipped = Path(__file__).resolve().parents[2] / "checkpoints" / "vla-default"
+    rc, text = _run(capsys, "train", "--dataset", FIXTURE, "--init", shipped, "--restat", "--steps", 2,
+                    "--batch-size", 4, "--log-every", 1, "--save-every", 100, "--out", tmp_path / "ft")
+    assert rc == 0, text
+    assert "without the auxiliary target loss" in text
+    assert (tmp_path / "ft" / "checkpoint" / "config.json").is_file()
