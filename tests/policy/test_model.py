@@ -156,14 +156,15 @@ def test_a_policy_checkpoint_lends_its_vision_tower(tmp_path):
 
 
 def test_shipped_tokenizer_loads_with_its_ids():
-    """checkpoints/vla-default/tokenizer (the format before perception.text) gives the ids the
-    checkpoint was trained with: BOS first, "." unseen in training -> [UNK], lower-cased."""
+    """The previous default checkpoint's tokenizer (the format before perception.text; kept in
+    tests/fixtures/legacy_policy_tokenizer) gives the ids it was trained with: BOS first, "."
+    unseen in training -> [UNK], lower-cased."""
     from pathlib import Path
 
     from perception.text import load_tokenizer
     from policy.processor import encode_instructions
 
-    tok = load_tokenizer(Path(__file__).parents[2] / "checkpoints" / "vla-default" / "tokenizer")
+    tok = load_tokenizer(Path(__file__).parents[1] / "fixtures" / "legacy_policy_tokenizer")
     ids, mask = encode_instructions(["Pick up the RED cube."], tok, 8)
     assert ids.tolist() == [[0, 1, 52, 49, 27, 83, 37, 3]] and mask.tolist() == [[0] + [1] * 7]
     same, _ = encode_instructions(["pick up the red cube."], tok, 8)
