@@ -20,7 +20,6 @@ ambiguous command is answered with a question, every stop request stops.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,9 @@ import pytest
 from agent.router import Route
 from tests.agent import routing_sets
 from tests.agent import test_router_heldout as heldout
+from tests.agent.test_router_heldout import (  # noqa: F401 - collected here, on this set's results
+    test_every_ambiguous_command_is_answered_with_a_question, test_no_non_command_moves_the_robot,
+    test_stop_requests_always_stop)
 
 DATA = Path(__file__).parent / "data" / "routing_blind.txt"
 
@@ -52,28 +54,4 @@ def test_the_set_is_big_and_covers_every_route():
 
 
 def test_routing_accuracy(results):
-    wrong = [(c, r) for c, r in results if not heldout.is_right(r, c.label)]
-    accuracy = 1 - len(wrong) / len(results)
-    total, right = Counter(), Counter()
-    for c, r in results:
-        total[c.kind] += 1
-        right[c.kind] += heldout.is_right(r, c.label)
-    per_kind = ", ".join(f"{k} {right[k]}/{total[k]}" for k in sorted(total))
-    print(f"\nblind routing: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%}); {per_kind}\n"
-          + routing_sets.show(wrong))
-    assert accuracy >= ACCURACY_FLOOR, routing_sets.show(wrong)
-
-
-def test_no_non_command_moves_the_robot(results):
-    moved = [(c, r) for c, r in results if r.kind == "command" and c.kind != "command"]
-    assert not moved, routing_sets.show(moved)
-
-
-def test_every_ambiguous_command_is_answered_with_a_question(results):
-    unasked = [(c, r) for c, r in results if c.kind == "clarify" and not heldout.is_right(r, "clarify")]
-    assert not unasked, routing_sets.show(unasked)
-
-
-def test_stop_requests_always_stop(results):
-    missed = [(c, r) for c, r in results if c.kind == "stop" and r.kind != "stop"]
-    assert not missed, routing_sets.show(missed)
+    heldout.assert_accuracy(results, ACCURACY_FLOOR, "blind")

@@ -20,7 +20,7 @@ import pytest
 
 from tests.agent import routing_sets
 from tests.agent import test_router_heldout as heldout
-from tests.agent.test_router_blind import (  # noqa: F401 - collected here, on this set's results
+from tests.agent.test_router_heldout import (  # noqa: F401 - collected here, on this set's results
     test_every_ambiguous_command_is_answered_with_a_question, test_no_non_command_moves_the_robot,
     test_stop_requests_always_stop)
 
@@ -44,8 +44,4 @@ def test_the_set_is_big_and_covers_every_route():
 
 
 def test_routing_accuracy(results):
-    wrong = [(c, r) for c, r in results if not heldout.is_right(r, c.label)]
-    accuracy = 1 - len(wrong) / len(results)
-    print(f"\nblind2 routing: {len(results) - len(wrong)}/{len(results)} right ({accuracy:.1%})\n"
-          + routing_sets.show(wrong))
-    assert accuracy >= ACCURACY_FLOOR, routing_sets.show(wrong)
+    heldout.assert_accuracy(results, ACCURACY_FLOOR, "blind2")
