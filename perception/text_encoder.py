@@ -223,6 +223,13 @@ class TextEncoder(nn.Module):
         against the weights as they are now, not against what was cached earlier)."""
         return self._run([texts] if isinstance(texts, str) else [str(t) for t in texts])
 
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character span ``(start, end)`` in ``text`` of each token :meth:`encode` returns a state
+        for, in order (``(0, 0)`` for the [CLS]/[SEP] specials), so a caller can find the token
+        that ends a word it knows the position of."""
+        enc = self.tokenizer(text, truncation=True, max_length=self.max_tokens, return_offsets_mapping=True)
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
     def pooled(self, texts: str | Sequence[str]) -> torch.Tensor:
         return self.encode(texts).pooled
 

@@ -47,7 +47,7 @@ from video_qa.configuration_videolm import TINY_LM_LAYERS, VideoLMConfig
 from video_qa.errors import VideoQAError
 from video_qa.labels import AUX_LABELS, CELL_CLASSES, SPATIAL_LABELS
 from video_qa.modeling_pooling import MeanPooling, TokenMining
-from video_qa.processor_videolm import new_specials, tokenizer_for
+from video_qa.processor_videolm import QUESTION_SPECIAL, new_specials, tokenizer_for
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -170,6 +170,22 @@ class VideoLM(nn.Module):
             std = float(getattr(self.lm.config, "initializer_range", 0.02))
             self.grounding = QuestionGrounding(dl, dv, cfg.num_frames, heads, embedding_std=std,
                                                relate=cfg.grounding_relate, compare=cfg.grounding_compare)
+        self.text_encoder_id: dict[str, str] | None = None
+        if cfg.pretrained_text:
+            from perception.text_encoder import DIM, encoder_id
+
+            saved = arch.get("text_encoder")
+            try:
+                ident = encoder_id()  # the installed package, or a one-line error
+                if saved is not None:
+                    ident.check(saved, "this video-QA checkpoint")
+            except PerceptionError as exc:
+                raise VideoQAError(str(exc)) from None
+            self.text_encoder_id = ident.to_dict()
+            # The frozen encoder's token states -> LM space; its states are unnormalised BERT
+            # outputs, so a LayerNorm first puts every question on the same scale.
+            self.question_proj = nn.Sequential(nn.LayerNorm(DIM), nn.Linear(DIM, dl), nn.GELU(),
+                                               nn.Linear(dl, dl))
         if cfg.aux_frame_weight > 0:
             self.aux_head = nn.Linear(dl, len(AUX_LABELS))
         if cfg.aux_spatial_weight > 0:
@@ -233,6 +249,14 @@ class VideoLM(nn.Module):
         question (true at word boundaries for bytes and for BPE); a name cut off by truncation, or
         a class the cells do not have, is skipped."""
         out = []
+        if self.cfg.pretrained_text:  # the encoder token whose span ends where the name ends
+            q, _ = truncate_utf8(question, self.cfg.max_question_bytes)
+            spans = self.text_encoder.token_spans(q)
+            for thing, end in refs:
+                at = [i for i, (a, b) in enumerate(spans) if b == end and b > a]
+                if thing in CELL_CLASSES and at:
+                    out.append((at[-1], CELL_CLASSES.index(thing)))
+            return out
         for thing, end in refs:
             if thing not in CELL_CLASSES:
                 continue
@@ -243,7 +267,24 @@ class VideoLM(nn.Module):
 
     def question_ids(self, question: str) -> list[int]:
         q, _ = truncate_utf8(question, self.cfg.max_question_bytes)
-        return self.tokenizer.encode(q) + [self.tokenizer.token_id("<sep>")]
+        sep = self.tokenizer.token_id("<sep>")
+        if self.cfg.pretrained_text:  # one slot per encoder token, filled by question_states
+            return [self.tokenizer.token_id(QUESTION_SPECIAL)] * len(self.text_encoder.token_spans(q)) + [sep]
+        return self.tokenizer.encode(q) + [sep]
+
+    @property
+    def text_encoder(self) -> Any:
+        """The process-wide frozen ``perception.text_encoder.TextEncoder`` (never a submodule: a
+        checkpoint names it instead of copying it)."""
+        from perception.text_encoder import shared_text_encoder
+
+        return shared_text_encoder()
+
+    def question_states(self, question: str) -> torch.Tensor:
+        """``[n, 384]`` encoder states of the (truncated) question, one per ``<q>`` slot; each
+        distinct question is encoded once per process (the encoder's cache)."""
+        q, _ = truncate_utf8(question, self.cfg.max_question_bytes)
+        return self.text_encoder.encode([q]).states[0].float()
 
     def prompt_ids(self, times: Sequence[float], question: str,
                    texts: Sequence[str] | None = None) -> list[int]:
@@ -262,13 +303,25 @@ class VideoLM(nn.Module):
             return grounding(emb, question, turns, question_pos, patches.to(emb.dtype), return_scores=True)
         return grounding(emb, question, turns, question_pos, patches.to(emb.dtype)), None
 
-    def _embed(self, ids: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        """Token embeddings with every ``<frame>`` slot replaced by the next visual token."""
+    def _embed(self, ids: torch.Tensor, vis: torch.Tensor,
+               question_states: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with every ``<frame>`` slot replaced by the next visual token, and
+        every ``<q>`` slot by the next projected question state (pretrained text encoder)."""
         emb = self.lm.get_input_embeddings()(ids)
         mask = ids == self.tokenizer.token_id("<frame>")
         if int(mask.sum()) != vis.shape[0] * vis.shape[1]:
             raise VideoQAError("number of <frame> slots does not match the visual tokens")
-        return emb.masked_scatter(mask.unsqueeze(-1), vis.reshape(-1, vis.shape[-1]).to(emb.dtype))
+        emb = emb.masked_scatter(mask.unsqueeze(-1), vis.reshape(-1, vis.shape[-1]).to(emb.dtype))
+        if not self.cfg.pretrained_text:
+            return emb
+        slots = ids == self.tokenizer.token_id(QUESTION_SPECIAL)
+        n = int(slots.sum())
+        if question_states is None or question_states.shape[0] != n:
+            raise VideoQAError(f"{n} question slots but "
+                               f"{0 if question_states is None else question_states.shape[0]} question "
+                               "states (VideoLM.collate makes them)")
+        q = self.question_proj(question_states.to(emb.device, torch.float32)).to(emb.dtype)
+        return emb.masked_scatter(slots.unsqueeze(-1), q)
 
     # ------------------------------------------------------------------ training
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor,
@@ -324,7 +377,8 @@ class VideoLM(nn.Module):
                 images: torch.Tensor | None, patches: torch.Tensor | None,
                 position_ids: torch.Tensor | None = None, turns: torch.Tensor | None = None,
                 question: torch.Tensor | None = None, question_pos: torch.Tensor | None = None,
-                question_turns: torch.Tensor | None = None, want_scores: bool = False
+                question_turns: torch.Tensor | None = None, want_scores: bool = False,
+                question_states: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(input embeddings, LM attention mask, visual tokens ``[B, T, K, D]``, the grounding's
         question-to-cell score logits ``[B, L, T*N]`` if wanted and present): frame tokens in
@@ -334,7 +388,7 @@ class VideoLM(nn.Module):
             patches = self.patches(images.flatten(0, 1)).unflatten(0, images.shape[:2])
         b, t = patches.shape[:2]
         vis = self.frame_tokens(patches=patches.flatten(0, 1)).unflatten(0, (b, t))
-        emb = self._embed(input_ids, vis.flatten(1, 2))
+        emb = self._embed(input_ids, vis.flatten(1, 2), question_states)
         emb, scores = self._ground(emb, question, turns if turns is not None else question_turns,
                                    question_pos, patches, want_scores)
         mask = attention_mask if turns is None else turn_mask(turns)
@@ -386,7 +440,9 @@ class VideoLM(nn.Module):
             question[i, width - n_q:] = True
             question_pos[i, width - n_q:] = torch.arange(n_q, device=self.device)
         turns = torch.where(question, 1, torch.where(mask.bool(), 0, -1))
-        emb, _ = self._ground(self._embed(ids, vis), question, turns, question_pos, patches)
+        states = (torch.cat([self.question_states(q) for q in questions])
+                  if self.cfg.pretrained_text else None)
+        emb, _ = self._ground(self._embed(ids, vis, states), question, turns, question_pos, patches)
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         out = self.lm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=True)
         past = cache_of(out)
@@ -420,6 +476,8 @@ class VideoLM(nn.Module):
 
         meta = {"video_lm": self.cfg.to_dict(), "vision": self.vision.config_dict(),
                 "lm": self._lm_arch}
+        if self.text_encoder_id:  # named, not copied: checked against the installed one at load
+            meta["text_encoder"] = self.text_encoder_id
         with atomic_dir(directory) as tmp:
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
             skip = self._base_keys()
@@ -452,8 +510,8 @@ class VideoLM(nn.Module):
             raise VideoQAError(f"checkpoint {directory} is missing {', '.join(missing)}")
         meta = json.loads((directory / CONFIG_NAME).read_text())
         cfg = VideoLMConfig.from_dict(meta["video_lm"])
-        model = cls(cfg, load_tokenizer(directory), _arch={"vision": meta["vision"],
-                                                              "lm": meta["lm"]})
+        model = cls(cfg, load_tokenizer(directory), _arch={"vision": meta["vision"], "lm": meta["lm"],
+                                                              "text_encoder": meta.get("text_encoder")})
         try:
             if model._base_keys():
                 state = load_file(str(directory / WEIGHTS_NAME), device=map_location)

@@ -19,6 +19,8 @@ vocabulary, as new embedding rows that train beside the LoRA adapters (:func:`to
 One row per clip: ``<bos> {frames} q1 <sep> a1 <eos> q2 <sep> a2 <eos> ...``; ``turns`` marks
 which question a token belongs to (0 the shared frames, -1 padding) so the model's block mask lets
 each turn see the frames and itself only, and every turn's positions restart after the frames.
+With a pretrained text encoder the question's tokens are ``<q>`` slots and the batch carries
+their encoder states (``question_states``, one row per slot, in reading order).
 The token that ends each thing a question names gets the cells where that thing is
 (``ground_at`` / ``ground_target``); with ``grounding_compare`` every other question token is
 taught to find nothing (``ground_off``).
@@ -35,6 +37,14 @@ from perception.text import PretrainedTokenizer, Tokenizer, byte_tokenizer, trai
 
 SPECIALS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<frame>", "<time>", "<sep>", "<text>")
 PROMPT_SPECIALS: tuple[str, ...] = ("<frame>", "<time>", "<sep>", "<text>")  # added to a pretrained vocabulary
+# With a pretrained text encoder (``text_encoder="minilm"``) the question is a run of ``<q>``
+# placeholders, one per encoder token, whose embeddings the model replaces with the projected
+# encoder states (as ``<frame>`` slots take visual tokens).
+QUESTION_SPECIAL = "<q>"
+
+
+def _specials(cfg: Any) -> tuple[str, ...]:
+    return (QUESTION_SPECIAL,) if getattr(cfg, "pretrained_text", False) else ()
 
 
 def tokenizer_for(cfg: Any) -> Tokenizer:
@@ -44,10 +54,10 @@ def tokenizer_for(cfg: Any) -> Tokenizer:
 
     source = cfg.pretrained_lm
     if not source or not has_tokenizer(source):
-        return new_tokenizer(cfg.tokenizer, cfg.bpe_vocab)
+        return new_tokenizer(cfg.tokenizer, cfg.bpe_vocab, _specials(cfg))
     tok = pretrained_tokenizer(source)
     roles = [t for t, have in (("<bos>", tok.bos_id), ("<eos>", tok.eos_id)) if have is None]
-    tok.add_specials([*PROMPT_SPECIALS, *roles], bos="<bos>", eos="<eos>")
+    tok.add_specials([*PROMPT_SPECIALS, *_specials(cfg), *roles], bos="<bos>", eos="<eos>")
     return tok
 
 
@@ -57,17 +67,19 @@ def new_specials(tok: Tokenizer) -> list[int]:
     if not isinstance(tok, PretrainedTokenizer):
         return []
     specials = tok.specials
-    return [specials[s] for s in (*PROMPT_SPECIALS, "<bos>", "<eos>") if s in specials]
+    return [specials[s] for s in (*PROMPT_SPECIALS, QUESTION_SPECIAL, "<bos>", "<eos>") if s in specials]
 
 
-def new_tokenizer(kind: str, bpe_vocab: int) -> Tokenizer:
+def new_tokenizer(kind: str, bpe_vocab: int, extra: tuple[str, ...] = ()) -> Tokenizer:
     """A new model's tokenizer: ``"byte"``, or ``"bpe"`` with ``bpe_vocab`` text ids (256 bytes
-    + merges learned from the training templates; deterministic, so the same for every run)."""
+    + merges learned from the training templates; deterministic, so the same for every run);
+    ``extra`` specials follow :data:`SPECIALS`."""
+    specials = SPECIALS + tuple(extra)
     if kind == "byte":
-        return byte_tokenizer(SPECIALS)
+        return byte_tokenizer(specials)
     from video_qa.questions import template_corpus
 
-    return train_bpe(template_corpus(), bpe_vocab + len(SPECIALS), SPECIALS)
+    return train_bpe(template_corpus(), bpe_vocab + len(specials), specials)
 
 
 def collate(model: Any, examples: Sequence[dict[str, Any]], device: torch.device | None = None
@@ -80,6 +92,7 @@ def collate(model: Any, examples: Sequence[dict[str, Any]], device: torch.device
     ground_at: list[tuple[int, int]] = []  # (row, position) of a token that ends a name
     ground_target: list[np.ndarray] = []  # [T * N]: the cells where that thing is
     ground_off: list[tuple[int, int]] = []  # (row, position) of a question token naming nothing
+    states: list[torch.Tensor] = []  # the pretrained encoder's states of every question, in order
     for row, ex in enumerate(examples):
         questions = ex["questions"] if "questions" in ex else [ex["question"]]
         answers = ex["answers"] if "answers" in ex else [ex["answer"]]
@@ -92,6 +105,8 @@ def collate(model: Any, examples: Sequence[dict[str, Any]], device: torch.device
         for k, (q, a) in enumerate(zip(questions, answers), start=1):
             ans, _ = truncate_utf8(a, model.cfg.max_answer_bytes)
             qi, ai = model.question_ids(q), tok.encode(ans) + [tok.eos_id]
+            if model.cfg.pretrained_text:
+                states.append(model.question_states(q))
             if "cells" in ex and k - 1 < len(refs):
                 ends = model._name_ends(q, qi, refs[k - 1])
                 for at, cls in ends:
@@ -132,6 +147,8 @@ def collate(model: Any, examples: Sequence[dict[str, Any]], device: torch.device
     dev = device or model.device
     out = {"input_ids": ids_t.to(dev), "labels": lab_t.to(dev), "attention_mask": mask.to(dev),
            "position_ids": pos_t.to(dev), "question": q_t.to(dev), "question_pos": qpos_t.to(dev)}
+    if states:
+        out["question_states"] = torch.cat(states).to(dev)
     if any(len(ex.get("questions", ())) > 1 for ex in examples):
         out["turns"] = turn_t.to(dev)
     else:  # one question each: the plain causal mask; turns only tell the grounding apart

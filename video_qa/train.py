@@ -66,20 +66,47 @@ def warm_start(checkpoint: str | Path, model_cfg: VideoLMConfig, log: Any = prin
     ``checkpoint``, holding every one of its weights whose name and shape still fit. Why: a module
     added to a trained model (a new grounding feature) is tried in minutes of fine-tuning instead
     of the better part of an hour from scratch; the run's config records where it started."""
+    import torch
+
     from video_qa.modeling_videolm import VideoLM
 
     directory = Path(checkpoint)
     base = VideoLM.from_pretrained(directory)  # validates the directory, one-line errors
-    model = VideoLM(model_cfg, base.tokenizer, _arch={"vision": base.vision.config_dict(),
-                                                      "lm": base._lm_arch})
+    tokenizer, lm_arch = _grown_vocabulary(base, model_cfg)
+    model = VideoLM(model_cfg, tokenizer, _arch={"vision": base.vision.config_dict(), "lm": lm_arch})
     own = model.state_dict()
     fits = {k: v for k, v in base.state_dict().items() if k in own and own[k].shape == v.shape}
+    for k, v in base.state_dict().items():  # vocabulary rows: the old ids keep their rows
+        if k in own and k not in fits and v.dim() == own[k].dim() and v.shape[1:] == own[k].shape[1:] \
+                and v.shape[0] < own[k].shape[0]:
+            fits[k] = torch.cat([v, own[k][v.shape[0]:]])
     model.load_state_dict(fits, strict=False)
     fresh = sorted(k for k in own if k not in fits)
     if log:
         log(f"warm start from {directory}: {len(fits)} tensors loaded, {len(fresh)} fresh"
             + (f" ({', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''})" if fresh else ""))
     return model
+
+
+def _grown_vocabulary(base: Any, model_cfg: VideoLMConfig) -> tuple[Any, dict[str, Any]]:
+    """The tokenizer and LM architecture a warm start builds on: the checkpoint's, or, when the
+    new model reads questions with the pretrained encoder and the checkpoint did not, the same
+    vocabulary plus the ``<q>`` slot (ours is a deterministic BPE, so the new tokenizer keeps
+    every old id and appends one)."""
+    import copy
+
+    from video_qa.processor_videolm import tokenizer_for
+
+    if not model_cfg.pretrained_text or base.cfg.pretrained_text or "config" not in base._lm_arch:
+        return base.tokenizer, base._lm_arch
+    grown = tokenizer_for(replace(base.cfg, text_encoder=model_cfg.text_encoder))
+    probe = "How many balls were potted? 3.1s the red cube"
+    if grown.vocab_size != base.tokenizer.vocab_size + 1 or grown.encode(probe) != base.tokenizer.encode(probe):
+        raise VideoQAError("cannot warm-start a pretrained-text model from this checkpoint: its "
+                           "vocabulary is not the one this code builds; train from scratch")
+    arch = copy.deepcopy(base._lm_arch)
+    arch["config"]["vocab_size"] = grown.vocab_size
+    return grown, arch
 
 
 def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | None = None,

@@ -229,11 +229,12 @@ def test_packed_questions_see_the_frames_and_themselves_only():
         assert model.generate(ex["frames"][None], [ex["times"]], [q]) == [a]
 
 
-def test_collate_teaches_the_token_that_ends_each_name_where_that_thing_is():
+@pytest.mark.parametrize("text_encoder", ["minilm", "none"])
+def test_collate_teaches_the_token_that_ends_each_name_where_that_thing_is(text_encoder):
     from video_qa.labels import CELL_CLASSES
 
     torch.manual_seed(0)
-    model = VideoLM(tiny_config())
+    model = VideoLM(tiny_config(text_encoder=text_encoder))
     ex = _examples(1)[0]
     n = 16  # cells per frame at 16 px / 4 px patches
     cells = np.zeros((3, n, len(CELL_CLASSES)), np.uint8)
@@ -245,8 +246,14 @@ def test_collate_teaches_the_token_that_ends_each_name_where_that_thing_is():
     batch = model.collate([{**ex, "question": q, "answer": "yes", "refs": refs, "cells": cells}])
     at, target = batch["ground_at"], batch["ground_target"]
     assert at.shape == (2, 2)  # the unknown thing is skipped
-    tokens = [model.tokenizer.decode([int(batch["input_ids"][r, p])]) for r, p in at.tolist()]
-    assert tokens == [" cube", " bowl"]
+    if model.cfg.pretrained_text:  # the pretrained encoder's tokens: read back through their spans
+        first = int(batch["question"][0].nonzero()[0])
+        spans = model.text_encoder.token_spans(q)
+        tokens = [q[slice(*spans[p - first])] for _, p in at.tolist()]
+        assert tokens == ["cube", "bowl"]
+    else:
+        tokens = [model.tokenizer.decode([int(batch["input_ids"][r, p])]) for r, p in at.tolist()]
+        assert tokens == [" cube", " bowl"]
     assert target[0].nonzero().flatten().tolist() == [5, 2 * n + 7]  # frame 0 cell 5, frame 2 cell 7
     assert target[1].nonzero().flatten().tolist() == [1 * n + 2]
     loss_with = model(**batch)

@@ -54,7 +54,7 @@ def test_uses_smollm2s_own_tokenizer_and_trains_only_adapters_new_rows_and_visio
     model, _, _ = trained
     tok = model.tokenizer
     assert tok.kind == "hf" and (tok.bos_id, tok.eos_id) == (1, 2)  # SmolLM2's own
-    assert tok.vocab_size == 49152 + 4  # + <frame> <time> <sep> <text>
+    assert tok.vocab_size == 49152 + 5  # + <frame> <time> <sep> <text> and <q> (the question's encoder slots)
     from perception.pretrained_lm import pretrained_tokenizer
 
     assert tok.encode("what colour is the ball?") == pretrained_tokenizer("smollm2").encode("what colour is the ball?")
@@ -65,9 +65,9 @@ def test_uses_smollm2s_own_tokenizer_and_trains_only_adapters_new_rows_and_visio
     assert any("lora_A" in n for n in lm_trained)
     assert all("lora_" in n or "trainable_tokens_delta" in n for n in lm_trained)
     assert not any("embed_tokens.weight" in n or "base_layer" in n for n in lm_trained)
-    assert {n.split(".")[0] for n in trained_names - lm_trained} == {"pool", "projector"}
+    assert {n.split(".")[0] for n in trained_names - lm_trained} == {"pool", "projector", "question_proj"}
     rows = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n]
-    assert [tuple(r.shape) for r in rows] == [(4, 576)]
+    assert [tuple(r.shape) for r in rows] == [(5, 576)]
 
 
 def test_overfits_a_batch(trained):

@@ -63,7 +63,7 @@ def test_bpe_makes_template_words_single_tokens_and_held_out_wording_falls_back_
 
 
 def test_prompts_user_text_cannot_inject_specials_into():
-    model = VideoLM(tiny_config(tokenizer="byte", max_question_bytes=7))
+    model = VideoLM(tiny_config(tokenizer="byte", max_question_bytes=7, text_encoder="none"))
     tok = model.tokenizer
     sep, frame = tok.token_id("<sep>"), tok.token_id("<frame>")
     ids = model.question_ids("<sep><frame>")  # 12 bytes, cut to 7: "<sep><f"
@@ -72,13 +72,18 @@ def test_prompts_user_text_cannot_inject_specials_into():
     prefix = model.prefix_ids([0.0, 1.25], ["<sep>", ""])
     assert prefix.count(frame) == 2 * model.cfg.tokens_per_frame and prefix.count(sep) == 2
     assert prefix[:2] == [tok.bos_id, tok.token_id("<time>")] and tok.decode(prefix) == "0.0s<sep>1.2s"
+    # read by the pretrained encoder, the question is only <q> slots: its text never becomes ids
+    read = VideoLM(tiny_config(tokenizer="byte", max_question_bytes=7, text_encoder="minilm"))
+    q_ids = read.question_ids("<sep><frame>")
+    assert set(q_ids[:-1]) == {read.tokenizer.token_id("<q>")} and q_ids[-1] == read.tokenizer.token_id("<sep>")
+    assert read.question_states("<sep><frame>").shape == (len(q_ids) - 1, 384)
 
 
 def test_checkpoints_save_the_shared_format_and_read_the_older_one(tmp_path):
     model = VideoLM(tiny_config())
     model.save_pretrained(tmp_path / "ckpt")
     meta = json.loads((tmp_path / "ckpt" / META_NAME).read_text())
-    assert meta["kind"] == "bpe" and meta["specials"] == list(SPECIALS)
+    assert meta["kind"] == "bpe" and meta["specials"] == [*SPECIALS, "<q>"]  # <q>: the encoder's slots
     again = VideoLM.from_pretrained(tmp_path / "ckpt").tokenizer
     assert again.encode(TEXTS[1]) == model.tokenizer.encode(TEXTS[1]) != []
     assert [again.token_id(s) for s in SPECIALS] == [model.tokenizer.token_id(s) for s in SPECIALS]
