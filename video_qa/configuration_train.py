@@ -42,6 +42,10 @@ class TrainQAConfig:
     # example (other objects, pairs, times; training templates only), so the clips, the expensive
     # part, are reused with far more varied questions. The test split is always the fixed file.
     fresh_questions: bool = field(default=True, metadata={"help": "draw new questions about the training clips for every batch (off = the fixed qa.jsonl training questions)"})
+    # Fresh questions also draw from video_qa.questions.EXTRA_TEMPLATES: more ways of asking each
+    # type, so a model that reads questions with the pretrained encoder learns the meaning, not one
+    # wording. The held-out phrasings stay out either way.
+    extra_phrasings: bool = field(default=True, metadata={"help": "fresh questions also use the extra training phrasings (video_qa.questions.EXTRA_TEMPLATES); held-out phrasings never"})
     # An answer is one or two tokens: a batch of single questions gives the LM very little to
     # learn from per step. Several questions about the same frames share one sequence (each sees
     # only the frames and itself), so a step supervises that many more answers for ~2x the cost.

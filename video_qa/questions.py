@@ -63,6 +63,52 @@ TABLETOP_TEMPLATES: dict[str, tuple[str, ...]] = {
                     "Give a short description of what the robot did."),
 }
 
+# More training phrasings (``questions_for(..., extended=True)``, what `embodied train-qa` draws
+# fresh questions from by default): with the question read by the pretrained encoder, more ways of
+# asking the same thing teach the model to read meaning rather than one wording. Written to be
+# unlike the held-out templates above (the last of each type), which stay out of training: they
+# never appear here, nor do their distinctive words ("What number", "ended up", "Is it true",
+# "Could you see", "Initially", "lie left", "remained", "drop into", "leave the table", "had been").
+EXTRA_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "billiards": {
+        "counting": ("How many balls got potted?", "How many pots were there?",
+                     "Tell me how many balls were sunk.", "how many balls went down"),
+        "ordering": ("Which ball was hit first by the cue ball?", "What did the cue ball strike first?",
+                     "First ball contacted by the cue ball?", "which ball got hit first"),
+        "attribute": ("What colour was the first ball to go down?", "Which colour went in first?",
+                      "Colour of the first ball sunk?", "the first ball potted, which colour was it"),
+        "timestamp": ("At which time did the {ball} ball go down?", "When did the {ball} ball get potted?",
+                      "Time at which the {ball} ball was sunk?", "when was the {ball} ball sunk"),
+        "spatial": ("At the beginning, was the {a} ball to the left of the {b} ball?",
+                    "Before the shot, was the {a} ball left of the {b} ball?",
+                    "Was the {a} ball on the left of the {b} ball at the start?"),
+        "yesno": ("Was the {ball} ball sunk?", "Did the {ball} ball go down?",
+                  "Did the {ball} ball end up potted?", "{ball} ball potted?"),
+        "state": ("At {t}s, how many balls were still on the table?", "How many balls were left on the table at {t}s?",
+                  "Number of balls on the table at {t}s?", "how many balls on the table at {t}s"),
+        "description": ("Tell me what happened in the shot.", "Describe what happened.",
+                        "What went on in this shot?"),
+    },
+    "tabletop": {
+        "counting": ("How many objects were there on the table?", "How many things were on the table?",
+                     "Tell me how many objects there were.", "number of objects on the table?"),
+        "ordering": ("Did the object get lifted before the end?", "Was the object picked up before the episode ended?",
+                     "By the end, was the object lifted?"),
+        "attribute": ("Which colour was the object that got picked up?", "What colour was the lifted object?",
+                      "Tell me the colour of the object the robot grabbed.", "colour of the picked-up object?"),
+        "timestamp": ("At which time did the robot pick the object up?", "When was the object lifted?",
+                      "When did the object get picked up?", "time the object was lifted?"),
+        "spatial": ("Was the {a} to the left of the {b}?", "Was the {a} positioned left of the {b}?",
+                    "Relative to the {b}, was the {a} on the left?"),
+        "yesno": ("Was a {name} in the scene?", "Was there any {name}?", "Did you see a {name}?",
+                  "Did the table have a {name} on it?"),
+        "state": ("At {t}s, was the object lifted?", "Was the object held up at {t}s?",
+                  "Was the object above the table at {t}s?", "at {t}s was the object picked up"),
+        "description": ("Tell me what the robot did.", "Describe what happened in the episode.",
+                        "What went on in this episode?"),
+    },
+}
+
 
 @dataclass(frozen=True)
 class QA:
@@ -130,37 +176,45 @@ def _emit(out: list[QA], clip: str, split: str, templates: dict[str, tuple[str, 
         out.append(QA(clip, kind, j, j == len(tpl) - 1, split, q, answer, _refs(q, refs)))
 
 
+def with_extras(templates: dict[str, tuple[str, ...]], world: str) -> dict[str, tuple[str, ...]]:
+    """``templates`` with :data:`EXTRA_TEMPLATES` among the training ones; the held-out template
+    stays last, so :func:`_emit` still tells it apart."""
+    extra = EXTRA_TEMPLATES[world]
+    return {k: t[:-1] + extra.get(k, ()) + t[-1:] for k, t in templates.items()}
+
+
 def billiards_questions(summary: dict[str, Any], clip: str, split: str,
-                        rng: np.random.Generator) -> list[QA]:
+                        rng: np.random.Generator, extended: bool = False) -> list[QA]:
+    BILLIARDS = with_extras(BILLIARDS_TEMPLATES, "billiards") if extended else BILLIARDS_TEMPLATES
     names = summary["ball_names"]
     pots = summary["pot_times"]  # ball -> time of its pot
     order = sorted(pots, key=pots.get)
     out: list[QA] = []
     T = _emit
-    T(out, clip, split, BILLIARDS_TEMPLATES, "counting", str(len(pots)), rng)
-    T(out, clip, split, BILLIARDS_TEMPLATES, "ordering", summary["first_hit"] or "none", rng)
-    T(out, clip, split, BILLIARDS_TEMPLATES, "attribute",
+    T(out, clip, split, BILLIARDS, "counting", str(len(pots)), rng)
+    T(out, clip, split, BILLIARDS, "ordering", summary["first_hit"] or "none", rng)
+    T(out, clip, split, BILLIARDS, "attribute",
       BALL_COLOUR.get(order[0], order[0]) if order else NOT_SEEN, rng)
     objects = [n for n in names if n != "cue"]
     ball = str(rng.choice(order)) if order and rng.random() < 0.75 else str(rng.choice(objects))
-    T(out, clip, split, BILLIARDS_TEMPLATES, "timestamp",
+    T(out, clip, split, BILLIARDS, "timestamp",
       fmt_time(pots[ball]) if ball in pots else NOT_SEEN, rng, refs=[_ball(ball)], ball=ball)
     a, b = rng.choice(names, 2, replace=False)
     uv = summary["start_uv"]
-    T(out, clip, split, BILLIARDS_TEMPLATES, "spatial", "yes" if uv[a][0] < uv[b][0] else "no", rng,
+    T(out, clip, split, BILLIARDS, "spatial", "yes" if uv[a][0] < uv[b][0] else "no", rng,
       refs=[_ball(str(a)), _ball(str(b))], a=BALL_COLOUR.get(str(a), str(a)),
       b=BALL_COLOUR.get(str(b), str(b)))
     yes_ball = str(rng.choice(order)) if order else None
     no_ball = str(rng.choice([n for n in objects if n not in pots]))
     for q in ([yes_ball] if yes_ball else []) + [no_ball]:
-        T(out, clip, split, BILLIARDS_TEMPLATES, "yesno", "yes" if q in pots else "no", rng,
+        T(out, clip, split, BILLIARDS, "yesno", "yes" if q in pots else "no", rng,
           refs=[_ball(q)], ball=q)
     times = summary["times"]
     ti = int(rng.integers(len(times)))
     t = round(float(times[ti]), 1)
     on_table = sum(1 for n in names if n not in pots or pots[n] > t)
-    T(out, clip, split, BILLIARDS_TEMPLATES, "state", str(on_table), rng, t=f"{t:.1f}")
-    T(out, clip, split, BILLIARDS_TEMPLATES, "description", describe_shot(summary), rng)
+    T(out, clip, split, BILLIARDS, "state", str(on_table), rng, t=f"{t:.1f}")
+    T(out, clip, split, BILLIARDS, "description", describe_shot(summary), rng)
     return out
 
 
@@ -173,49 +227,51 @@ def describe_shot(summary: dict[str, Any]) -> str:
 
 
 def tabletop_questions(summary: dict[str, Any], clip: str, split: str,
-                       rng: np.random.Generator) -> list[QA]:
+                       rng: np.random.Generator, extended: bool = False) -> list[QA]:
+    TABLETOP = with_extras(TABLETOP_TEMPLATES, "tabletop") if extended else TABLETOP_TEMPLATES
     objs = summary["objects"]
     target = next(o for o in objs if o["is_target"])
     lift = summary["lift_time"]
     out: list[QA] = []
     T = _emit
-    T(out, clip, split, TABLETOP_TEMPLATES, "counting", str(len(objs)), rng)
-    T(out, clip, split, TABLETOP_TEMPLATES, "ordering", "yes" if lift is not None else "no", rng,
+    T(out, clip, split, TABLETOP, "counting", str(len(objs)), rng)
+    T(out, clip, split, TABLETOP, "ordering", "yes" if lift is not None else "no", rng,
       refs=THE_OBJECT)
-    T(out, clip, split, TABLETOP_TEMPLATES, "attribute", target["color"] if lift is not None else NOT_SEEN,
+    T(out, clip, split, TABLETOP, "attribute", target["color"] if lift is not None else NOT_SEEN,
       rng, refs=THE_OBJECT)
-    T(out, clip, split, TABLETOP_TEMPLATES, "timestamp", fmt_time(lift) if lift is not None else NOT_SEEN,
+    T(out, clip, split, TABLETOP, "timestamp", fmt_time(lift) if lift is not None else NOT_SEEN,
       rng, refs=THE_OBJECT)
     things = [(o["name"], o["u"]) for o in objs]
     if summary.get("receptacle"):
         things.append((summary["receptacle"]["kind"], summary["receptacle"]["u"]))
     if len(things) >= 2:
         i, j = rng.choice(len(things), 2, replace=False)
-        T(out, clip, split, TABLETOP_TEMPLATES, "spatial", "yes" if things[i][1] < things[j][1] else "no",
+        T(out, clip, split, TABLETOP, "spatial", "yes" if things[i][1] < things[j][1] else "no",
           rng, refs=[(things[i][0], things[i][0]), (things[j][0], things[j][0])],
           a=things[i][0], b=things[j][0])
     present = {o["name"] for o in objs}
     absent = [f"{c} {s}" for c in summary["all_colors"] for s in summary["all_shapes"]
               if f"{c} {s}" not in present]
     name = str(rng.choice(sorted(present)))
-    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "yes", rng, refs=[(name, name)], name=name)
+    T(out, clip, split, TABLETOP, "yesno", "yes", rng, refs=[(name, name)], name=name)
     name = str(rng.choice(absent))
-    T(out, clip, split, TABLETOP_TEMPLATES, "yesno", "no", rng, refs=[(name, name)], name=name)
+    T(out, clip, split, TABLETOP, "yesno", "no", rng, refs=[(name, name)], name=name)
     times = summary["times"]
     ti = int(rng.integers(len(times)))
     t = round(float(times[ti]), 1)
-    T(out, clip, split, TABLETOP_TEMPLATES, "state", "yes" if lift is not None and t >= lift else "no",
+    T(out, clip, split, TABLETOP, "state", "yes" if lift is not None and t >= lift else "no",
       rng, refs=THE_OBJECT, t=f"{t:.1f}")
-    T(out, clip, split, TABLETOP_TEMPLATES, "description", summary["instruction"], rng)
+    T(out, clip, split, TABLETOP, "description", summary["instruction"], rng)
     return out
 
 
 def questions_for(summary: dict[str, Any], clip: str, split: str,
-                  rng: np.random.Generator) -> list[QA]:
+                  rng: np.random.Generator, extended: bool = False) -> list[QA]:
     """One round of questions about a clip, whichever world it comes from; a new ``rng`` asks
-    about other balls, objects, pairs and times of the same clip."""
+    about other balls, objects, pairs and times of the same clip. ``extended`` draws the training
+    question from :data:`EXTRA_TEMPLATES` too (training only: the data sets on disk never do)."""
     make = billiards_questions if summary["source"] == "billiards" else tabletop_questions
-    return make(summary, clip, split, rng)
+    return make(summary, clip, split, rng, extended)
 
 
 def template_corpus() -> list[str]:

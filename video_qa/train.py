@@ -29,13 +29,14 @@ from video_qa.inputs import clip_views, example_for, multi_turn
 from video_qa.questions import QA, questions_for
 
 
-def fresh_questions(dataset: QADataset, clip: str, n: int, rng: np.random.Generator) -> list[QA]:
+def fresh_questions(dataset: QADataset, clip: str, n: int, rng: np.random.Generator,
+                    extended: bool = False) -> list[QA]:
     """``n`` new questions (training templates only) about ``clip``: rounds of
     :func:`~video_qa.questions.questions_for` with a fresh ``rng`` ask about other objects, pairs and
     times each time; see ``TrainQAConfig.fresh_questions``."""
     out: list[QA] = []
     while len(out) < n:
-        out += [q for q in questions_for(dataset.summary(clip), clip, "train", rng) if not q.heldout]
+        out += [q for q in questions_for(dataset.summary(clip), clip, "train", rng, extended) if not q.heldout]
     return [out[int(i)] for i in rng.permutation(len(out))[:n]]
 
 
@@ -164,7 +165,7 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
                 picks = (rng.choice(len(train_clips), size=cfg.batch_size, p=clip_p)
                          if cfg.billiards_share > 0 else rng.integers(len(train_clips), size=cfg.batch_size))
                 clips = [train_clips[int(i)] for i in picks]
-                examples = [multi_turn(dataset, fresh_questions(dataset, c, cfg.questions_per_clip, rng),
+                examples = [multi_turn(dataset, fresh_questions(dataset, c, cfg.questions_per_clip, rng, cfg.extra_phrasings),
                                        cfg.sampler, model_cfg.num_frames, views) for c in clips]
             else:
                 examples = [example_for(dataset, train_qas[int(i)], cfg.sampler, model_cfg.num_frames,

@@ -50,3 +50,25 @@ def test_checkpoint_names_the_encoder_and_refuses_another(tmp_path):
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
     with pytest.raises(VideoQAError, match="different text encoder"):
         VideoLM.from_pretrained(tmp_path / "ckpt")
+
+
+def test_extra_training_phrasings_never_use_a_held_out_template_and_leave_the_data_as_it_was():
+    from video_qa.questions import (BILLIARDS_TEMPLATES, EXTRA_TEMPLATES, TABLETOP_TEMPLATES,
+                                    questions_for)
+
+    held = {t[-1] for ts in (BILLIARDS_TEMPLATES, TABLETOP_TEMPLATES) for t in ts.values()}
+    extras = {t for world in EXTRA_TEMPLATES.values() for ts in world.values() for t in ts}
+    assert extras and not extras & held
+    summary = {"source": "tabletop", "instruction": "pick the red cube up", "times": [0.0, 0.1, 0.2, 0.3],
+               "objects": [{"name": "red cube", "color": "red", "shape": "cube", "is_target": True, "u": 5.0},
+                           {"name": "blue cylinder", "color": "blue", "shape": "cylinder",
+                            "is_target": False, "u": 50.0}],
+               "receptacle": None, "lift_time": 0.2, "all_colors": ["red", "blue", "green"],
+               "all_shapes": ["cube", "cylinder"]}
+    plain = [q.question for q in questions_for(summary, "c", "train", np.random.default_rng(3))]
+    again = [q.question for q in questions_for(summary, "c", "train", np.random.default_rng(3))]
+    assert plain == again
+    seen = {q.question for seed in range(40)
+            for q in questions_for(summary, "c", "train", np.random.default_rng(seed), extended=True)
+            if not q.heldout}
+    assert not seen & held and {q for q in EXTRA_TEMPLATES["tabletop"]["counting"]} <= seen
