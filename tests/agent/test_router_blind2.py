@@ -25,7 +25,8 @@ from tests.agent.test_router_heldout import (  # noqa: F401 - collected here, on
     test_stop_requests_always_stop)
 
 DATA = Path(__file__).parent / "data" / "routing_blind2.txt"
-ACCURACY_FLOOR = 0.985  # measured 0.9897 after the changes it prompted (0.982 before)
+# measured 0.9897 after the changes it prompted (0.982 before); 388/388 after blind3's round
+ACCURACY_FLOOR = 0.985
 
 
 def load_cases() -> list[heldout.Case]:

@@ -9,8 +9,14 @@ up the orange cube for me?", "Would it be possible for you to place ...") and re
 verb ("red cube to the left, please").
 
 After that measurement the deferred-clause class ("after I ...", "when we ...") was handled, so this
-is a development set now (372/391 = 95.1 %, no unsafe routing); a sixth set, written blind, gives
-the next honest number. Do not tune single utterances to it.
+is a development set now (372/391 = 95.1 %, no unsafe routing). A later round changed the router for
+the classes of its remaining mistakes (indirect openings such as "mind ...ing", "would it be
+possible for you to", "I wonder, could you"; causative requests, "I need the cylinder lifted";
+an object and a direction with no verb; terse "pick yellow"; a misspelt side after a verb; teal
+as cyan; questions about an object's colour, size or identity, and clips, by their words):
+391/391 = 100 %. **This is a development set**: its number says nothing about unseen phrasings.
+A sixth set, written blind (routing_blind4.txt), gives the next honest number. Do not tune single
+utterances to it.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from tests.agent.test_router_heldout import (  # noqa: F401 - collected here, on
     test_stop_requests_always_stop)
 
 DATA = Path(__file__).parent / "data" / "routing_blind3.txt"
-# Issue 23's bar is 0.97 (heldout.ISSUE_THRESHOLD): NOT MET here. The floor guards regressions.
-ACCURACY_FLOOR = 0.945
+# A development set at 391/391 now; the floor guards regressions and leaves room for three lines
+# (cosines near a threshold can move in the last digit on another CPU or BLAS).
+ACCURACY_FLOOR = 0.99
 
 
 def load_cases() -> list[heldout.Case]:

@@ -153,3 +153,39 @@ def test_new_phrasings_route_and_never_move_when_they_should_not():
     assert route("hold everything", COLORS, SHAPES, world=table).kind == "stop"
     assert route("put the red cube in the dish", COLORS, SHAPES, world=Table("red cube", receptacles=("bowl", "plate"))
                  ).kind == "clarify"
+
+
+def test_indirect_causative_and_verbless_requests_and_what_still_never_moves():
+    """The classes of the round after routing_blind3.txt (sentences of our own, none from a set):
+    indirect openings, causative requests, an object and a direction with no verb, terse commands,
+    a receptacle as a landmark, and questions about what an object is like."""
+    table = Table("red cube", "blue cylinder", "orange cube", receptacles=("bowl",))
+    moves = {
+        "is it possible for you to touch the orange cube?": ("reach", "orange cube", ""),
+        "do you mind grabbing the red cube?": ("pick_up", "red cube", ""),
+        "I'm wondering whether you could tap the blue cylinder": ("reach", "blue cylinder", ""),
+        "all I need you to do is lift the orange cube": ("pick_up", "orange cube", ""),
+        "I'd like the red cube moved to the left": ("push", "red cube", "left"),
+        "get the orange cube dropped into the bowl": ("put_in", "orange cube", "bowl"),
+        "ok, the orange cube, could you lift it?": ("pick_up", "orange cube", ""),
+        "the blue cylinder over to the right": ("push", "blue cylinder", "right"),
+        "grab orange": ("pick_up", "orange cube", ""),
+        "shove the red cube rigth": ("push", "red cube", "right"),
+        "push the red cube lft": ("push", "red cube", "left"),  # a verb already: a side, not "lift"
+    }
+    for text, (family, target, goal) in moves.items():
+        r = route(text, COLORS + ("orange",), SHAPES, world=table)
+        assert (r.kind, r.family, r.target, r.side + r.receptacle) == ("command", family, target, goal), (text, r)
+    for text in ("I wonder if the red cube is heavy", "would it be possible to break the red cube?",
+                 "mind the red cube", "I don't want the red cube pushed to the left", "I had the red cube lifted",
+                 "the red cube was pushed to the left", "red cube to the left?", "have the red cube pushed?",
+                 "I need the red cube pushed off the table", "put the red cube next to the bowl",
+                 "red cube to the left of the bowl", "what I need is a coffee"):
+        assert route(text, COLORS + ("orange",), SHAPES, world=table).kind != "command", text
+    assert route("put the red cube beside the bowl", COLORS, SHAPES, world=table).kind == "clarify"
+    topics = {"which cube is red?": "scene", "how big is the orange cube?": "scene", "what's the blue thing?": "scene",
+              "is the cylinder blue or green?": "scene", "what's on the plate?": "scene",
+              "what happened in the clip?": "video", "is the red cube to the left?": "where"}
+    for text, topic in topics.items():
+        r = route(text, COLORS + ("orange",), SHAPES, world=table)
+        assert (r.kind, r.topic) == ("question", topic), (text, r)
