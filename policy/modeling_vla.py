@@ -19,6 +19,16 @@ a few learned queries each pick the words they need (colour, shape, side), which
 ("pick up the red cube" and "... blue cube" have a pooled cosine of 0.83). The LM's vocabulary is
 then only the action bins (offset 0), and the checkpoint names the encoder (package, version,
 weight hash) instead of copying it; ``save_pretrained(bundle_text_encoder=True)`` copies it.
+
+With ``lm="smollm2"`` the LM is a pretrained base (``perception.pretrained_lm``: SmolLM2-135M,
+576 wide, dequantized and cached once, optionally cut to its first ``lm_layers`` layers) under
+LoRA; the projectors, FiLM and heads are sized to its width and train in full beside the adapters.
+Its instructions are the MiniLM token states, projected (the policy's text side is MiniLM). Its
+vocabulary stays as it is: the action bins get an output head of their own (``action_out``, and
+``action_embed`` for autoregressive inputs), and the LM runs without its 49k-word output layer.
+The checkpoint is adapter-only: every tensor but the base's frozen weights, plus the base's record
+(``perception.lm.adapter_arch``: package, version, weights sha256, depth, LoRA), which
+loading checks against the installed base and rebuilds from the cache.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from torch.nn import functional as F
 
 from common.atomic import atomic_dir
 from perception.encoders import VisionEncoder, build_vision_encoder, load_vision_encoder
+from perception.errors import PerceptionError
 from perception.lm import LoRA, TinyLM, build_lm, cache_kwarg, cache_of, lm_config_dict
 from perception.lm import add_lora as add_lora_adapters, merge_lora as merge_lora_adapters
 from perception.text import PretrainedTokenizer, Tokenizer, load_tokenizer, train_bpe
@@ -43,7 +54,7 @@ from policy.action_tokenizer import GRIPPER_DIM, ActionTokenizer
 from policy.checkpoint_check import (TEXT_ENCODER_DIR, check_config, check_dataset_features,
                                      check_stats, check_text_encoder, check_weights,
                                      read_weight_shapes)
-from policy.configuration_vla import VLAConfig
+from policy.configuration_vla import PRETRAINED_LORA_RANK, VLAConfig
 from policy.errors import PolicyError
 
 AUX_TARGET_DIM = 6
@@ -91,7 +102,8 @@ class VLAModel(nn.Module):
                  Tokenizer | None, action_tokenizer: ActionTokenizer,
                  state_stats: dict[str, list[float]] | None = None,
                  text_encoder_id: dict[str, str] | None = None,
-                 text_encoder_dir: Path | None = None) -> None:
+                 text_encoder_dir: Path | None = None,
+                 lm_arch: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.vision = vision
@@ -109,6 +121,11 @@ class VLAModel(nn.Module):
         self.dataset_features: dict[str, Any] | None = None
         if cfg.pretrained_text and not text_encoder_id:
             raise PolicyError("a model conditioned on a pretrained text encoder needs its id")
+        # A pretrained base under LoRA: its record (perception.pretrained_lm.adapter_arch), saved
+        # in config.json instead of its weights.
+        if cfg.pretrained_lm and not lm_arch:
+            raise PolicyError("a model on a pretrained LM needs its base's record")
+        self.lm_arch = lm_arch
         hidden = lm.config.hidden_size
         self.action_offset = text_tokenizer.vocab_size if text_tokenizer is not None else 0
         self.projector = nn.Sequential(nn.Linear(vision.out_dim, hidden), nn.GELU(),
@@ -135,6 +152,12 @@ class VLAModel(nn.Module):
                                            nn.Linear(hidden, hidden))
             if cfg.aux_target_weight > 0:
                 self.text_pool = AttentionPool(TEXT_STATE_DIM, hidden)
+        # A pretrained base's vocabulary is its own: the action bins get their own output head
+        # (and input embeddings when decoded token by token) instead of rows appended to it.
+        self.action_out = nn.Linear(hidden, cfg.n_bins) \
+            if cfg.pretrained_lm and cfg.action_head == "tokens" else None
+        self.action_embed = nn.Embedding(cfg.n_bins, hidden) \
+            if cfg.pretrained_lm and cfg.decoding == "autoregressive" else None
         if cfg.film:
             self.add_film()
 
@@ -205,7 +228,11 @@ class VLAModel(nn.Module):
             from perception.text_encoder import encoder_id
 
             text_encoder_id = encoder_id().to_dict()  # the installed package, or a one-line error
-        if cfg.lm_path:
+        lm_arch = None
+        if cfg.pretrained_lm:  # instructions arrive as MiniLM states; the base under LoRA
+            text_tok = None
+            lm, lm_arch = _pretrained_lm(cfg)
+        elif cfg.lm_path:
             text_tok = PretrainedTokenizer.load(cfg.lm_path)
             lm = build_lm(text_tok.vocab_size + cfg.n_bins, pretrained=cfg.lm_path)
             cfg.lm_family = lm.config.model_type
@@ -219,8 +246,10 @@ class VLAModel(nn.Module):
                           tiny=TinyLM(cfg.lm_family, cfg.lm_hidden, cfg.lm_layers, cfg.lm_heads))
         if state_stats is None:
             cfg.use_state = False
-        return cls(cfg, vision, lm, text_tok, ActionTokenizer(action_stats, cfg.n_bins, gripper_dim),
-                   state_stats, text_encoder_id)
+        model = cls(cfg, vision, lm, text_tok, ActionTokenizer(action_stats, cfg.n_bins, gripper_dim),
+                    state_stats, text_encoder_id, lm_arch=lm_arch)
+        model.set_trainable()
+        return model
 
     # --- inputs ---------------------------------------------------------------------------------
     def embed_prefix(self, images: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
@@ -273,6 +302,13 @@ class VLAModel(nn.Module):
                 position_ids: torch.Tensor | None = None, use_cache: bool = False) -> Any:
         if position_ids is None:
             position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        if self.cfg.pretrained_lm:
+            # The decoder alone: the base's 49k-word output layer is never read (the action bins
+            # have their own head), so it is not computed, nor exported.
+            base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+            return base.get_decoder()(inputs_embeds=embeds, attention_mask=mask,
+                                      position_ids=position_ids, use_cache=use_cache,
+                                      output_hidden_states=True, **{cache_kwarg(): past})
         # logits_to_keep=1: we read hidden states and apply our own action-only head, so the LM
         # need not project every position onto its whole vocabulary.
         return self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids,
@@ -281,11 +317,19 @@ class VLAModel(nn.Module):
 
     def _action_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the ``n_bins`` action tokens only, from final hidden states."""
+        if self.action_out is not None:
+            return self.action_out(hidden)
         head = self.lm.get_output_embeddings()
         weight = head.weight[self.action_offset:self.action_offset + self.cfg.n_bins]
         bias = getattr(head, "bias", None)
         bias = bias[self.action_offset:self.action_offset + self.cfg.n_bins] if bias is not None else None
         return F.linear(hidden, weight, bias)
+
+    def _embed_actions(self, bins: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of action bins (autoregressive decoding's previous tokens)."""
+        if self.action_embed is not None:
+            return self.action_embed(bins)
+        return self.lm.get_input_embeddings()(bins + self.action_offset)
 
     # --- training -------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
@@ -306,7 +350,7 @@ class VLAModel(nn.Module):
         if self.cfg.decoding == "parallel":
             action_in = self.action_queries.unsqueeze(0).expand(b, -1, -1).to(prefix.dtype)
         else:
-            action_in = self.lm.get_input_embeddings()(target_bins + self.action_offset)
+            action_in = self._embed_actions(target_bins)
         embeds = torch.cat([prefix, action_in], dim=1)
         full_mask = torch.cat([mask, mask.new_ones(b, m)], dim=1)
         hidden = self._run_lm(embeds, full_mask).hidden_states[-1]
@@ -356,13 +400,12 @@ class VLAModel(nn.Module):
     def decode_autoregressive(self, prefix: torch.Tensor, mask: torch.Tensor, n_tokens: int,
                               use_cache: bool = True) -> torch.Tensor:
         """Greedy token-by-token decoding restricted to action tokens; KV cache by default."""
-        embed = self.lm.get_input_embeddings()
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         out = self._run_lm(prefix, mask, position_ids=positions, use_cache=use_cache)
         bins = [self._action_logits(out.hidden_states[-1][:, -1]).argmax(-1)]
         past, embeds, cur_mask, cur_pos = cache_of(out), prefix, mask, positions
         for _ in range(n_tokens - 1):
-            tok = embed(bins[-1] + self.action_offset).unsqueeze(1)
+            tok = self._embed_actions(bins[-1]).unsqueeze(1)
             cur_mask = torch.cat([cur_mask, cur_mask.new_ones(cur_mask.shape[0], 1)], dim=1)
             cur_pos = torch.cat([cur_pos, cur_pos[:, -1:] + 1], dim=1)
             if use_cache:
@@ -380,6 +423,9 @@ class VLAModel(nn.Module):
         """Plain `transformers` ``generate`` (greedy), kept to action tokens: the bench baseline."""
         from transformers import LogitsProcessor, LogitsProcessorList
 
+        if self.cfg.pretrained_lm:
+            raise PolicyError(f"transformers generate cannot decode a --lm {self.cfg.lm} policy: its "
+                              "action bins have their own head, outside the base's vocabulary")
         lo, hi = self.action_offset, self.action_offset + self.cfg.n_bins
 
         class _OnlyActions(LogitsProcessor):
@@ -408,18 +454,39 @@ class VLAModel(nn.Module):
 
     # --- LoRA -----------------------------------------------------------------------------------
     def add_lora(self, rank: int = 32, alpha: int | None = None) -> None:
-        """Wrap the LM's linear layers with LoRA adapters and freeze everything else."""
+        """Wrap the LM's ``cfg.lora_targets`` (all linear layers by default) with LoRA adapters
+        and freeze everything else (``--lora``: fine-tune a trained policy's LM only)."""
+        if self.cfg.pretrained_lm:
+            raise PolicyError(f"a --lm {self.cfg.lm} policy has its adapters already")
         alpha = alpha or rank
         self.cfg.lora_rank, self.cfg.lora_alpha = rank, alpha
-        self.lm = add_lora_adapters(self.lm, LoRA(rank, alpha, target_modules="all-linear"))
+        self.lm = add_lora_adapters(self.lm, LoRA(rank, alpha, target_modules=self.cfg.lora_target_modules))
+        self.set_trainable()
+
+    def set_trainable(self) -> None:
+        """Which parameters train: on a pretrained base everything but its frozen weights (the
+        adapters and all our own modules); under ``--lora`` the adapters only; else everything."""
+        base = self._base_keys()
         for name, p in self.named_parameters():
-            p.requires_grad = "lora_" in name
+            if self.cfg.pretrained_lm:
+                p.requires_grad = name not in base
+            else:
+                p.requires_grad = "lora_" in name if self.cfg.lora_rank else True
+
+    def _base_keys(self) -> set[str]:
+        """``state_dict`` keys an adapter-only checkpoint leaves out: the pretrained base's own
+        weights (loading rebuilds them from the base); none for the tiny LM or ``lm_path``."""
+        if not self.cfg.pretrained_lm:
+            return set()
+        return {f"lm.{k}" for k in self.lm.state_dict() if "lora_" not in k}
 
     def merge_lora(self) -> None:
-        """Fold adapters into the base weights for inference speed (irreversible)."""
-        if self.cfg.lora_rank:
+        """Fold adapters into the base weights for inference speed (irreversible). A pretrained
+        base's policy then runs as before but can no longer be saved adapter-only."""
+        if self.cfg.lora_rank and hasattr(self.lm, "merge_and_unload"):
             self.lm = merge_lora_adapters(self.lm)
-            self.cfg.lora_rank = 0
+            if not self.cfg.pretrained_lm:
+                self.cfg.lora_rank = 0
 
     # --- checkpoints ----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, extra: dict[str, Any] | None = None,
@@ -436,12 +503,19 @@ class VLAModel(nn.Module):
         from safetensors.torch import save_file
 
         directory = Path(directory)
+        skip = self._base_keys()
+        if self.cfg.pretrained_lm and not hasattr(self.lm, "get_base_model"):
+            raise PolicyError(f"this --lm {self.cfg.lm} policy's adapters are merged into its base "
+                              "(Policy.from_pretrained merges them for speed), so it cannot be saved "
+                              "adapter-only; save a VLAModel.from_pretrained(dir) instead")
         with atomic_dir(directory) as tmp:
             config = {"vla": self.cfg.to_dict(), "vision": self.vision.config_dict(),
                       "lm": lm_config_dict(self.lm), "action_offset": self.action_offset,
                       "format": "embodied-vla/1", **(extra or {})}
             if self.cfg.pretrained_text:
                 config["text_encoder"] = dict(self.text_encoder_id)
+            if self.cfg.pretrained_lm:
+                config["pretrained_lm"] = self.lm_arch
             if self.dataset_features:
                 config["dataset"] = self.dataset_features
             (tmp / "config.json").write_text(json.dumps(config, indent=2))
@@ -451,7 +525,8 @@ class VLAModel(nn.Module):
                 self.text_tokenizer.save(tmp / "tokenizer")
             if bundle_text_encoder:
                 self.bundle_text_encoder(tmp)
-            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                     if k not in skip}
             save_file(_untie(state), str(tmp / "model.safetensors"))
             if write_extra is not None:
                 write_extra(tmp)
@@ -490,6 +565,8 @@ class VLAModel(nn.Module):
         # A pretrained text encoder is checked against the installed one (or the bundled copy)
         # now, before any weights are read: a mismatch is one line naming both.
         encoder_dir = check_text_encoder(config, directory) if cfg.pretrained_text else None
+        if cfg.pretrained_lm:  # the same for the pretrained base: the installed one, or one line
+            _check_lm_base(config, cfg, directory)
         text_tok = None
         if (directory / "tokenizer").exists():
             text_tok = load_tokenizer(directory / "tokenizer")
@@ -499,9 +576,11 @@ class VLAModel(nn.Module):
         shapes = read_weight_shapes(weights_path)
         with torch.device("meta"):
             skeleton = cls._assemble(dataclasses.replace(cfg), config, stats, text_tok, directory,
-                                     encoder_dir)
+                                     encoder_dir, skeleton=True)
         state = skeleton.state_dict()
-        check_weights(state, shapes, weights_path, {k for k in state if _is_tied(skeleton, k)})
+        base_keys = skeleton._base_keys()  # an adapter-only checkpoint has none of them
+        check_weights(state, shapes, weights_path,
+                      {k for k in state if _is_tied(skeleton, k)} | base_keys)
         del skeleton, state
         model = cls._assemble(cfg, config, stats, text_tok, directory, encoder_dir)
         try:
@@ -509,7 +588,7 @@ class VLAModel(nn.Module):
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own types
             raise PolicyError(f"cannot read {weights_path}: {exc}") from exc
         result = model.load_state_dict(weights, strict=False)
-        bad = [k for k in result.missing_keys if not _is_tied(model, k)]
+        bad = [k for k in result.missing_keys if not _is_tied(model, k) and k not in base_keys]
         if bad or result.unexpected_keys:
             raise PolicyError(f"checkpoint {directory} does not match its config: missing "
                               f"{bad[:3]}, unexpected {result.unexpected_keys[:3]}")
@@ -520,22 +599,76 @@ class VLAModel(nn.Module):
 
     @classmethod
     def _assemble(cls, cfg: VLAConfig, config: dict, stats: dict, text_tok: Tokenizer | None,
-                  directory: Path, encoder_dir: Path | None = None) -> "VLAModel":
-        """The architecture of a checked config (on the current default device), adapters added."""
+                  directory: Path, encoder_dir: Path | None = None,
+                  skeleton: bool = False) -> "VLAModel":
+        """The architecture of a checked config (on the current default device), adapters added.
+        A pretrained base is rebuilt from its cache, or, for the ``skeleton`` the weights' header
+        is checked against (on the meta device), from its saved architecture: same names, shapes."""
         where = directory / "config.json"
         try:
             vision = VisionEncoder.from_config_dict(config["vision"])
         except Exception as exc:  # noqa: BLE001 - any failure here means an unusable config
             raise PolicyError(f"{where}: field 'vision' cannot be built: {_first_line(exc)}") from None
+        arch = config.get("pretrained_lm") if cfg.pretrained_lm else None
         try:
-            lm = build_lm(config=config["lm"])
+            if arch is not None and not skeleton:
+                from perception.lm import build_adapted
+
+                lm = build_adapted(arch, check=False)  # checked already (_check_lm_base)
+            elif arch is not None:
+                from perception.lm import arch_lora
+
+                lm = build_lm(config=config["lm"], lora=arch_lora(arch))
+            else:
+                lm = build_lm(config=config["lm"])
+        except PerceptionError as exc:
+            raise PolicyError(f"{where}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. an unknown model_type
             raise PolicyError(f"{where}: field 'lm' cannot be built: {_first_line(exc)}") from None
         model = cls(cfg, vision, lm, text_tok, ActionTokenizer.from_dict(stats["action"]),
-                    stats.get("state"), config.get("text_encoder"), encoder_dir)
-        if cfg.lora_rank:
+                    stats.get("state"), config.get("text_encoder"), encoder_dir, lm_arch=arch)
+        if cfg.lora_rank and not cfg.pretrained_lm:
             model.add_lora(cfg.lora_rank, cfg.lora_alpha)
+        model.set_trainable()
         return model
+
+
+def _pretrained_lm(cfg: VLAConfig) -> tuple[nn.Module, dict[str, Any]]:
+    """A fresh pretrained base under LoRA (``perception.pretrained_lm``: found, checked, cut to
+    ``cfg.lm_layers`` when set) and its record; ``cfg`` gets the sizes it ended up with."""
+    from perception.lm import adapter_arch, build_adapted
+
+    rank = cfg.lora_rank or PRETRAINED_LORA_RANK
+    lora = LoRA(rank, cfg.lora_alpha, target_modules=cfg.lora_target_modules)
+    try:
+        arch = adapter_arch(cfg.pretrained_lm, cfg.lm_layers or None, lora)
+        lm = build_adapted(arch, check=False)
+    except PerceptionError as exc:
+        raise PolicyError(str(exc)) from None
+    except ValueError as exc:  # peft: a target module the base does not have
+        raise PolicyError(f"--lora-targets {cfg.lora_targets}: {_first_line(exc)}") from None
+    base = lm.config
+    cfg.lora_rank = rank
+    cfg.lm_family, cfg.lm_hidden = base.model_type, base.hidden_size
+    cfg.lm_layers, cfg.lm_heads = base.num_hidden_layers, base.num_attention_heads
+    return lm, arch
+
+
+def _check_lm_base(config: dict, cfg: VLAConfig, directory: Path) -> None:
+    """The checkpoint's pretrained base against the installed one: a one-line PolicyError naming
+    both (or the pip line) unless they are the same weights."""
+    from perception.pretrained_lm import base_id
+
+    where = directory / "config.json"
+    arch = config.get("pretrained_lm")
+    saved = arch.get("base") if isinstance(arch, dict) else None
+    if not isinstance(saved, dict) or saved.get("name") != cfg.pretrained_lm:
+        raise PolicyError(f"{where}: field 'pretrained_lm' must name its base {cfg.pretrained_lm!r} "
+                          f"(package, version, sha256), got {arch!r}"[:300])
+    try:
+        base_id(cfg.pretrained_lm).check(saved, f"checkpoint {directory}")
+    except PerceptionError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:

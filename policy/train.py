@@ -6,6 +6,10 @@ rank, global batch = ``batch_size`` split evenly over ranks, AdamW, linear warm-
 A run directory holds ``config.json``, ``metrics.jsonl``, ``curve.png``, ``checkpoints/step_N/``
 (model + optimizer + sampler position) and the final ``checkpoint/``.
 
+``--lm smollm2`` builds the policy on pretrained SmolLM2 under LoRA (``policy.modeling_vla``): the
+base is dequantized into its cache once (said on the first run, it takes a while), only the
+adapters and our own modules train, and every checkpoint is adapter-only.
+
 ``--text-encoder minilm`` conditions the policy on the frozen pretrained MiniLM: every distinct
 instruction of the dataset is encoded once, before the first step, into a table of token states
 indexed by task like the token ids are, so a step costs what it costs with learned tokens (plus
@@ -87,7 +91,10 @@ def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: 
     from policy.modeling_vla import VLAModel
 
     if cfg.init:
-        model = VLAModel.from_pretrained(cfg.init, merge_lora=True).train()
+        model = VLAModel.from_pretrained(cfg.init).train()
+        if not model.cfg.pretrained_lm:  # a pretrained base keeps its adapters apart: they train on
+            model.merge_lora()
+            model.set_trainable()  # merged adapters leave a plain model: all of it trains
         if cfg.restat:
             model.action_tokenizer = ActionTokenizer(ds.stats["action"], model.cfg.n_bins,
                                                      gripper_dim=model.action_tokenizer.gripper_dim)
@@ -95,12 +102,15 @@ def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: 
         else:
             check_stats_match(model.action_tokenizer.to_dict(), ds.stats["action"])
     else:
+        if model_cfg.pretrained_lm:  # its LoRA rank is the trainer's flag (0: the default)
+            model_cfg.lora_rank = cfg.lora_rank
         model = VLAModel.build(model_cfg, ds.stats["action"], table_instr, _state_stats(ds),
                                gripper_dim=gripper_dim)
     if model_cfg.film and model.film is None:
         model.add_film()  # starts as the identity: the checkpoint's predictions are unchanged
-    if cfg.lora:
-        model.add_lora(cfg.lora_rank)
+        model.set_trainable()
+    if cfg.lora and not model.cfg.pretrained_lm:  # a pretrained base has its adapters already
+        model.add_lora(cfg.lora_rank or 32)
     return model
 
 
@@ -135,6 +145,14 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
         cfg = TrainConfig(**{**saved["train"], **keep, "resume": str(resume_dir)})
         model_cfg = VLAConfig.from_dict(saved["model"])
     model_cfg = model_cfg or VLAConfig()
+    if model_cfg.pretrained_lm and rank == 0 and not cfg.init:
+        from perception.errors import PerceptionError
+        from perception.pretrained_lm import resolve_lm
+
+        try:  # dequantized once into the cache: say so, it takes a while
+            resolve_lm(model_cfg.pretrained_lm, log=lambda line: print(line, flush=True))
+        except PerceptionError as exc:
+            raise PolicyError(str(exc)) from None
     if cfg.batch_size % (world * cfg.grad_accum):
         raise PolicyError(f"batch_size {cfg.batch_size} is not divisible by ranks x grad_accum "
                           f"= {world * cfg.grad_accum}")
@@ -196,8 +214,7 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     if resume_dir is not None:
         ckpt = _latest_checkpoint(resume_dir)
         model = VLAModel.from_pretrained(ckpt).train()
-        for name, p in model.named_parameters():
-            p.requires_grad = ("lora_" in name) if model.cfg.lora_rank else True
+        model.set_trainable()
         state = json.loads((ckpt / "trainer_state.json").read_text())
         start_step = int(state["step"])
         run_dir = resume_dir

@@ -34,7 +34,7 @@ class TrainConfig:
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up from 0"})
     min_lr_ratio: float = field(default=0.1, metadata={"help": "cosine floor as a fraction of lr"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters on the LM's linear layers only"})
-    lora_rank: int = field(default=32, metadata={"help": "LoRA rank (with --lora)", "aliases": ("--lora-r",)})
+    lora_rank: int = field(default=0, metadata={"help": "LoRA rank: with --lora (0 = 32), and of the adapters on a pretrained LM (--lm smollm2; 0 = 8)", "aliases": ("--lora-r",)})
     augment: bool = field(default=False, metadata={"help": "random resized crop + colour jitter; off by default because with fixed cameras a pixel's place is a place on the table, and a 0.85-area crop moves it by ~5 cm (what the policy must resolve)"})
     drop_noops: bool = field(default=True, metadata={"help": "drop idle frames (no motion, no gripper change)"})
     early_frames: int = field(default=0, metadata={"help": "with --early-repeat: the first N kept frames of each episode are drawn more often (where the policy decides which object to go for)"})
@@ -61,11 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_args(parser, TrainConfig, skip=_SOURCE)
     group = parser.add_argument_group("model (ignored with --init/--resume, except --film, which "
                                       "adds FiLM to the checkpoint being fine-tuned; "
-                                      "--text-encoder minilm conditions on pretrained MiniLM)")
+                                      "--text-encoder minilm conditions on pretrained MiniLM; "
+                                      "--lm smollm2 builds on pretrained SmolLM2 under LoRA)")
     add_dataclass_args(group, VLAConfig, skip=_DERIVED)
-    # older spellings, accepted for one release
+    # older spellings, accepted for one release (--lm DIR became --lm-path DIR: --lm now names a
+    # pretrained base, as in `embodied train-qa`)
     group.add_argument("--vision", dest="vision_path", default=None, help=argparse.SUPPRESS)
-    group.add_argument("--lm", dest="lm_path", default=None, help=argparse.SUPPRESS)
 
 
 def model_config_from_args(args: argparse.Namespace) -> VLAConfig:
