@@ -26,14 +26,27 @@ action per step. ``ChunkExecutor`` sits between them, with one queue per robot:
   ``blend``: ``crossfade`` (default) weighs the new chunk ``w = k / (m + 1)`` at the k-th of the
   m overlapping steps (and fully after), the plan being played ``1 - w``; ``ensemble`` keeps every
   overlapping chunk's vote with ACT's weights, oldest first; ``none`` switches to the new chunk
-  at once. Measured on the shipped checkpoint (PickUp, 20 held-out seeds, each answer merged
-  before the next step, i.e. latency under one period): mean jump between consecutive commands at
-  chunk boundaries vs within chunks, crossfade 0.023 vs 0.027, none 0.037 vs 0.014 (ensemble
-  blends more and lags most); success crossfade 13-14/20, none 15-19/20, ensemble 12/20, open
-  loop 19/20. Crossfade is the default because it is the one whose boundaries are no rougher than
-  the chunks themselves; blending in the older (staler) plan costs this checkpoint success, so
-  ``none`` is the choice where success matters more than smoothness. Re-measure with
-  `embodied bench realtime` (``--compare``).
+  at once; ``prefix`` (for delta or velocity actions, ours: not for absolute joint targets)
+  switches too, and steers the first fresh action back toward the path the chunk planned from
+  where the robot was observed, by the part of the gap between that chunk's own prefix and the
+  commands really played meanwhile (``_prefix_consistent``: RTC's prefix consistency after the
+  fact, since a parallel decoder cannot be guided while it predicts).
+
+  Measured on the shipped checkpoint (chunk 4) on PickUp, held-out seeds, lock-step with the
+  latency in control steps (``d`` steps late: every command is position ``d`` of the chunk
+  observed ``d`` steps earlier; at 200 ms and 10 Hz, d = 3 is all a 4-action chunk leaves),
+  success and mean episode length: open loop (replan 3, no latency) 10/10, 14.4 steps; ``none``
+  9/10, 20.3 at d=1; 6/10, 41.5 at d=2; 16/20, 29.1 at d=3; ``prefix`` 10/10, 13.7 at d=1;
+  10/10, 15.8 at d=2; 20/20, 15.9 at d=3. At d=3 making up the whole gap at once got 7/10, 37.7,
+  with jumps 8x larger; steering rotations too, 20/20 but rougher. Mean jump between consecutive
+  commands at d=3: prefix 0.021, none 0.020, within the open loop's chunks 0.020. Crossfade (the
+  earlier default, still the constructor's: it assumes nothing of the action space) lags: in
+  real time at 0 ms added latency it took 29 steps an episode (8/10) against 14 for the open
+  loop. ``embodied bench realtime`` (default ``prefix``) re-measures in real time.
+
+  ``hold_steps`` (default 0): when nothing covers a step but a call for it is on its way, replay
+  the last command for up to that many steps instead of stalling (never one whose chunk is older
+  than ``max_age_s``); a reply a fraction of a period late then costs no stall.
 
 Several robots share one batched model call per step: ``act`` takes lists and ``indices`` naming
 each robot's queue; ``reset(i)`` when robot ``i`` starts a new episode, ``reset()`` for all.
@@ -66,9 +79,11 @@ from policy.base import BasePolicy, Observation, check_observations
 from policy.errors import PolicyError
 
 EXECUTIONS = ("open_loop", "ensemble", "async")
-BLENDS = ("crossfade", "ensemble", "none")
+BLENDS = ("crossfade", "ensemble", "none", "prefix")
 LATENCY_WINDOW = 8  # recent model calls whose slowest sets the async threshold
+PLAYED_WINDOW = 64  # async: commands remembered per robot (``prefix`` compares a chunk's prefix with them)
 PERIOD_WINDOW = 16  # recent act() intervals whose median is the control period when not given
+TRANSLATION = 3  # action[:3] is a translation delta (OpenVLA's layout): what ``prefix`` steers
 
 
 @dataclass
@@ -91,6 +106,9 @@ class _Track:
     rows: dict[int, list[list]] = field(default_factory=dict)
     newest: int = -1  # seq of the newest chunk merged into the plan
     error: BaseException | None = None  # a failed background call, raised at the next act()
+    last: list | None = None  # the last command played, as a contribution ``[born, seq, 1, action]``
+    held: int = 0  # steps held in a row (``hold_steps``) since the plan last covered a step
+    played: dict[int, np.ndarray] = field(default_factory=dict)  # step -> the command played then
 
 
 class ChunkExecutor:
@@ -99,7 +117,7 @@ class ChunkExecutor:
     def __init__(self, policy: BasePolicy, execution: str = "open_loop", ensemble_decay: float = 0.1,
                  max_age_s: float | None = None, clock: Callable[[], float] = time.monotonic,
                  period_s: float | None = None, margin_steps: int = 2, blend: str = "crossfade",
-                 max_inflight: int = 1) -> None:
+                 max_inflight: int = 1, hold_steps: int = 0) -> None:
         if execution not in EXECUTIONS:
             raise PolicyError(f"unknown execution {execution!r}; choose from {EXECUTIONS}")
         if max_age_s is not None and not max_age_s > 0:
@@ -108,8 +126,9 @@ class ChunkExecutor:
             raise PolicyError(f"unknown blend {blend!r}; choose from {BLENDS}")
         if period_s is not None and not 0 < period_s < float("inf"):
             raise PolicyError(f"period_s must be positive (or None to measure it), got {period_s}")
-        if margin_steps < 0 or max_inflight < 1:
-            raise PolicyError(f"need margin_steps >= 0 and max_inflight >= 1, got {margin_steps}, {max_inflight}")
+        if margin_steps < 0 or max_inflight < 1 or hold_steps < 0:
+            raise PolicyError(f"need margin_steps >= 0, max_inflight >= 1 and hold_steps >= 0, got "
+                              f"{margin_steps}, {max_inflight}, {hold_steps}")
         self.max_age_s = max_age_s
         self.clock = clock
         self.expired = 0  # chunks dropped unplayed (or partly played) because they grew too old
@@ -130,6 +149,8 @@ class ChunkExecutor:
         self.margin = int(margin_steps)
         self.blend = blend
         self.max_inflight = int(max_inflight)
+        self.hold_steps = int(hold_steps)
+        self.holds = 0  # async steps that replayed the last command while the late chunk was on its way
         self.stale = 0  # async answers with nothing left to play once aligned (or overtaken)
         self.waits = 0  # async steps that had to wait for the model (stalls)
         self._tracks: dict[int, _Track] = {}
@@ -272,27 +293,39 @@ class ChunkExecutor:
         self._raise_errors(indices)
         for i in indices:
             self._expire(self._tracks.setdefault(i, _Track()), now)
-        # Robots with nothing to play now wait: for their call in flight, else for a new one.
+        # Robots with nothing to play now hold their last command (``hold_steps``) or wait: for
+        # their call in flight, else for a new one.
         waited = False
         while True:
             bare = [j for j, i in enumerate(indices) if self._tracks[i].step not in self._tracks[i].rows]
             if not bare:
                 break
+            unasked = [j for j in bare if not any(self._asked(r, indices[j]) is not None for r in self._inflight)]
+            if unasked:
+                self._request(observations, instructions, indices, unasked)
+            bare = [j for j in bare if not self._hold(indices[j], now)]
+            if not bare:
+                break
             waited = True
             waiting = [r.future for r in self._inflight
                        if any(self._asked(r, indices[j]) is not None for j in bare)]
-            if not waiting:
-                waiting = [self._request(observations, instructions, indices, bare).future]
             concurrent.futures.wait(waiting, return_when=concurrent.futures.FIRST_COMPLETED)
+            # Time passed while waiting: ages (max_age_s) and what is covered count from now on.
+            now = self.clock()
             self._harvest()
             self._raise_errors(indices)
-            for j in bare:
-                self._expire(self._tracks[indices[j]], now)
+            for i in indices:
+                self._expire(self._tracks[i], now)
         self.waits += waited
         actions = []
         for i in indices:
             track = self._tracks[i]
-            actions.append(self._blended(i, track.rows.pop(track.step)))
+            row = track.rows.pop(track.step)
+            actions.append(self._blended(i, row))
+            if track.last is None or row[0] is not track.last:  # the plan covered the step: a hold may start afresh
+                track.last, track.held = [self._played[i], self._source[i], 1.0, actions[-1]], 0
+            track.played[track.step] = actions[-1]
+            track.played.pop(track.step - PLAYED_WINDOW, None)
             track.step += 1
         # Ask for the next chunk where the plan (with what is on its way) runs short.
         threshold = self.threshold_steps
@@ -367,11 +400,13 @@ class ChunkExecutor:
             self.stale += 1  # overtaken by a newer answer, or too late for every one of its steps
             return
         track.newest = seq
+        if self.blend == "prefix":
+            chunk = self._prefix_consistent(track, chunk, start, first)
         overlap = sum(1 for s in steps if track.rows.get(s))
         for k, s in enumerate(steps, start=1):
             row = track.rows.setdefault(s, [])
             action = chunk[s - start]
-            if not row or self.blend == "none":
+            if not row or self.blend in ("none", "prefix"):
                 row[:] = [[born, seq, 1.0, action]]
             elif self.blend == "ensemble":
                 row.append([born, seq, math.exp(-self.decay * len(row)), action])
@@ -382,6 +417,43 @@ class ChunkExecutor:
                     c[2] *= 1.0 - w
                 row.append([born, seq, w * total if w < 1.0 else 1.0, action])
                 row[:] = [c for c in row if c[2] > 0.0]
+
+    @staticmethod
+    def _prefix_consistent(track: _Track, chunk: np.ndarray, start: int, first: int) -> np.ndarray:
+        """``prefix``: the chunk planned its first ``m = first - start`` actions for steps the robot
+        has already played with other commands. Its translation deltas are a path from where the
+        robot was when observed; the first fresh action is shifted by ``(what its prefix would
+        have moved - what the played commands moved) / (m + 1)``, so the robot steers back toward
+        that path instead of replaying the chunk's deltas from a point it never reached. Only
+        part of the gap is made up per step (every later chunk measures what is left: a feedback
+        loop with gain ``1 / (m + 1)``): all of it at once is a jump, and with a 3-step delay it
+        overshoots. Rotation deltas (which do not add up) and the gripper are left as predicted.
+        (RTC's prefix consistency, after the fact: a parallel decoder cannot be guided.)"""
+        m = first - start
+        if m <= 0 or m >= len(chunk) or any(s not in track.played for s in range(start, first)):
+            return chunk
+        chunk = chunk.copy()
+        planned = chunk[:m, :TRANSLATION].astype(np.float64).sum(0)
+        done = np.sum([track.played[s][:TRANSLATION] for s in range(start, first)], axis=0)
+        chunk[m, :TRANSLATION] += ((planned - done) / (m + 1)).astype(chunk.dtype)
+        return chunk
+
+    def _hold(self, i: int, now: float) -> bool:
+        """Nothing covers robot ``i``'s step: replay its last command (``hold_steps``), if a call
+        for it is on its way and that command's chunk is young enough (``max_age_s``). A robot
+        whose delta commands keep their last value moves on as it was moving, instead of
+        stopping for a reply that is a fraction of a period late."""
+        track = self._tracks[i]
+        if track.last is None or track.held >= self.hold_steps:
+            return False
+        if self.max_age_s is not None and now - track.last[0] > self.max_age_s:
+            return False
+        if not any(self._asked(r, i) is not None and not r.future.done() for r in self._inflight):
+            return False
+        track.rows[track.step] = [track.last]
+        track.held += 1
+        self.holds += 1
+        return True
 
     def _expire(self, track: _Track, now: float) -> None:
         """Drop steps already played and, past ``max_age_s``, the votes of chunks too old."""

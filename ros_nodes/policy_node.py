@@ -21,7 +21,11 @@ Async execution (``execution:=async``, timer mode): the executor computes the ne
 current one plays (``policy.executor``, async mode), so a model or server whose replies take longer
 than a period no longer stalls the commands at every chunk boundary. The deadline still applies to
 every action's chunk: with a model of latency L, ``deadline_ms`` must exceed (L + the steps a
-chunk is played after it arrives) / ``HORIZON``, or every chunk is too old on arrival.
+chunk is played after it arrives) / ``HORIZON``, or every chunk is too old on arrival. With one
+call at a time (a remote server) the next chunk is asked when one arrives, so each is played for
+about another L rounded up to ticks: ``deadline_ms`` > (2 L + 2 periods) / ``HORIZON``, or the
+robot stalls (a stop) whenever a reply is slower than that allows. ``blend`` (default ``prefix``,
+for the twists this node sends) is how a new chunk joins the one playing.
 
 Untrusted inputs never move the robot: a NaN state (refused by the executor or the policy) is a stop
 with the reason logged. Memory is bounded whatever arrives: incomplete observation sets (a camera
@@ -48,7 +52,7 @@ from std_msgs.msg import Bool, String
 from perception.image import resize_images
 from policy.base import BasePolicy
 from policy.errors import PolicyError
-from policy.executor import EXECUTIONS, ChunkExecutor
+from policy.executor import BLENDS, EXECUTIONS, ChunkExecutor
 from ros_nodes.convert import action_to_twist
 from ros_nodes.errors import NodeParameterError
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS, declare, receive_image
@@ -107,13 +111,18 @@ class PolicyNode(Node):
         self.use_state = bool(declare(self, "use_state", False))
         # How chunks are played: open_loop (the checkpoint's replan, a blocking call per chunk) or,
         # timer mode only, async (the next chunk computed while this one plays: no stall at chunk
-        # boundaries; see policy.executor). open_loop stays the default: on the shipped checkpoint
-        # async removed the stalls but lost sim success (`embodied bench realtime`, docs/ros.md).
+        # boundaries; see policy.executor). open_loop stays the default, as evaluated; async with
+        # the prefix blend matched its sim success at 200 ms (`embodied bench realtime`, results.md).
         execution = declare(self, "execution", "open_loop")
+        # async only: how a new chunk joins the one playing (policy.executor's ``blend``); prefix
+        # suits the twists this node sends (velocities, not absolute targets).
+        blend = declare(self, "blend", "prefix")
         if self.mode not in ("observation", "timer"):
             raise NodeParameterError(f"parameter mode must be 'observation' or 'timer', not {self.mode!r}")
         if execution not in EXECUTIONS:
             raise NodeParameterError(f"parameter execution must be one of {', '.join(EXECUTIONS)}, not {execution!r}")
+        if blend not in BLENDS:
+            raise NodeParameterError(f"parameter blend must be one of {', '.join(BLENDS)}, not {blend!r}")
         if execution == "async" and self.mode != "timer":
             raise NodeParameterError("parameter execution=async needs mode=timer (lock-step has no time to overlap)")
         if not all(0 < x < float("inf") for x in (rate_hz, deadline_ms, timeout_ms)):  # NaN fails too
@@ -132,7 +141,7 @@ class PolicyNode(Node):
         # (Not `self.executor`: rclpy.Node already has one, the ROS executor that spins it.)
         max_age = max(self.horizon_s - self.period_s, 1e-3) if self.mode == "timer" else None
         self.chunks = ChunkExecutor(self.policy, execution=execution, max_age_s=max_age,
-                                    period_s=self.period_s if execution == "async" else None)
+                                    period_s=self.period_s if execution == "async" else None, blend=blend)
         self._worker = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="policy-model")
                         if self.mode == "timer" else None)
         self._call: tuple[concurrent.futures.Future, int] | None = None  # the model call in flight

@@ -259,3 +259,65 @@ def test_async_settings_are_checked():
         ChunkExecutor(HeldPolicy(), execution="async", period_s=0.0)
     with pytest.raises(PolicyError, match="max_inflight"):
         ChunkExecutor(HeldPolicy(), execution="async", max_inflight=0)
+
+
+def test_prefix_blend_rejoins_the_new_chunks_path_from_where_the_robot_really_is():
+    policy = HeldPolicy(chunk=8)
+    loop = Loop(policy, blend="prefix", margin_steps=7)
+    played = [loop.act()]
+    policy.gate.clear()
+    played += [loop.act() for _ in range(4)]  # call 1 observes step 1; steps 1-4 play call 0
+    loop.release()
+    policy.gate.clear()  # later calls stay out of the picture
+    played += [loop.act(), loop.act()]
+    loop.release()
+    # Call 1 planned 11, 12, 13, 14 for steps 1-4 (value 10 + 1 + j), where the robot played
+    # call 0's 1, 2, 3, 4: its first fresh action (15, for step 5) makes up a fifth of the 40 it
+    # missed (four steps missed: gain 1/5); the next chunk would measure what is left.
+    assert [a[2] for a in played] == pytest.approx([0, 1, 2, 3, 4, 15 + 8, 16])
+    assert played[5][6] == 1 and played[6][6] == 1  # the gripper is not a path: never shifted
+
+
+def test_a_late_chunk_is_bridged_by_holding_the_last_command_instead_of_stalling():
+    policy = HeldPolicy(chunk=4)
+    loop = Loop(policy, blend="none", margin_steps=1, hold_steps=1, max_age_s=0.5)
+    assert [label(loop.act()) for _ in range(3)] == [(0, 0), (0, 1), (0, 2)]
+    policy.gate.clear()
+    last = loop.act()  # step 3, the chunk's last action: call 1 goes out, and is late
+    assert policy.asked_at == [0, 3] and label(last) == (0, 3)
+    held = loop.act()  # step 4: nothing covers it; the call is on its way: hold, no wait
+    assert np.array_equal(held, last) and loop.ex.holds == 1 and loop.ex.waits == 1
+    assert loop.ex.chunk_id(0) == 1  # the same chunk: not a boundary
+    # Step 5: one hold was allowed; now it waits for call 1, then plays it aligned (position 2).
+    threading.Timer(0.2, policy.gate.set).start()
+    assert label(loop.act()) == (1, 2)
+    assert loop.ex.waits == 2 and loop.ex.holds == 1
+
+
+def test_holding_never_replays_a_command_older_than_max_age():
+    policy = HeldPolicy(chunk=4)
+    loop = Loop(policy, blend="none", margin_steps=1, hold_steps=3, max_age_s=0.35)
+    [loop.act() for _ in range(3)]
+    policy.gate.clear()
+    loop.act()  # step 3 (t=100.3): its chunk was asked at t=100.0
+    loop.clock.t += 0.1  # step 4 at t=100.5: that chunk is 500 ms old, past max_age
+    threading.Timer(0.2, policy.gate.set).start()
+    assert label(loop.act())[0] == 1  # it waited for the new chunk instead of holding
+    assert loop.ex.holds == 0 and loop.ex.waits == 2
+
+
+def test_time_spent_waiting_counts_toward_max_age():
+    policy = HeldPolicy(chunk=4)
+    loop = Loop(policy, blend="none", max_age_s=0.5, margin_steps=0)  # asks only when bare
+    assert [label(loop.act()) for _ in range(4)] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    policy.gate.clear()
+
+    def slow_answer():  # call 1 (asked at t=100.4) answers 600 ms later
+        loop.clock.t += 0.6
+        policy.gate.set()
+
+    threading.Timer(0.2, slow_answer).start()
+    # Step 4 waits for call 1; by then its chunk is older than max_age: never played. A fresh
+    # call (2) is asked and played instead.
+    assert label(loop.act()) == (2, 0)
+    assert loop.ex.expired >= 1
