@@ -55,7 +55,7 @@ def _side(y: float) -> str:
 class Agent:
     def __init__(self, world: Any, policy: BasePolicy | None = None, qa: Any = None,
                  config: AgentConfig | None = None, safety: SafetyFilter | None = None,
-                 on_step: Callable[[int, np.ndarray], None] | None = None) -> None:
+                 on_step: Callable[[int, np.ndarray], None] | None = None, shot: Any = None) -> None:
         self.world = world
         self.policy = policy
         self.executor = ChunkExecutor(policy) if policy is not None else None
@@ -68,6 +68,16 @@ class Agent:
         self.on_step = on_step
         self.history: list[dict[str, Any]] = []
         self._stop = threading.Event()
+        self.shot: dict[str, Any] | None = None  # a shot's report: billiards questions answered from it
+        if shot is not None:
+            self.load_shot(shot)
+
+    def load_shot(self, report: Any) -> None:
+        """Answer billiards questions from this shot's report (a ShotReport, its dict, or the
+        report.json / directory ``embodied coach`` writes) rather than from the VideoLM."""
+        from agent.billiards_qa import load_facts
+
+        self.shot = load_facts(report)
 
     def _vocabulary(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         from sim.tabletop.scene import SHAPES
@@ -114,6 +124,13 @@ class Agent:
         if r.kind == "stop":
             self.stop()
             return Reply("stopped", "Stopping. The robot holds still.")
+        if self.shot is not None and r.kind in ("question", "unknown", "chat"):
+            # the router may not call "what was the cut angle?" a question; the report decides
+            from agent.billiards_qa import answer_billiards
+
+            found = answer_billiards(r.text, self.shot)
+            if found is not None:  # the tracker's fact wins over the VideoLM's guess
+                return Reply("answer", found.text, found.to_dict())
         if r.kind == "question":
             return self._answer(r)
         if r.kind == "command":
@@ -143,6 +160,8 @@ class Agent:
         return ""
 
     def _answer(self, r: Route) -> Reply:
+        if self.world is None:  # a recorded shot only (embodied coach --ask)
+            return Reply("answer", "I cannot answer that from the shot's report, and I have no live view.")
         objects = self.world.objects()
         blind = self._blind() if r.topic in ("scene", "where") else ""
         if blind:  # never a stale or empty list presented as what is there

@@ -22,6 +22,7 @@ from common.errors import is_user_error
 # Module paths whose ``register(subparsers)`` adds subcommands, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "agent.commands",
+    "agent.coach_cli",
     "sim.cli",
     "perception.cli",
     "policy.cli",

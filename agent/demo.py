@@ -222,6 +222,32 @@ def stage_video_qa(out: Path, quick: bool) -> dict:
     return {"questions": rows, "correct": correct}
 
 
+COACH_QUESTIONS = ("Which ball did the cue ball hit first?", "When was the red ball potted?")
+CUE_QUESTION = "What angle was my cue at?"
+
+
+def stage_coach(out: Path, quick: bool) -> dict:
+    """The coach on one recorded shot (pixels only), then the agent asked about it: its answers
+    come from the report.json the coach wrote, so every number printed is read from a file."""
+    from agent.coach import coach_shot
+    from agent.coach_cli import ask_about_shot
+    from sim.billiards.demo_shot import record_demo_shot
+
+    # 640x480 with depth: the cue tracker needs it (perception/billiards/cue_reading.py). Quick
+    # cuts the clip just after the pot (the cue ball rolls on for seconds with nothing to see).
+    shot = record_demo_shot(out / "coach", size=(640, 480), depth=True, shadows=not quick,
+                            max_time=2.6 if quick else 8.0)
+    print(f"recorded a scripted pot: {shot.video} ({len(shot.record.times)} frames at 640x480, "
+          f"depth {shot.depth}); the coach reads the video, never the simulator")
+    result = coach_shot(shot.video, out / "coach" / "report", depth=shot.depth)
+    print(result.files["text"].read_text().rstrip())
+    for what in ("json", "png", "mp4"):
+        print(f"{what:>5}: {result.files[what]}")
+    questions = [*COACH_QUESTIONS, *((CUE_QUESTION,) if result.report.cue is not None else ())]
+    answers = ask_about_shot(result.files["json"], questions)
+    return {"files": {k: str(v) for k, v in result.files.items()}, "answers": answers}
+
+
 def stage_agent(out: Path, quick: bool) -> dict:
     """A short scripted operator conversation: questions, a command, and what happened."""
     from agent.agent import Agent
@@ -257,6 +283,7 @@ STAGES: list[tuple[str, Callable[[Path, bool], dict]]] = [
     ("Policy training: collect demonstrations, train, evaluate closed-loop", stage_train),
     ("Perception: motion keyframes of a billiards shot, cue pose", stage_perception),
     ("Video QA: questions about episodes the model never saw", stage_video_qa),
+    ("Coach: one billiards shot from its video, and the agent asked about it", stage_coach),
     ("Agent: an operator conversation", stage_agent),
 ]
 

@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "world": "bench.world_bench",
     "realtime": "bench.realtime_bench",
     "billiards-physics": "bench.billiards_physics_bench",
+    "billiards": "bench.billiards_bench",
     "agent": "bench.agent_bench",
 }
 

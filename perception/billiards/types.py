@@ -44,6 +44,13 @@ class BallTrack:
     t: np.ndarray  # [T] s
     xy_mm: np.ndarray  # [T, 2] table frame, mm
     visible: np.ndarray  # [T] bool
+    # Added by the tracker (optional for other producers): its best estimate in every frame the
+    # ball is in play -- measured where visible, held or predicted where hidden (the cue over it);
+    # NaN before it was first seen and from its pot on. ``pocket``/``potted_t``: where and when
+    # it went down, None if it did not.
+    xy_est_mm: np.ndarray | None = None  # [T, 2]
+    potted_t: float | None = None
+    pocket: str | None = None
 
 
 @dataclass(frozen=True)
