@@ -12,6 +12,15 @@ the budget is spent where relevance is high:
   inverse-CDF inside each cluster.
 
 Without a query the sampler falls back to coverage: one frame per embedding cluster.
+
+``prior`` is the sampler's belief before the question: every frame alike (``"uniform"``) or
+frames where things move (``"motion"``, MGSampler's frame-difference weights): in a video of a
+game most frames show a still table, and the questions asked are about something happening.
+The question's relevance reweights the prior (``prior * softmax(relevance / temperature)``), and
+the ``uniform_mix`` share follows the prior alone; with the uniform prior this is the plain
+softmax above. Relevance still decides which of the moving stretches get the budget. ``smooth`` averages relevance
+over a few neighbouring frames: an event spans a few frames and one noisy score should not grab
+a pick.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import numpy as np
 from perception.errors import PerceptionError
 from perception.sampling.base import (Sampler, as_images, check_budget, inverse_cdf_pick,
                                       is_features, unique_sorted)
+from perception.sampling.motion import MotionSampler
 
 
 def _fingerprint(images: Any) -> str:
@@ -67,27 +77,51 @@ class QueryAdaptiveSampler(Sampler):
     temperature: float = 0.05  # softmax over cosine relevance: CLIP-style similarities are close
     uniform_mix: float = 0.15  # share of the budget's mass spread evenly: keep some context
     clusters: int = 8  # tree mode: first-level clusters (capped by the budget)
-    cache_size: int = 8  # streams whose frame embeddings are kept
-    _cache: "OrderedDict[str, np.ndarray]" = field(default_factory=OrderedDict, repr=False)
+    prior: str = "uniform"  # frames before the question: "uniform" (alike) or "motion" (moving)
+    smooth: int = 1  # box filter over relevance, in frames (1: none)
+    cache_size: int = 8  # streams whose frame embeddings (and motion weights) are kept
+    _cache: "OrderedDict[str, dict]" = field(default_factory=OrderedDict, repr=False)
 
     name = "query"
 
-    def embed(self, frames_or_features: Any) -> np.ndarray:
+    def __post_init__(self) -> None:
+        if self.prior not in ("uniform", "motion"):
+            raise PerceptionError(f"unknown query-sampler prior {self.prior!r}; valid: uniform, motion")
+
+    def _entry(self, frames_or_features: Any) -> dict:
+        """The cache entry of a stream (features are not cached: they cost nothing)."""
         if is_features(frames_or_features):
-            return np.asarray(frames_or_features, np.float32)
-        if self.encoder is None:
-            raise PerceptionError("the query sampler needs an encoder for images "
-                                  "(or precomputed embeddings [T, D])")
-        images = as_images(frames_or_features)
-        key = _fingerprint(images)
+            return {"emb": np.asarray(frames_or_features, np.float32)}
+        key = _fingerprint(as_images(frames_or_features))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        emb = np.asarray(self.encoder.encode_images(images), np.float32)
-        self._cache[key] = emb
+        entry: dict = {}
+        self._cache[key] = entry
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return emb
+        return entry
+
+    def embed(self, frames_or_features: Any) -> np.ndarray:
+        entry = self._entry(frames_or_features)
+        if "emb" not in entry:
+            if self.encoder is None:
+                raise PerceptionError("the query sampler needs an encoder for images "
+                                      "(or precomputed embeddings [T, D])")
+            images = as_images(frames_or_features)
+            entry["emb"] = np.asarray(self.encoder.encode_images(images), np.float32)
+        return entry["emb"]
+
+    def prior_weights(self, frames_or_features: Any) -> np.ndarray:
+        """The prior over frames (sums to 1): even, or by motion (cached per stream)."""
+        n = len(frames_or_features)
+        if self.prior == "uniform":
+            return np.full(n, 1.0 / n)
+        entry = self._entry(frames_or_features)
+        if "motion" not in entry:
+            m = MotionSampler().weights(frames_or_features)
+            entry["motion"] = m / m.sum()
+        return entry["motion"]
 
     def relevance(self, emb: np.ndarray, query: Any) -> np.ndarray:
         if isinstance(query, str):
@@ -99,10 +133,16 @@ class QueryAdaptiveSampler(Sampler):
         e = emb / (np.linalg.norm(emb, axis=1, keepdims=True) + 1e-8)
         return e @ (q / (np.linalg.norm(q) + 1e-8))
 
-    def weights(self, rel: np.ndarray) -> np.ndarray:
-        w = np.exp((rel - rel.max()) / self.temperature)
+    def weights(self, rel: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+        if self.smooth > 1 and len(rel) > self.smooth:
+            rel = np.convolve(np.pad(rel, self.smooth // 2, mode="edge"),
+                              np.ones(self.smooth) / self.smooth, mode="valid")[:len(rel)]
+        prior = np.full(len(rel), 1.0 / len(rel)) if prior is None else prior
+        # relevance reweights the prior (evenly: a plain softmax), and the uniform_mix share
+        # follows the prior alone
+        w = np.exp((rel - rel.max()) / self.temperature) * prior
         w = w / w.sum()
-        return (1 - self.uniform_mix) * w + self.uniform_mix / len(w)
+        return (1 - self.uniform_mix) * w + self.uniform_mix * prior
 
     def select(self, frames_or_features: Any, budget: int, query: Any = None) -> np.ndarray:
         n = len(frames_or_features)
@@ -110,7 +150,7 @@ class QueryAdaptiveSampler(Sampler):
         emb = self.embed(frames_or_features)
         if query is None:
             return self._coverage(emb, budget)
-        w = self.weights(self.relevance(emb, query))
+        w = self.weights(self.relevance(emb, query), self.prior_weights(frames_or_features))
         if self.mode == "cdf":
             return inverse_cdf_pick(w, budget)
         if self.mode == "tree":

@@ -109,3 +109,22 @@ def test_streaming_keyframes_hold_fixed_memory():
         assert len(state) <= 8
     kept = [f.index for f in state.keyframes()]
     assert len(kept) == 8 and sum(50 <= k <= 61 or 200 <= k <= 216 for k in kept) >= 4
+
+
+def test_query_sampler_motion_prior_spends_the_rest_where_things_move():
+    """With an uninformative question the share not steered by relevance (here most of it)
+    follows the prior: evenly, or (prior="motion") into the bursts where the dot moves."""
+    video = bursty_video()
+    moving = np.zeros(len(video), bool)
+    moving[29:41] = moving[89:101] = True
+
+    class Flat(_ToyEncoder):
+        def encode_images(self, images):
+            return np.ones((len(images), 2), np.float32)
+
+    even = get_sampler("query", encoder=Flat(), uniform_mix=0.9).select(video, 12, query="q")
+    moved = get_sampler("query", encoder=Flat(), uniform_mix=0.9, prior="motion").select(
+        video, 12, query="q")
+    assert moving[even].mean() <= 0.34 and moving[moved].mean() >= 0.75
+    with pytest.raises(PerceptionError, match="valid: uniform, motion"):
+        get_sampler("query", prior="loud")
