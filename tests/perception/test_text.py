@@ -89,9 +89,13 @@ def test_truncate_utf8_never_splits_a_character():
 
 
 def test_shipped_video_qa_tokenizer_gives_its_trained_ids():
-    """checkpoints/videoqa-default/tokenizer.json: {"type": "bpe", "specials", "bpe"}; the ids
-    below are what the checkpoint was trained with (read with the tokenizer it shipped with)."""
-    tok = load_tokenizer(CHECKPOINTS / "videoqa-default")
+    """The previous video-QA default's tokenizer.json (kept in tests/fixtures when the default
+    moved to the shared format): {"type": "bpe", "specials", "bpe"}; the ids below are what it was
+    trained with. The new default extends it by one special, <q>, and keeps every old id."""
+    shipped = load_tokenizer(CHECKPOINTS / "videoqa-default")
+    assert shipped.vocab_size == 520 and shipped.token_id("<q>") == 519
+    assert shipped.encode("pink") == [79, 327]
+    tok = load_tokenizer(Path(__file__).parents[1] / "fixtures" / "legacy_videoqa_tokenizer")
     assert tok.kind == "bpe" and tok.vocab_size == 519
     assert [tok.token_id(s) for s in QA_SPECIALS] == list(range(512, 519))
     assert (tok.pad_id, tok.bos_id, tok.eos_id) == (512, 513, 514)

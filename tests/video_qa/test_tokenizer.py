@@ -87,6 +87,7 @@ def test_checkpoints_save_the_shared_format_and_read_the_older_one(tmp_path):
     again = VideoLM.from_pretrained(tmp_path / "ckpt").tokenizer
     assert again.encode(TEXTS[1]) == model.tokenizer.encode(TEXTS[1]) != []
     assert [again.token_id(s) for s in SPECIALS] == [model.tokenizer.token_id(s) for s in SPECIALS]
-    # the shipped checkpoint predates the shared format: {"type": "bpe", "specials", "bpe"}
-    assert not (SHIPPED / META_NAME).exists()
-    assert load_tokenizer(SHIPPED).encode("pink") == [79, 327]
+    # the previous default predates the shared format: {"type": "bpe", "specials", "bpe"}
+    legacy = Path(__file__).parents[1] / "fixtures" / "legacy_videoqa_tokenizer"
+    assert not (legacy / META_NAME).exists()
+    assert load_tokenizer(legacy).encode("pink") == [79, 327] == load_tokenizer(SHIPPED).encode("pink")
