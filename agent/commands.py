@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     chat.add_argument("--model-deadline-ms", type=float, default=None, metavar="MS",
                       help="a policy call slower than this stops the robot; raise it on a slow or "
                       "shared CPU (default: 2000, AgentConfig.model_deadline_ms)")
+    chat.add_argument("--shot", default=None, metavar="DIR",
+                      help="a billiards shot's report (the --out of `embodied coach`, or its report.json): "
+                      "questions such as \"which ball did the cue ball hit first?\" are answered from it")
     chat.set_defaults(func=_chat)
     a.set_defaults(func=lambda args: a.print_help() or 2)
 
@@ -105,8 +108,12 @@ def _chat(args: argparse.Namespace) -> int:
         config.model_deadline_ms = args.model_deadline_ms
     agent = build_agent(None if args.no_policy else args.checkpoint, None if args.no_qa else args.qa,
                         args.task, args.seed, config, args.world_source)
+    if args.shot:
+        agent.load_shot(args.shot)  # a missing or foreign report is one line (BilliardsQAError)
     loaded = [f"policy {args.checkpoint}" if agent.policy is not None else "no policy (questions only)",
               f"video-QA {args.qa}" if agent.qa is not None else "no video-QA model"]
+    if args.shot:
+        loaded.append(f"billiards shot report {args.shot}")
     print(f"Loaded {'; '.join(loaded)}. Scene: {args.task}, seed {args.seed}; objects from "
           f"{'the cameras (perception)' if args.world_source == 'perception' else 'the simulator state'}.")
     print("Ask a question or give a command; Ctrl-C stops a running command, 'quit' or Ctrl-D leaves.")

@@ -147,3 +147,20 @@ def test_coach_ask_prints_the_conversation(capsys):
     assert out[0] == "operator> which ball went in first?" and out[1].startswith("agent>    ")
     assert "red ball" in out[1] and "2 balls" in out[3]
     assert [a["intent"] for a in answers] == ["first_potted", "pot_count"]
+
+
+def test_chat_answers_from_a_shot_report_and_refuses_a_missing_one_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "report.json").write_text(json.dumps(REPORT.to_dict()))
+    chat = [sys.executable, "-m", "agent", "agent", "chat", "--no-policy", "--no-qa"]
+    out = subprocess.run(chat + ["--shot", str(tmp_path)], input="which ball did the cue ball hit first?\nquit\n",
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "billiards shot report" in out.stdout
+    answer = [line for line in out.stdout.splitlines() if "agent>" in line]  # after the "you> " prompt
+    assert len(answer) == 1 and REPORT.first_hit in answer[0]
+    bad = subprocess.run(chat + ["--shot", str(tmp_path / "nowhere")], input="quit\n",
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "no shot report" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
