@@ -52,9 +52,13 @@ class VideoQA:
         return text, cut
 
     def answer(self, frames_or_memory: Any, question: str,
-               times: Sequence[float] | None = None) -> Answer:
+               times: Sequence[float] | None = None,
+               event_times: Sequence[float] | None = None) -> Answer:
         """Answer ``question`` about frames (array ``[T,H,W,3]``, list of images or of
-        ``perception.frames.Frame``) or a ``StreamMemory``."""
+        ``perception.frames.Frame``) or a ``StreamMemory``. ``event_times`` (s; perceived events,
+        most important first, e.g. from ``embodied coach``'s report) choose the keyframes: the
+        clip's first and last frame, the frame nearest each event, the rest by motion
+        (``perception.sampling.EventSampler``)."""
         from video_qa.memory import StreamMemory
         from video_qa.inputs import frame_indices
 
@@ -68,7 +72,12 @@ class VideoQA:
             images, picked_times = [images[i] for i in idx], [picked_times[i] for i in idx]
         else:
             images, all_times = _as_images(frames_or_memory, times)
-            idx = frame_indices(np.asarray(images), self.sampler, n)
+            if event_times is not None and len(images) >= n:
+                from perception.sampling import EventSampler, event_frames
+
+                idx = EventSampler(events=event_frames(event_times, all_times)).select(np.asarray(images), n)
+            else:
+                idx = frame_indices(np.asarray(images), self.sampler, n)
             images, picked_times = [images[i] for i in idx], [float(all_times[i]) for i in idx]
         clip = np.stack([np.asarray(im, np.uint8) for im in images])
         reply = self.model.generate([clip], [picked_times], [text])[0]
@@ -168,3 +177,24 @@ def read_episode(directory: str | Path, index: int = 0, camera: str | None = Non
         return ep[key], [i / fps for i in range(len(ep[key]))]
     raise VideoQAError(f"{directory} is neither a billiards shot (ground_truth.json) nor a LeRobot "
                        "dataset (meta/info.json)")
+
+
+EVENT_PRIORITY = ("pot", "strike", "ball_ball", "cushion")  # what a keyframe budget keeps first
+
+
+def report_event_times(report: str | Path) -> list[float]:
+    """Event times of a shot report (``embodied coach``'s report.json, or its directory), the
+    most important kinds first (:data:`EVENT_PRIORITY`), in time order within a kind."""
+    import json
+
+    path = Path(report)
+    path = path / "report.json" if path.is_dir() else path
+    try:
+        events = json.loads(path.read_text())["events"]
+        ranked = sorted(events, key=lambda e: (EVENT_PRIORITY.index(e["kind"]) if e["kind"] in EVENT_PRIORITY
+                                               else len(EVENT_PRIORITY), float(e["t"])))
+        return [float(e["t"]) for e in ranked]
+    except FileNotFoundError:
+        raise VideoQAError(f"no shot report at {path} (embodied coach --out DIR writes DIR/report.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None

@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--camera", default=None, help="camera to read (default: overhead / agentview)")
     a.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="video-QA checkpoint (default: the newest under runs/)")
+    a.add_argument("--events", default=None, metavar="REPORT",
+                   help="a shot report from `embodied coach` (its --out or report.json): keyframes are "
+                   "taken around its perceived events (pots first), plus the first and last frame")
     a.add_argument("question", help="the question, in any language")
     a.set_defaults(func=_ask)
 
@@ -96,7 +99,10 @@ def _ask(args: argparse.Namespace) -> int:
     else:
         frames, times = read_episode(args.episode, args.episode_index, args.camera)
     qa = VideoQA.from_pretrained(args.checkpoint or default_checkpoint())
-    ans = qa.answer(frames, args.question, times)
+    from video_qa.ask import report_event_times
+
+    events = report_event_times(args.events) if args.events else None
+    ans = qa.answer(frames, args.question, times, event_times=events)
     print(ans.text)
     print("frames used (s): " + ", ".join(f"{t:.1f}" for t in ans.frame_times))
     return 0

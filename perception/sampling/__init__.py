@@ -10,6 +10,7 @@ from typing import Any
 
 from perception.errors import PerceptionError
 from perception.sampling.base import Sampler, check_budget, motion_signal
+from perception.sampling.events import EventSampler, event_frames
 from perception.sampling.motion import MotionSampler
 from perception.sampling.query import QueryAdaptiveSampler
 from perception.sampling.streaming import StreamingKeyframes, StreamingSampler
@@ -20,6 +21,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
     "motion": MotionSampler,
     "query": QueryAdaptiveSampler,
     "streaming": StreamingSampler,
+    "events": EventSampler,
 }
 
 
@@ -34,4 +36,4 @@ def get_sampler(name: str, **kwargs: Any) -> Sampler:
 
 __all__ = ["SAMPLERS", "Sampler", "get_sampler", "check_budget", "motion_signal",
            "UniformSampler", "MotionSampler", "QueryAdaptiveSampler", "StreamingSampler",
-           "StreamingKeyframes"]
+           "StreamingKeyframes", "EventSampler", "event_frames"]
