@@ -217,6 +217,32 @@ def score_shot(rec: Any, shot: Any, geometry: Any) -> dict[str, Any]:
     }
 
 
+KEYFRAME_BUDGET = 8  # the shipped VideoLM's frames per question
+KEYFRAME_DELTA_S = 0.1  # a keyframe this close catches an event (as in `embodied bench sampling`)
+EVENT_ORDER = ("pot", "strike", "ball_ball", "cushion")  # what the event sampler keeps first
+
+
+def keyframe_recall(rec: Any, shot: Any, frames: np.ndarray) -> dict[str, list[bool]]:
+    """Per sampler, whether each ground-truth strike, ball-ball contact and pot has a keyframe
+    within ``KEYFRAME_DELTA_S`` at ``KEYFRAME_BUDGET`` frames: uniform and motion see the pixels
+    only; "events" anchors on the tracker's perceived events (perception.sampling.EventSampler)."""
+    from perception.sampling import EventSampler, event_frames, get_sampler
+
+    gt = [e.t for e in rec.events if e.kind in ("strike", "ball_ball", "pot")]
+    times = np.asarray(rec.times)
+    if len(frames) < KEYFRAME_BUDGET or not gt:
+        return {}
+    ranked = sorted(shot.events, key=lambda e: (EVENT_ORDER.index(e.kind) if e.kind in EVENT_ORDER
+                                                else len(EVENT_ORDER), e.t))
+    samplers = {"uniform": get_sampler("uniform"), "motion": get_sampler("motion"),
+                "events": EventSampler(events=event_frames([e.t for e in ranked], times))}
+    out = {}
+    for name, sampler in samplers.items():
+        picked = times[sampler.select(frames, KEYFRAME_BUDGET)]
+        out[name] = [bool(np.any(np.abs(picked - t) <= KEYFRAME_DELTA_S + 1e-9)) for t in gt]
+    return out
+
+
 def _median(x: list[float]) -> float | None:
     return float(np.median(x)) if len(x) else None
 
@@ -265,6 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if baseline is None:
                 baseline = naive_fps(frames, geometry)
             scores.append(score_shot(rec, shot, geometry))
+            scores[-1]["keyframes"] = keyframe_recall(rec, shot, frames)
             strikes = [e.t for e in shot.events if e.kind == "strike"]
             cue = cue_at(view, rec, strikes[0], args.cue_frames) if strikes else None
             if cue is None:
@@ -310,6 +337,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "realtime_ratio": fps / VIDEO_FPS,
         "render_and_sim_seconds": render_s,
     }
+    recall = {}
+    for name in ("uniform", "motion", "events"):
+        hits = sum((s["keyframes"].get(name, []) for s in scores), [])
+        recall[name] = float(np.mean(hits)) if hits else None
+    result[f"keyframe_event_recall_at_{KEYFRAME_BUDGET}"] = recall
+    if recall.get("uniform"):
+        result["keyframe_recall_ratio_events_vs_uniform"] = recall["events"] / recall["uniform"]
     cue_med = result["cue_dir_err_deg_median"]
     result["targets"] = {
         "ball_pos_err_mm_median<=5": result["ball_pos_err_mm_median"] <= 5.0,
