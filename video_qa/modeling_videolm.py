@@ -81,20 +81,16 @@ def _build_lm(cfg: VideoLMConfig, tokenizer: Tokenizer, lm_state: dict[str, Any]
         return lm, lm_state
     source = cfg.pretrained_lm
     if source:
-        from perception.pretrained_lm import base_id
+        from perception.lm import adapter_arch
 
+        own = new_specials(tokenizer)  # its own vocabulary: only our new rows train
+        # a vocabulary of ours: its embeddings and output head learn in full
+        lora = LoRA(cfg.lora_rank, cfg.lora_alpha, target_modules=cfg.lora_target_modules,
+                    modules_to_save=() if own else ("embed_tokens", "lm_head"), trainable_tokens=tuple(own))
         try:
-            ident = base_id(source)
+            arch = adapter_arch(source, cfg.lm_layers, lora, tokenizer.vocab_size)
         except PerceptionError as exc:
             raise VideoQAError(str(exc)) from None
-        own = new_specials(tokenizer)  # its own vocabulary: only our new rows train
-        targets = cfg.lora_target_modules
-        arch = {"base": ident.to_dict(), "layers": cfg.lm_layers, "vocab_size": tokenizer.vocab_size,
-                "lora": {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
-                         "targets": targets if isinstance(targets, str) else list(targets),
-                         "trainable_tokens": own,
-                         # a vocabulary of ours: its embeddings and output head learn in full
-                         "modules_to_save": [] if own else ["embed_tokens", "lm_head"]}}
         return _pretrained_lm(arch, check=False), arch
     lm = build_lm(tokenizer.vocab_size, tiny=TinyLM("llama", cfg.lm_hidden, cfg.lm_layers or TINY_LM_LAYERS,
                                                     cfg.lm_heads, cfg.lm_intermediate, cfg.max_positions))
@@ -102,24 +98,15 @@ def _build_lm(cfg: VideoLMConfig, tokenizer: Tokenizer, lm_state: dict[str, Any]
 
 
 def _pretrained_lm(arch: dict[str, Any], check: bool = True) -> nn.Module:
-    """The base ``arch`` names (its cache entry or directory), cut to its saved depth, grown to its
-    vocabulary and wrapped with its LoRA; with ``check``, refused in one line unless the installed
-    base is the one it names."""
-    from perception.pretrained_lm import base_id
+    """The adapted base ``arch`` names (``perception.lm.build_adapted``: cut to its saved depth,
+    grown to its vocabulary, wrapped with its LoRA; with ``check``, refused in one line unless the
+    installed base is the one it names)."""
+    from perception.lm import build_adapted
 
-    saved, lora = arch["base"], arch["lora"]
     try:
-        if check:
-            base_id(saved["name"]).check(saved)
-        targets = lora["targets"] if isinstance(lora["targets"], str) else tuple(lora["targets"])
-        return build_lm(arch["vocab_size"], pretrained=saved["name"], layers=arch["layers"],
-                        lora=LoRA(lora["rank"], lora["alpha"], target_modules=targets,
-                                  modules_to_save=tuple(lora["modules_to_save"]),
-                                  trainable_tokens=tuple(lora["trainable_tokens"])))
+        return build_adapted(arch, check)
     except PerceptionError as exc:
         raise VideoQAError(str(exc)) from None
-    except (KeyError, TypeError) as exc:
-        raise VideoQAError(f"the checkpoint's base LM entry is incomplete ({exc}); retrain it") from None
 
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
