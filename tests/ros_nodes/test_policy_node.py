@@ -18,7 +18,7 @@ from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from ros_nodes.services import PolicyService
 from ros_nodes.zmq_client import InferenceClient, RemotePolicy
 from ros_nodes.zmq_server import InferenceServer, ServerConfig
-from tests.ros_nodes.conftest import spin_until
+from tests.ros_nodes.conftest import restartable_endpoint, spin_until
 
 
 class BrightnessPolicy(BasePolicy):
@@ -200,7 +200,7 @@ def test_malformed_images_are_dropped_and_node_keeps_running(ros):
 
 def test_watchdog_stops_when_server_dies_and_resumes(ros):
     server = InferenceServer([PolicyService(BrightnessPolicy())],
-                             ServerConfig(endpoint="tcp://127.0.0.1:*")).start()
+                             ServerConfig(endpoint=restartable_endpoint())).start()
     endpoint = server.endpoint
     backend = RemotePolicy(InferenceClient(endpoint, timeout_ms=100))
     node = make_node(backend, cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=200.0)
@@ -323,7 +323,7 @@ def test_killing_the_server_stops_the_robot_within_the_deadline_every_time(ros):
     import time
 
     deadline_ms = 200.0
-    server = InferenceServer([PolicyService(LongChunks())], ServerConfig(endpoint="tcp://127.0.0.1:*")).start()
+    server = InferenceServer([PolicyService(LongChunks())], ServerConfig(endpoint=restartable_endpoint())).start()
     endpoint = server.endpoint
     backend = RemotePolicy(InferenceClient(endpoint, timeout_ms=150))
     node = make_node(backend, cameras=["agentview"], mode="timer", rate_hz=20.0, deadline_ms=deadline_ms)

@@ -14,7 +14,7 @@ from ros_nodes.runtime import RELIABLE_QOS
 from ros_nodes.services import PolicyService
 from ros_nodes.zmq_client import InferenceClient, RemotePolicy
 from ros_nodes.zmq_server import InferenceServer, ServerConfig
-from tests.ros_nodes.conftest import spin_until
+from tests.ros_nodes.conftest import restartable_endpoint, spin_until
 from tests.ros_nodes.test_policy_node import make_node, wire
 
 REPLY_S = 0.2
@@ -37,7 +37,8 @@ class SlowForward(BasePolicy):
         return chunk
 
 
-def serve(endpoint="tcp://127.0.0.1:*"):
+def serve(endpoint=None):
+    endpoint = endpoint or restartable_endpoint()  # restarted on the same port below
     return InferenceServer([PolicyService(SlowForward())], ServerConfig(endpoint=endpoint)).start()
 
 

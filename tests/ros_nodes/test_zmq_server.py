@@ -14,6 +14,7 @@ from ros_nodes.services import PolicyService
 from ros_nodes.zmq_client import InferenceClient, RemotePolicy, ServerError, ServerTimeout
 from ros_nodes.zmq_protocol import ProtocolError, decode, encode
 from ros_nodes.zmq_server import InferenceServer, ServerConfig
+from tests.ros_nodes.conftest import restartable_endpoint
 
 
 class MeanColourPolicy(BasePolicy):
@@ -215,11 +216,7 @@ def test_fuzz_thousand_random_payloads_server_keeps_serving():
 
 
 def test_client_timeout_is_applied_and_reconnects_when_server_returns():
-    ctx = zmq.Context.instance()
-    probe = ctx.socket(zmq.ROUTER)
-    port = probe.bind_to_random_port("tcp://127.0.0.1")
-    probe.close(linger=0)
-    endpoint = f"tcp://127.0.0.1:{port}"
+    endpoint = restartable_endpoint()  # nothing listens there yet
     img = np.zeros((8, 8, 3), np.uint8)
     with InferenceClient(endpoint, timeout_ms=200) as c:
         with pytest.raises(ServerTimeout):
