@@ -55,7 +55,7 @@ def coach_shot(video: str | Path, out: str | Path, depth: str | Path | None = No
     ``calib`` defaults to the video's sidecar (``<stem>.calib.json``); ``aimed_ball`` overrides
     the sidecar's; ``perceive`` is the tracker (default ``track_shot``; same signature).
     """
-    from perception.billiards.analysis import analyse_shot, strike_time
+    from perception.billiards.analysis import analyse_shot, layout, strike_time
     from perception.billiards.cue_reading import cue_at_strike
     from perception.billiards.report import annotate_frames, draw_table, format_report, write_png
     from perception.billiards.sidecar import load_depth, load_sidecar, sidecar_path
@@ -92,7 +92,8 @@ def coach_shot(video: str | Path, out: str | Path, depth: str | Path | None = No
         raise CoachError(f"cannot create {out}: {exc.strerror or exc}") from None
     files = {"json": out / "report.json", "text": out / "report.txt", "png": out / "table.png",
              "mp4": out / "annotated.mp4"}
-    write_json(files["json"], {"video": str(video), **report.to_dict()})
+    write_json(files["json"], {"video": str(video), **report.to_dict(),
+                               "layout": layout(shot, side.K, side.cam_to_world)})
     write_text(files["text"], text + "\n")
     write_png(files["png"], draw_table(shot, report))
     write_video(files["mp4"], annotate_frames(frames, times, side.K, side.cam_to_world, shot, report),

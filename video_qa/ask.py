@@ -53,12 +53,15 @@ class VideoQA:
 
     def answer(self, frames_or_memory: Any, question: str,
                times: Sequence[float] | None = None,
-               event_times: Sequence[float] | None = None) -> Answer:
+               event_times: Sequence[float] | None = None,
+               facts: dict[str, Any] | None = None) -> Answer:
         """Answer ``question`` about frames (array ``[T,H,W,3]``, list of images or of
         ``perception.frames.Frame``) or a ``StreamMemory``. ``event_times`` (s; perceived events,
         most important first, e.g. from ``embodied coach``'s report) choose the keyframes: the
         clip's first and last frame, the frame nearest each event, the rest by motion
-        (``perception.sampling.EventSampler``)."""
+        (``perception.sampling.EventSampler``). ``facts`` (``video_qa.subtitles``: a shot's
+        perceived layout and events, e.g. :func:`report_facts`) become the frames' subtitles for a
+        model trained with them; a model without subtitles ignores them."""
         from video_qa.memory import StreamMemory
         from video_qa.inputs import frame_indices
 
@@ -80,7 +83,12 @@ class VideoQA:
                 idx = frame_indices(np.asarray(images), self.sampler, n)
             images, picked_times = [images[i] for i in idx], [float(all_times[i]) for i in idx]
         clip = np.stack([np.asarray(im, np.uint8) for im in images])
-        reply = self.model.generate([clip], [picked_times], [text])[0]
+        texts = None
+        if facts is not None and self.model.cfg.subtitles == "events":
+            from video_qa.subtitles import subtitles
+
+            texts = [subtitles(facts, picked_times)]
+        reply = self.model.generate([clip], [picked_times], [text], texts)[0]
         return Answer(reply, tuple(round(t, 2) for t in picked_times), cut)
 
 
@@ -182,19 +190,40 @@ def read_episode(directory: str | Path, index: int = 0, camera: str | None = Non
 EVENT_PRIORITY = ("pot", "strike", "ball_ball", "cushion")  # what a keyframe budget keeps first
 
 
-def report_event_times(report: str | Path) -> list[float]:
-    """Event times of a shot report (``embodied coach``'s report.json, or its directory), the
-    most important kinds first (:data:`EVENT_PRIORITY`), in time order within a kind."""
+def _read_report(report: str | Path) -> tuple[Path, dict[str, Any]]:
     import json
 
     path = Path(report)
     path = path / "report.json" if path.is_dir() else path
     try:
-        events = json.loads(path.read_text())["events"]
-        ranked = sorted(events, key=lambda e: (EVENT_PRIORITY.index(e["kind"]) if e["kind"] in EVENT_PRIORITY
-                                               else len(EVENT_PRIORITY), float(e["t"])))
-        return [float(e["t"]) for e in ranked]
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data["events"], list):
+            raise TypeError("its events are not a list")
+        return path, data
     except FileNotFoundError:
         raise VideoQAError(f"no shot report at {path} (embodied coach --out DIR writes DIR/report.json)") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None
+
+
+def report_event_times(report: str | Path) -> list[float]:
+    """Event times of a shot report (``embodied coach``'s report.json, or its directory), the
+    most important kinds first (:data:`EVENT_PRIORITY`), in time order within a kind."""
+    path, data = _read_report(report)
+    try:
+        ranked = sorted(data["events"], key=lambda e: (EVENT_PRIORITY.index(e["kind"]) if e["kind"] in EVENT_PRIORITY
+                                                       else len(EVENT_PRIORITY), float(e["t"])))
+        return [float(e["t"]) for e in ranked]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None
+
+
+def report_facts(report: str | Path) -> dict[str, Any]:
+    """The perceived layout and events of a shot report: a subtitle model's per-frame text."""
+    from video_qa.subtitles import facts_from_report
+
+    path, data = _read_report(report)
+    try:
+        return facts_from_report(data)
+    except (ValueError, KeyError, TypeError) as exc:
         raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None

@@ -39,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--resimulate", action="store_true",
                    help="where the checkpoint's test clips came from an older simulator (its data version), "
                         "score it on the same recipe simulated by this code instead of refusing")
+    e.add_argument("--facts", default="perceived", choices=("perceived", "truth"),
+                   help="where a model with subtitles gets a billiards clip's events: what the tracker "
+                        "perceives of the shot filmed again at 640x480 (default; cached beside the clips) "
+                        "or the simulator's ground truth (an upper bound)")
     e.add_argument("--out", metavar="FILE.json", help="also write the JSON here")
     e.set_defaults(func=_eval)
 
@@ -52,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="video-QA checkpoint (default: the newest under runs/)")
     a.add_argument("--events", default=None, metavar="REPORT",
                    help="a shot report from `embodied coach` (its --out or report.json): keyframes are "
-                   "taken around its perceived events (pots first), plus the first and last frame")
+                   "taken around its perceived events (pots first), plus the first and last frame; a "
+                   "model trained with subtitles also reads the events as text beside the frames")
     a.add_argument("question", help="the question, in any language")
     a.set_defaults(func=_ask)
 
@@ -83,7 +88,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     result = evaluate_checkpoint(args.checkpoint, args.data_dir, args.split, args.sampler,
                                  limit=args.limit or None, workers=args.workers,
-                                 log=lambda line: print(line, file=sys.stderr), resimulate=args.resimulate)
+                                 log=lambda line: print(line, file=sys.stderr), resimulate=args.resimulate,
+                                 facts_source=args.facts)
     if args.out:
         write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=2,
@@ -99,10 +105,11 @@ def _ask(args: argparse.Namespace) -> int:
     else:
         frames, times = read_episode(args.episode, args.episode_index, args.camera)
     qa = VideoQA.from_pretrained(args.checkpoint or default_checkpoint())
-    from video_qa.ask import report_event_times
+    from video_qa.ask import report_event_times, report_facts
 
     events = report_event_times(args.events) if args.events else None
-    ans = qa.answer(frames, args.question, times, event_times=events)
+    facts = report_facts(args.events) if args.events else None
+    ans = qa.answer(frames, args.question, times, event_times=events, facts=facts)
     print(ans.text)
     print("frames used (s): " + ", ".join(f"{t:.1f}" for t in ans.frame_times))
     return 0

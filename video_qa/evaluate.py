@@ -21,8 +21,9 @@ import numpy as np
 from video_qa.configuration_train import TRAIN_META, read_train_meta
 from video_qa.dataset import HELDOUT_ROOT, DataRecipe, QADataset, heldout_data
 from video_qa.errors import VideoQAError
-from video_qa.inputs import clip_views, example_for
+from video_qa.inputs import Facts, clip_views, example_for, truth_facts
 from video_qa.questions import QA, TYPES, parse_time
+from video_qa.subtitles import FACT_SOURCES
 
 TIME_TOLERANCE = 0.3  # s
 DESCRIPTIVE = ("description",)
@@ -69,36 +70,41 @@ def score(qas: Sequence[QA], preds: Sequence[str]) -> dict[str, Any]:
 
 
 def predict(model: Any, dataset: QADataset, qas: Sequence[QA], sampler: str,
-            batch_size: int = 64, views: dict[str, Any] | None = None) -> list[str]:
+            batch_size: int = 64, views: dict[str, Any] | None = None,
+            facts: Facts = truth_facts) -> list[str]:
     """Greedy answers; ``views`` (``video_qa.inputs.clip_views``) reuses sampled frames or cached
     features, else every clip is sampled (and, with a frozen encoder, encoded) once here."""
     import torch
 
     missing = {q.clip for q in qas} - set(views or {})
     if missing:
-        views = {**(views or {}), **clip_views(dataset, missing, sampler, model.cfg.num_frames, model)}
+        views = {**(views or {}), **clip_views(dataset, missing, sampler, model.cfg.num_frames, model, facts)}
     preds: list[str] = []
     for i in range(0, len(qas), batch_size):
         exs = [example_for(dataset, q, sampler, model.cfg.num_frames, views) for q in qas[i:i + batch_size]]
+        texts = [e.get("texts") for e in exs]
         if all("patches" in e for e in exs):
             preds += model.generate(None, [e["times"] for e in exs], [e["question"] for e in exs],
-                                    patches=torch.stack([e["patches"] for e in exs]))
+                                    texts, patches=torch.stack([e["patches"] for e in exs]))
         else:
             preds += model.generate([e["frames"] for e in exs], [e["times"] for e in exs],
-                                    [e["question"] for e in exs])
+                                    [e["question"] for e in exs], texts)
     return preds
 
 
 def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
-             limit: int | None = None, views: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Scores on ``split`` for training templates, and separately for held-out templates."""
+             limit: int | None = None, views: dict[str, Any] | None = None,
+             facts: Facts = truth_facts, facts_source: str = "truth") -> dict[str, Any]:
+    """Scores on ``split`` for training templates, and separately for held-out templates. A model
+    with subtitles reads them from ``facts`` (``facts_source`` names where they came from)."""
     result: dict[str, Any] = {"split": split, "sampler": sampler, "pooling": model.cfg.pooling,
                               "tokens_per_frame": model.cfg.tokens_per_frame,
                               "num_frames": model.cfg.num_frames,
-                              "visual_tokens": model.cfg.tokens_per_frame * model.cfg.num_frames}
+                              "visual_tokens": model.cfg.tokens_per_frame * model.cfg.num_frames,
+                              "subtitles": facts_source if model.cfg.subtitles != "none" else None}
     seen = dataset.select(split, heldout=False)[:limit]
     held = dataset.select(split, heldout=True)[:limit]
-    seen_preds = predict(model, dataset, seen, sampler, views=views)
+    seen_preds = predict(model, dataset, seen, sampler, views=views, facts=facts)
     result.update(score(seen, seen_preds))
     # Billiards and tabletop questions differ in difficulty (1-2 px balls vs ~6 px objects): one
     # overall number hides which world the model fails on.
@@ -107,7 +113,13 @@ def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
         pairs = [(q, p) for q, p in zip(seen, seen_preds) if q.clip.startswith(source + "_")]
         sub = score([q for q, _ in pairs], [p for _, p in pairs])
         result["by_source"][source] = {k: sub[k] for k in ("accuracy", "overall_non_descriptive")}
-    result["heldout_templates"] = score(held, predict(model, dataset, held, sampler, views=views))
+    held_preds = predict(model, dataset, held, sampler, views=views, facts=facts)
+    result["heldout_templates"] = score(held, held_preds)
+    result["heldout_templates"]["by_source"] = {}
+    for source in sorted({q.clip.split("_")[0] for q in held}):
+        pairs = [(q, p) for q, p in zip(held, held_preds) if q.clip.startswith(source + "_")]
+        sub = score([q for q, _ in pairs], [p for _, p in pairs])
+        result["heldout_templates"]["by_source"][source] = {k: sub[k] for k in ("accuracy", "overall_non_descriptive")}
     result["examples"] = [{"clip": q.clip, "type": q.type, "q": q.question, "gold": q.answer,
                            "pred": p} for q, p in list(zip(seen, seen_preds))[:: max(1, len(seen) // 24)]]
     result["types"] = list(TYPES)
@@ -138,14 +150,28 @@ def data_for(checkpoint: str | Path, data_dir: str | Path | None = None, split: 
 def evaluate_checkpoint(checkpoint: str | Path, data_dir: str | Path | None = None,
                         split: str = "test", sampler: str | None = None, limit: int | None = None,
                         workers: int = 1, heldout_root: str | Path = HELDOUT_ROOT,
-                        log: Callable[[str], None] | None = print, resimulate: bool = False) -> dict[str, Any]:
-    """Load ``checkpoint`` and :func:`evaluate` it (its training sampler unless ``sampler``)."""
+                        log: Callable[[str], None] | None = print, resimulate: bool = False,
+                        facts_source: str = "perceived") -> dict[str, Any]:
+    """Load ``checkpoint`` and :func:`evaluate` it (its training sampler unless ``sampler``).
+    A model with subtitles reads, by default, what the tracker perceives of each billiards clip
+    (``video_qa.perceived``); ``facts_source="truth"`` gives it the simulator's events instead
+    (an upper bound, reported as such)."""
     from video_qa.modeling_videolm import VideoLM
 
+    if facts_source not in FACT_SOURCES:
+        raise VideoQAError(f"unknown facts source {facts_source!r}; valid: {', '.join(FACT_SOURCES)}")
     data = data_for(checkpoint, data_dir, split, workers, heldout_root, log, resimulate)
     model = VideoLM.from_pretrained(checkpoint)
-    sampler = sampler or read_train_meta(checkpoint).get("sampler", "motion")
-    result = evaluate(model, QADataset(data), sampler, split, limit=limit)
+    meta = read_train_meta(checkpoint)
+    sampler = sampler or meta.get("sampler", "motion")
+    dataset = QADataset(data)
+    facts: Facts = truth_facts
+    if model.cfg.subtitles != "none" and facts_source == "perceived":
+        from video_qa.perceived import perceived_facts
+
+        seed = DataRecipe.from_dict(meta["data"]).seed if "data" in meta else 0
+        facts = perceived_facts(dataset, seed, {q.clip for q in dataset.select(split)}, log)
+    result = evaluate(model, dataset, sampler, split, limit=limit, facts=facts, facts_source=facts_source)
     result["checkpoint"] = str(checkpoint)
     result["data_dir"] = str(data)
     return result

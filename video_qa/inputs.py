@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from video_qa.dataset import QADataset
 from video_qa.labels import cell_labels, frame_labels
 from video_qa.questions import QA
+from video_qa.subtitles import facts_from_summary, subtitles
+
+# A clip's facts for its subtitles: (clip id, summary) -> facts dict, or None for no subtitles.
+Facts = Callable[[str, dict[str, Any]], "dict[str, Any] | None"]
+
+
+def truth_facts(clip: str, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The simulator's ground truth of a billiards clip (training); tabletop clips say nothing."""
+    return facts_from_summary(summary) if summary.get("source") == "billiards" else None
 
 
 def frame_indices(frames: np.ndarray, sampler: str, budget: int) -> np.ndarray:
@@ -38,13 +47,16 @@ class ClipView:
     frames: np.ndarray | None = None
     patches: Any = None  # torch.Tensor [T, N, D]
     cells: np.ndarray | None = None  # uint8 [T, N, len(CELL_CLASSES)]: what is in each cell
+    texts: list[str] | None = None  # per-frame subtitles (a model with subtitles="events")
 
 
 def clip_views(dataset: QADataset, clips: Iterable[str], sampler: str, budget: int,
-               model: Any | None = None) -> dict[str, ClipView]:
+               model: Any | None = None, facts: Facts = truth_facts) -> dict[str, ClipView]:
     """One :class:`ClipView` per clip. With a ``model`` whose encoder is frozen, the patch
     features are computed here and the clip's frames are dropped from memory (at 128 px a few
-    thousand clips hold gigabytes of frames, their sampled features a few hundred megabytes)."""
+    thousand clips hold gigabytes of frames, their sampled features a few hundred megabytes).
+    A model with subtitles gets them from ``facts`` (the simulator's truth unless told: training;
+    evaluation passes the tracker's)."""
     import torch
 
     frozen = model is not None and model.cfg.freeze_vision
@@ -56,6 +68,8 @@ def clip_views(dataset: QADataset, clips: Iterable[str], sampler: str, budget: i
         idx = frame_indices(frames, sampler, budget)
         labels, mask = frame_labels(summary, times[idx])
         view = ClipView([float(times[i]) for i in idx], labels, mask)
+        if model is not None and model.cfg.subtitles == "events":
+            view.texts = subtitles(facts(clip, summary), view.times)
         if grid and "track" in summary:
             view.cells = np.stack([cell_labels(summary, int(i), grid) for i in idx])
         if frozen:
@@ -78,6 +92,8 @@ def example_for(dataset: QADataset, q: QA, sampler: str, budget: int,
           "frame_labels": view.frame_labels, "frame_mask": view.frame_mask}
     if view.cells is not None:
         ex["cells"] = view.cells
+    if view.texts is not None:
+        ex["texts"] = view.texts
     if view.patches is not None:
         ex["patches"] = view.patches
     else:

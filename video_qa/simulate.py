@@ -36,9 +36,10 @@ def _px(uv: tuple[float, float]) -> list[float]:
     return [round(uv[0], 1), round(uv[1], 1)]
 
 
-def simulate_billiards(seed: int, width: int = 128, height: int = 80, fps: float = 10.0
-                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """One scripted shot from the overhead camera: (frames, times, summary)."""
+def billiards_record(seed: int, width: int = 128, height: int = 80, fps: float = 10.0) -> Any:
+    """The ``ShotRecord`` of clip seed ``seed`` filmed by the overhead camera at ``width`` x
+    ``height`` and ``fps``. The physics steps on its own clock, so the same seed plays the same shot
+    at any size and frame rate (``video_qa.perceived`` films QA clips again at full resolution)."""
     from sim.billiards.player import ScriptedPlayer
     from sim.billiards.shot import simulate_shot
     from sim.billiards.world import BilliardsWorld
@@ -48,9 +49,15 @@ def simulate_billiards(seed: int, width: int = 128, height: int = 80, fps: float
         rng = np.random.default_rng(seed)
         world.reset(rng)
         aim, power, target = ScriptedPlayer(rng).plan(world.state())
-        rec = simulate_shot(world, aim, power, fps=fps, target=target)
+        return simulate_shot(world, aim, power, fps=fps, target=target)
     finally:
         world.close()
+
+
+def simulate_billiards(seed: int, width: int = 128, height: int = 80, fps: float = 10.0
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One scripted shot from the overhead camera: (frames, times, summary)."""
+    rec = billiards_record(seed, width, height, fps)
     summary = billiards_summary(rec)
     summary.update(width=width, height=height)
     return rec.frames["overhead"], np.asarray(rec.times), summary

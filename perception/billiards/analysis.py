@@ -89,6 +89,20 @@ class ShotReport:
         }
 
 
+def layout(shot: ShotPerception, K: np.ndarray, cam_to_world: np.ndarray) -> list[str]:
+    """Ball names from left to right as the camera (``K``, ``cam_to_world``) shows them, each
+    where it was first seen; a ball never seen is left out. What "was X left of Y" asks about."""
+    from perception.billiards.geometry import TableCamera
+
+    cam = TableCamera.build(K, cam_to_world, shot.geometry)
+    columns: dict[str, float] = {}
+    for name, track in shot.tracks.items():
+        seen = np.flatnonzero(np.asarray(track.visible, bool))
+        if len(seen):
+            columns[name] = float(cam.to_pixels(track.xy_mm[seen[0]], shot.geometry.ball_radius_mm)[0, 0])
+    return sorted(columns, key=columns.get)
+
+
 def direction_deg(v: np.ndarray) -> float:
     """Table-frame direction of the 2-D vector ``v`` (degrees, counter-clockwise from +x)."""
     return float(np.degrees(np.arctan2(v[1], v[0])))

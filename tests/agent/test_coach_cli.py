@@ -59,6 +59,16 @@ def test_the_report_matches_the_simulators_ground_truth(demo, coached):
     assert facts["pots"][0]["t"] == pytest.approx(truth["pot"].t, abs=0.1)
     assert facts["aimed_ball"] == "red" and facts["aimed_ball_potted"] is True
     assert facts["cue_ball_potted"] is False
+    # the balls left to right as the camera showed them at the start (what "left of" asks about)
+    from perception.billiards.sidecar import load_sidecar, sidecar_path
+
+    side = load_sidecar(sidecar_path(demo.video))
+    R, t = side.cam_to_world[:3, :3], side.cam_to_world[:3, 3]
+    cam = (rec.ball_pos[0] - t) @ R  # world -> camera (OpenCV axes)
+    u = side.K[0, 0] * cam[:, 0] / cam[:, 2] + side.K[0, 2]
+    assert sorted(facts["layout"]) == sorted(rec.ball_names)
+    in_order = u[[rec.ball_names.index(b) for b in facts["layout"]]]
+    assert np.all(np.diff(in_order) > -2.0)  # the parked balls share a column: any order of those
 
 
 def test_the_png_and_the_annotated_video_decode(demo, coached):
