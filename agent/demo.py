@@ -182,6 +182,9 @@ def stage_perception(out: Path, quick: bool) -> dict:
             "tip_err_mm_median": float(np.median(tip))}
 
 
+DEMO_SHOT_SEED = 900_002  # the QA stage's billiards shot: far from any training seed
+
+
 def stage_video_qa(out: Path, quick: bool) -> dict:
     """The shipped video-QA model asked one question of each type about episodes it never saw
     (simulated here with seeds far from its training range), answers beside the ground truth.
@@ -200,17 +203,26 @@ def stage_video_qa(out: Path, quick: bool) -> dict:
     qa = load_qa(SHIPPED_CHECKPOINT)
     clips = [("tabletop", *simulate_tabletop(900_001, "PickUp"))]
     if not quick:
-        clips.append(("billiards", *simulate_billiards(900_002)))
+        clips.append(("billiards", *simulate_billiards(DEMO_SHOT_SEED)))
     rows = []
     for source, frames, times, summary in clips:
         video = out / f"qa_{source}.mp4"
         write_mp4(video, frames, fps=10)
         print(f"{source} episode, {len(frames)} frames: {video}")
+        facts = None
+        if source == "billiards" and qa.model.cfg.subtitles == "events":
+            from video_qa.perceived import perceive_clip
+            from video_qa.subtitles import event_lines
+
+            # What the model reads beside the frames: the tracker's events on the same shot
+            # filmed at 640x480 (the 128x80 clip is too small to track), never the simulator's.
+            facts = perceive_clip(DEMO_SHOT_SEED)
+            print("  tracker's events (subtitles): " + "; ".join(text for _, text in event_lines(facts)))
         for item in questions_for(summary, "demo", "test", np.random.default_rng(0)):
             asked = {r["type"] for r in rows if r["source"] == source}
             if item.type == "description" or item.heldout or item.type in asked:
                 continue
-            ans = qa.answer(frames, item.question, times=list(times))
+            ans = qa.answer(frames, item.question, times=list(times), facts=facts)
             right = is_correct(item.type, ans.text, item.answer)  # the evaluation's own rule
             print(f"  Q: {item.question}\n     model: {ans.text:<10} truth: {item.answer:<10} "
                   f"{'ok' if right else 'WRONG'}   frames at {', '.join(fmt_time(t) for t in ans.frame_times)}")

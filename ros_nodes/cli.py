@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--quantize", choices=("none", "int8"), default="none",
                        help="with --backend onnx: run the int8 graph (default: %(default)s)")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555",
-                       help="ZeroMQ endpoint, tcp://HOST:PORT (default: %(default)s)")
+                       help="ZeroMQ endpoint, tcp://HOST:PORT (default: %(default)s). Keep the port below "
+                            "the kernel's ephemeral range (Linux: 32768 and up): a robot that keeps "
+                            "reconnecting to a stopped server on an ephemeral port can take that port "
+                            "itself, and the restarted server cannot bind it")
     serve.add_argument("--max-batch", type=int, default=8,
                        help="requests batched per forward pass, at least 1 (default: %(default)s)")
     serve.add_argument("--curve-secret", metavar="FILE", help="server secret key file (zmq certificate)")

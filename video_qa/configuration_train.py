@@ -53,6 +53,12 @@ class TrainQAConfig:
     # Billiards clips are a seventh of the data and the harder world (tiny balls, events between
     # frames); drawing them more often than their share trades tabletop practice for billiards.
     billiards_share: float = field(default=0.0, metadata={"help": "fraction of training clips drawn from billiards shots (0 = their share of the data)"})
+    # With subtitles, 320 training shots are few enough to memorise: the model answered "which
+    # ball did the cue ball hit first?" from what the clip looked like and ignored the text beside
+    # it (0.54 with the right answer in the subtitle). Renaming the object balls of a drawn shot's
+    # events, consistently in its subtitles and its answers, makes the text the only way to the
+    # answer; the frames and the layout stay the clip's own.
+    event_rename: float = field(default=0.0, metadata={"help": "with --subtitles events: share of billiards training draws whose events (subtitles and answers alike) name a random permutation of the object balls, so answers must be read from the text"})
     encoder_steps: int = field(default=3000, metadata={"help": "pretrain the frame encoder on the training clips' dense cell labels first (0 = keep it as built; ignored with --vision-path)"})
     init: str | None = field(default=None, metadata={"help": "start from this VideoLM checkpoint's weights (its encoder, LM and tokenizer; modules it lacks start fresh)", "aliases": ("--init-from",), "metavar": "DIR"})
     eval_limit: int = field(default=0, metadata={"help": "questions per split to evaluate (0 = all)"})
@@ -63,6 +69,8 @@ class TrainQAConfig:
             raise VideoQAError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         if self.steps < 1 or self.batch_size < 1 or self.questions_per_clip < 1:
             raise VideoQAError("steps, batch_size and questions_per_clip must be >= 1")
+        if not 0.0 <= self.event_rename <= 1.0:
+            raise VideoQAError(f"event_rename must be in [0, 1], got {self.event_rename}")
         if not 0.0 <= self.billiards_share < 1.0:
             raise VideoQAError(f"billiards_share must be in [0, 1), got {self.billiards_share}")
 

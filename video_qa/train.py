@@ -27,17 +27,48 @@ from video_qa.evaluate import evaluate
 from video_qa.frame_encoder import FrameEncoderConfig, pretrain
 from video_qa.inputs import clip_views, example_for, multi_turn
 from video_qa.questions import QA, questions_for
+from video_qa.subtitles import facts_from_summary, subtitles
 
 
 def fresh_questions(dataset: QADataset, clip: str, n: int, rng: np.random.Generator,
-                    extended: bool = False) -> list[QA]:
-    """``n`` new questions (training templates only) about ``clip``: rounds of
-    :func:`~video_qa.questions.questions_for` with a fresh ``rng`` ask about other objects, pairs and
-    times each time; see ``TrainQAConfig.fresh_questions``."""
+                    extended: bool = False, summary: dict[str, Any] | None = None) -> list[QA]:
+    """``n`` new questions (training templates only) about ``clip`` (or about ``summary``, a
+    renamed version of it): rounds of :func:`~video_qa.questions.questions_for` with a fresh
+    ``rng`` ask about other objects, pairs and times each time; see
+    ``TrainQAConfig.fresh_questions``."""
+    summary = summary if summary is not None else dataset.summary(clip)
     out: list[QA] = []
     while len(out) < n:
-        out += [q for q in questions_for(dataset.summary(clip), clip, "train", rng, extended) if not q.heldout]
+        out += [q for q in questions_for(summary, clip, "train", rng, extended) if not q.heldout]
     return [out[int(i)] for i in rng.permutation(len(out))[:n]]
+
+
+def renamed_events(summary: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """A billiards summary whose events, pots and first contact name a random permutation of the
+    object balls (the cue ball keeps its name); the frames, tracks and layout stay as they were
+    (``TrainQAConfig.event_rename``)."""
+    balls = [b for b in summary["ball_names"] if b != "cue"]
+    to = dict(zip(balls, (balls[int(i)] for i in rng.permutation(len(balls)))))
+    name = lambda b: to.get(b, b)  # noqa: E731 - the cue ball, the cue stick, pockets keep theirs
+    return {**summary, "first_hit": name(summary["first_hit"]) if summary["first_hit"] else None,
+            "pot_times": {name(b): t for b, t in summary["pot_times"].items()},
+            "events": [{**e, "a": name(e["a"]), "b": name(e["b"]) if e.get("b") else e.get("b")}
+                       for e in summary["events"]]}
+
+
+def _draw(dataset: QADataset, clip: str, cfg: TrainQAConfig, model_cfg: VideoLMConfig,
+          views: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """One training example of fresh questions about ``clip``; a billiards shot's events renamed
+    (subtitles and answers alike) for a share ``cfg.event_rename`` of the draws."""
+    summary = None
+    if (model_cfg.subtitles == "events" and cfg.event_rename > 0 and clip.startswith("billiards")
+            and rng.random() < cfg.event_rename):
+        summary = renamed_events(dataset.summary(clip), rng)
+    qas = fresh_questions(dataset, clip, cfg.questions_per_clip, rng, cfg.extra_phrasings, summary)
+    ex = multi_turn(dataset, qas, cfg.sampler, model_cfg.num_frames, views)
+    if summary is not None:
+        ex["texts"] = subtitles(facts_from_summary(summary), ex["times"])
+    return ex
 
 
 def clip_weights(clips: list[str], billiards_share: float) -> np.ndarray:
@@ -165,8 +196,7 @@ def train(cfg: TrainQAConfig, model_cfg: VideoLMConfig, run_dir: str | Path | No
                 picks = (rng.choice(len(train_clips), size=cfg.batch_size, p=clip_p)
                          if cfg.billiards_share > 0 else rng.integers(len(train_clips), size=cfg.batch_size))
                 clips = [train_clips[int(i)] for i in picks]
-                examples = [multi_turn(dataset, fresh_questions(dataset, c, cfg.questions_per_clip, rng, cfg.extra_phrasings),
-                                       cfg.sampler, model_cfg.num_frames, views) for c in clips]
+                examples = [_draw(dataset, c, cfg, model_cfg, views, rng) for c in clips]
             else:
                 examples = [example_for(dataset, train_qas[int(i)], cfg.sampler, model_cfg.num_frames,
                                         views) for i in rng.integers(len(train_qas), size=cfg.batch_size)]

@@ -272,9 +272,11 @@ def test_prefix_blend_rejoins_the_new_chunks_path_from_where_the_robot_really_is
     played += [loop.act(), loop.act()]
     loop.release()
     # Call 1 planned 11, 12, 13, 14 for steps 1-4 (value 10 + 1 + j), where the robot played
-    # call 0's 1, 2, 3, 4: its first fresh action (15, for step 5) makes up a fifth of the 40 it
-    # missed (four steps missed: gain 1/5); the next chunk would measure what is left.
-    assert [a[2] for a in played] == pytest.approx([0, 1, 2, 3, 4, 15 + 8, 16])
+    # call 0's 1, 2, 3, 4: its first fresh action (15, for step 5) makes up PREFIX_GAIN / 5 of
+    # the 40 it missed (four steps missed); the next chunk would measure what is left.
+    from policy.executor import PREFIX_GAIN
+
+    assert [a[2] for a in played] == pytest.approx([0, 1, 2, 3, 4, 15 + 40 * PREFIX_GAIN / 5, 16])
     assert played[5][6] == 1 and played[6][6] == 1  # the gripper is not a path: never shifted
 
 

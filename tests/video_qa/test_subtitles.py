@@ -89,3 +89,29 @@ def test_eval_qa_reads_what_the_tracker_perceives_and_checks_it_is_the_same_shot
     assert len(err) == 1 and "is not the clip's shot" in err[0]
     assert main(["eval-qa", "--checkpoint", str(ckpt), "--facts", "truth", "--out", "t.json"]) == 0
     assert json.loads((tmp_path / "t.json").read_text())["subtitles"] == "truth"
+
+
+def test_renamed_events_name_the_same_ball_in_the_subtitles_and_the_answers(data):
+    import numpy as np
+
+    from video_qa.configuration_train import TrainQAConfig
+    from video_qa.train import _draw, renamed_events
+
+    ds = QADataset(data)
+    summary = ds.summary("billiards_0000")
+    summary = {**summary, "first_hit": "red", "pot_times": {"red": 2.0},  # a shot with a hit and a pot
+               "events": [{"t": 1.0, "kind": "ball_ball", "a": "cue", "b": "red"},
+                          {"t": 2.0, "kind": "pot", "a": "red", "b": "top_right"}]}
+    renamed = renamed_events(summary, np.random.default_rng(1))
+    ball = renamed["first_hit"]
+    assert ball != "cue" and list(renamed["pot_times"]) == [ball]
+    assert [(e["a"], e["b"]) for e in renamed["events"]] == [("cue", ball), (ball, "top_right")]
+    assert facts_from_summary(renamed)["layout"] == facts_from_summary(summary)["layout"]  # frames' own
+    model = VideoLM(tiny_config(grounding=False, subtitles="events"))
+    views = clip_views(ds, ["billiards_0000"], "uniform", 3, model)
+    ds._summaries["billiards_0000"] = summary  # (after clip_views, which caches the clip's own)
+    cfg = TrainQAConfig(event_rename=1.0, questions_per_clip=40)
+    for seed in range(5):
+        ex = _draw(ds, "billiards_0000", cfg, model.cfg, views, np.random.default_rng(seed))
+        hit = next(a for q, a in zip(ex["questions"], ex["answers"]) if "first" in q and "cue ball" in q)
+        assert f"cue hit {hit} 1.0s" in " ".join(ex["texts"])  # the answer is what the text says
