@@ -206,16 +206,45 @@ def _read_report(report: str | Path) -> tuple[Path, dict[str, Any]]:
         raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None
 
 
+def ranked_event_times(events: Sequence[dict[str, Any]]) -> list[float]:
+    """Event times, the most important kinds first (:data:`EVENT_PRIORITY`), in time order
+    within a kind: what a keyframe budget keeps."""
+    ranked = sorted(events, key=lambda e: (EVENT_PRIORITY.index(e["kind"]) if e["kind"] in EVENT_PRIORITY
+                                           else len(EVENT_PRIORITY), float(e["t"])))
+    return [float(e["t"]) for e in ranked]
+
+
 def report_event_times(report: str | Path) -> list[float]:
-    """Event times of a shot report (``embodied coach``'s report.json, or its directory), the
-    most important kinds first (:data:`EVENT_PRIORITY`), in time order within a kind."""
+    """Event times of a shot report (``embodied coach``'s report.json, or its directory), ranked
+    by :func:`ranked_event_times`."""
     path, data = _read_report(report)
     try:
-        ranked = sorted(data["events"], key=lambda e: (EVENT_PRIORITY.index(e["kind"]) if e["kind"] in EVENT_PRIORITY
-                                                       else len(EVENT_PRIORITY), float(e["t"])))
-        return [float(e["t"]) for e in ranked]
+        return ranked_event_times(data["events"])
     except (ValueError, KeyError, TypeError) as exc:
         raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None
+
+
+def video_facts(video: str | Path, frames: np.ndarray) -> tuple[dict[str, Any], list[float]] | None:
+    """What the billiards tracker perceives in ``video`` (its frames already read), when the video
+    has a camera sidecar (``<stem>.calib.json``): the facts for subtitles and the frame times on
+    the recorder's clock; None without a sidecar."""
+    from perception.billiards.sidecar import load_sidecar, sidecar_path
+    from perception.billiards.tracker import track_shot
+    from perception.errors import PerceptionError
+    from video_qa.subtitles import facts_from_perception
+
+    path = sidecar_path(video)
+    if not path.is_file():
+        return None
+    try:
+        side = load_sidecar(path)
+        times = [k / side.fps for k in range(len(frames))] if side.fps else None
+        if times is None:
+            raise PerceptionError(f"{path}: no fps, so the frames' times are unknown")
+        shot = track_shot(frames, times, side.K, side.cam_to_world, side.geometry)
+    except PerceptionError as exc:
+        raise VideoQAError(str(exc)) from None
+    return facts_from_perception(shot, side.K, side.cam_to_world), times
 
 
 def report_facts(report: str | Path) -> dict[str, Any]:

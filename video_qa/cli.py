@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--events", default=None, metavar="REPORT",
                    help="a shot report from `embodied coach` (its --out or report.json): keyframes are "
                    "taken around its perceived events (pots first), plus the first and last frame; a "
-                   "model trained with subtitles also reads the events as text beside the frames")
+                   "model trained with subtitles also reads the events as text beside the frames. "
+                   "Without it, a --video with a camera sidecar (FILE.calib.json) is tracked here")
     a.add_argument("question", help="the question, in any language")
     a.set_defaults(func=_ask)
 
@@ -98,6 +99,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
+    import sys
+
     from video_qa.ask import VideoQA, default_checkpoint, read_episode, read_video
 
     if args.video:
@@ -105,10 +108,17 @@ def _ask(args: argparse.Namespace) -> int:
     else:
         frames, times = read_episode(args.episode, args.episode_index, args.camera)
     qa = VideoQA.from_pretrained(args.checkpoint or default_checkpoint())
-    from video_qa.ask import report_event_times, report_facts
+    from video_qa.ask import ranked_event_times, report_event_times, report_facts, video_facts
 
     events = report_event_times(args.events) if args.events else None
     facts = report_facts(args.events) if args.events else None
+    if facts is None and args.video and qa.model.cfg.subtitles == "events":
+        seen = video_facts(args.video, frames)  # a calibrated billiards video: track it here
+        if seen is not None:
+            facts, times = seen
+            events = ranked_event_times(facts["events"])
+            print(f"subtitles: the ball tracker's events ({len(facts['events'])}) in {args.video}",
+                  file=sys.stderr)
     ans = qa.answer(frames, args.question, times, event_times=events, facts=facts)
     print(ans.text)
     print("frames used (s): " + ", ".join(f"{t:.1f}" for t in ans.frame_times))

@@ -93,3 +93,14 @@ def test_user_mistakes_are_one_line(demo, tmp_path, capsys):
     assert "unknown ball 'pink'" in capsys.readouterr().err
     assert main(["coach", "--out", str(tmp_path / "r")]) == 2
     assert "give --video FILE" in capsys.readouterr().err
+
+
+def test_ask_tracks_a_calibrated_video_itself_for_a_subtitle_model(demo, capsys):
+    """`embodied ask --video` on a video with a camera sidecar, no --events: the billiards tracker
+    runs on it and the shipped model (trained with subtitles) reads its events."""
+    capsys.readouterr()
+    assert main(["ask", "--video", str(demo.video), "--checkpoint", "checkpoints/videoqa-default",
+                 "Which ball did the cue ball hit first?"]) == 0
+    out = capsys.readouterr()
+    assert "the ball tracker's events" in out.err
+    assert out.out.splitlines()[0].strip() == "red"
