@@ -190,22 +190,6 @@ def read_episode(directory: str | Path, index: int = 0, camera: str | None = Non
 EVENT_PRIORITY = ("pot", "strike", "ball_ball", "cushion")  # what a keyframe budget keeps first
 
 
-def _read_report(report: str | Path) -> tuple[Path, dict[str, Any]]:
-    import json
-
-    path = Path(report)
-    path = path / "report.json" if path.is_dir() else path
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or not isinstance(data["events"], list):
-            raise TypeError("its events are not a list")
-        return path, data
-    except FileNotFoundError:
-        raise VideoQAError(f"no shot report at {path} (embodied coach --out DIR writes DIR/report.json)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None
-
-
 def ranked_event_times(events: Sequence[dict[str, Any]]) -> list[float]:
     """Event times, the most important kinds first (:data:`EVENT_PRIORITY`), in time order
     within a kind: what a keyframe budget keeps."""
@@ -214,20 +198,37 @@ def ranked_event_times(events: Sequence[dict[str, Any]]) -> list[float]:
     return [float(e["t"]) for e in ranked]
 
 
-def report_event_times(report: str | Path) -> list[float]:
-    """Event times of a shot report (``embodied coach``'s report.json, or its directory), ranked
-    by :func:`ranked_event_times`."""
-    path, data = _read_report(report)
+def report_facts(report: str | Path) -> dict[str, Any]:
+    """The perceived layout and events of a shot report (``embodied coach``'s report.json, or its
+    directory): a subtitle model's per-frame text, and (:func:`ranked_event_times`) its keyframes."""
+    import json
+
+    from video_qa.subtitles import facts_from_report
+
+    path = Path(report)
+    path = path / "report.json" if path.is_dir() else path
     try:
-        return ranked_event_times(data["events"])
-    except (ValueError, KeyError, TypeError) as exc:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data["events"], list):
+            raise TypeError("its events are not a list")
+        return facts_from_report(data)
+    except FileNotFoundError:
+        raise VideoQAError(f"no shot report at {path} (embodied coach --out DIR writes DIR/report.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None
 
 
-def video_facts(video: str | Path, frames: np.ndarray) -> tuple[dict[str, Any], list[float]] | None:
-    """What the billiards tracker perceives in ``video`` (its frames already read), when the video
-    has a camera sidecar (``<stem>.calib.json``): the facts for subtitles and the frame times on
-    the recorder's clock; None without a sidecar."""
+def report_event_times(report: str | Path) -> list[float]:
+    """Event times of a shot report, ranked by :func:`ranked_event_times`."""
+    return ranked_event_times(report_facts(report)["events"])
+
+
+def video_facts(video: str | Path, frames: np.ndarray, times: Sequence[float]
+                ) -> tuple[dict[str, Any], list[float]] | None:
+    """What the billiards tracker perceives in ``video`` (its frames and their container
+    ``times`` already read), when the video has a camera sidecar (``<stem>.calib.json``): the facts
+    for subtitles and the frame times, on the recorder's clock where the sidecar gives its fps (as
+    ``embodied coach`` reads them); None without a sidecar."""
     from perception.billiards.sidecar import load_sidecar, sidecar_path
     from perception.billiards.tracker import track_shot
     from perception.errors import PerceptionError
@@ -238,21 +239,8 @@ def video_facts(video: str | Path, frames: np.ndarray) -> tuple[dict[str, Any], 
         return None
     try:
         side = load_sidecar(path)
-        times = [k / side.fps for k in range(len(frames))] if side.fps else None
-        if times is None:
-            raise PerceptionError(f"{path}: no fps, so the frames' times are unknown")
+        times = [k / side.fps for k in range(len(frames))] if side.fps else [float(t) for t in times]
         shot = track_shot(frames, times, side.K, side.cam_to_world, side.geometry)
     except PerceptionError as exc:
         raise VideoQAError(str(exc)) from None
     return facts_from_perception(shot, side.K, side.cam_to_world), times
-
-
-def report_facts(report: str | Path) -> dict[str, Any]:
-    """The perceived layout and events of a shot report: a subtitle model's per-frame text."""
-    from video_qa.subtitles import facts_from_report
-
-    path, data = _read_report(report)
-    try:
-        return facts_from_report(data)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VideoQAError(f"{path} is not a readable shot report ({exc})") from None

@@ -108,17 +108,16 @@ def _ask(args: argparse.Namespace) -> int:
     else:
         frames, times = read_episode(args.episode, args.episode_index, args.camera)
     qa = VideoQA.from_pretrained(args.checkpoint or default_checkpoint())
-    from video_qa.ask import ranked_event_times, report_event_times, report_facts, video_facts
+    from video_qa.ask import ranked_event_times, report_facts, video_facts
 
-    events = report_event_times(args.events) if args.events else None
     facts = report_facts(args.events) if args.events else None
     if facts is None and args.video and qa.model.cfg.subtitles == "events":
-        seen = video_facts(args.video, frames)  # a calibrated billiards video: track it here
+        seen = video_facts(args.video, frames, times)  # a calibrated billiards video: track it here
         if seen is not None:
             facts, times = seen
-            events = ranked_event_times(facts["events"])
             print(f"subtitles: the ball tracker's events ({len(facts['events'])}) in {args.video}",
                   file=sys.stderr)
+    events = ranked_event_times(facts["events"]) if facts is not None else None
     ans = qa.answer(frames, args.question, times, event_times=events, facts=facts)
     print(ans.text)
     print("frames used (s): " + ", ".join(f"{t:.1f}" for t in ans.frame_times))

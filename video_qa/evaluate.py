@@ -69,6 +69,18 @@ def score(qas: Sequence[QA], preds: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def by_source(qas: Sequence[QA], preds: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """:func:`score`'s accuracy per type and non-descriptive accuracy for each world apart:
+    billiards and tabletop questions differ in difficulty (1-2 px balls vs ~6 px objects), and
+    one overall number hides which world the model fails on."""
+    out = {}
+    for source in sorted({q.clip.split("_")[0] for q in qas}):
+        pairs = [(q, p) for q, p in zip(qas, preds) if q.clip.startswith(source + "_")]
+        sub = score([q for q, _ in pairs], [p for _, p in pairs])
+        out[source] = {k: sub[k] for k in ("accuracy", "overall_non_descriptive")}
+    return out
+
+
 def predict(model: Any, dataset: QADataset, qas: Sequence[QA], sampler: str,
             batch_size: int = 64, views: dict[str, Any] | None = None,
             facts: Facts = truth_facts) -> list[str]:
@@ -105,21 +117,9 @@ def evaluate(model: Any, dataset: QADataset, sampler: str, split: str = "test",
     seen = dataset.select(split, heldout=False)[:limit]
     held = dataset.select(split, heldout=True)[:limit]
     seen_preds = predict(model, dataset, seen, sampler, views=views, facts=facts)
-    result.update(score(seen, seen_preds))
-    # Billiards and tabletop questions differ in difficulty (1-2 px balls vs ~6 px objects): one
-    # overall number hides which world the model fails on.
-    result["by_source"] = {}
-    for source in sorted({q.clip.split("_")[0] for q in seen}):
-        pairs = [(q, p) for q, p in zip(seen, seen_preds) if q.clip.startswith(source + "_")]
-        sub = score([q for q, _ in pairs], [p for _, p in pairs])
-        result["by_source"][source] = {k: sub[k] for k in ("accuracy", "overall_non_descriptive")}
+    result.update(score(seen, seen_preds), by_source=by_source(seen, seen_preds))
     held_preds = predict(model, dataset, held, sampler, views=views, facts=facts)
-    result["heldout_templates"] = score(held, held_preds)
-    result["heldout_templates"]["by_source"] = {}
-    for source in sorted({q.clip.split("_")[0] for q in held}):
-        pairs = [(q, p) for q, p in zip(held, held_preds) if q.clip.startswith(source + "_")]
-        sub = score([q for q, _ in pairs], [p for _, p in pairs])
-        result["heldout_templates"]["by_source"][source] = {k: sub[k] for k in ("accuracy", "overall_non_descriptive")}
+    result["heldout_templates"] = {**score(held, held_preds), "by_source": by_source(held, held_preds)}
     result["examples"] = [{"clip": q.clip, "type": q.type, "q": q.question, "gold": q.answer,
                            "pred": p} for q, p in list(zip(seen, seen_preds))[:: max(1, len(seen) // 24)]]
     result["types"] = list(TYPES)
