@@ -71,10 +71,11 @@ def test_the_graph_answers_and_acts_from_perception_alone(tmp_path):
     request = op.create_publisher(String, "agent/request", RELIABLE_QOS)
     graph = Graph(specs, env={"ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"]}, log_dir=logs)
 
-    def spin_until(predicate, timeout_s: float, what: str) -> None:
+    def spin_until(predicate, timeout_s: float, what) -> None:
         deadline = time.monotonic() + timeout_s
         while not predicate():
-            assert time.monotonic() < deadline, f"no {what} within {timeout_s} s\n{_node_logs(logs)}"
+            assert time.monotonic() < deadline, \
+                f"no {what() if callable(what) else what} within {timeout_s} s\n{_node_logs(logs)}"
             assert not graph.poll(), f"node(s) exited: {graph.poll()}\n{_node_logs(logs)}"
             rclpy.spin_once(op, timeout_sec=0.05)
 
@@ -87,8 +88,12 @@ def test_the_graph_answers_and_acts_from_perception_alone(tmp_path):
 
     try:
         graph.start()
-        spin_until(lambda: lists and lists[-1]["status"] == "ok" and len(lists[-1]["objects"]) == len(truth),
-                   60.0, f"an object list with the {len(truth)} objects")
+        # The first lists may come from one camera (the other's first frame not yet in): wait for
+        # a list fused from both, as the agent would after a moment.
+        spin_until(lambda: lists and lists[-1]["status"] == "ok" and len(lists[-1]["objects"]) == len(truth)
+                   and set(lists[-1]["sources"]) == set(cams),
+                   60.0, lambda: f"an object list with the {len(truth)} objects from {cams} (last: "
+                   f"{ {k: lists[-1].get(k) for k in ('status', 'sources', 'views')} if lists else None})")
         # Nothing on the graph publishes or reads the simulator's ground truth.
         assert op.count_publishers("sim/ground_truth") == 0 and op.count_subscribers("sim/ground_truth") == 0
         listed = lists[-1]
