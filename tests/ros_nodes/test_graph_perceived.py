@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,20 @@ def _truth() -> dict[str, np.ndarray]:
 
 @pytest.mark.skipif(not CKPT.is_dir(), reason="no shipped checkpoint")
 def test_the_graph_answers_and_acts_from_perception_alone(tmp_path):
+    """Once more, on a fresh ROS domain, if the first graph fails: with Fast DDS's LARGE_DATA
+    transport and ROS_LOCALHOST_ONLY=1 a participant sometimes never discovers the others (9 of
+    36 in six starts of six processes here; docs/ros.md, "Known problem"), and one deaf node fails
+    this whole graph. A real regression fails both tries; the retry is reported as a warning."""
+    domain = int(os.environ["ROS_DOMAIN_ID"])
+    try:
+        _graph_answers_and_acts(tmp_path / "try1", domain)
+    except AssertionError as first:
+        warnings.warn(f"perceived graph failed once, retried on a fresh ROS domain (DDS discovery, "
+                      f"docs/ros.md): {str(first).splitlines()[0][:200]}")
+        _graph_answers_and_acts(tmp_path / "try2", domain + 30 if domain + 30 <= 232 else domain - 30)
+
+
+def _graph_answers_and_acts(tmp_path: Path, domain: int) -> None:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import String
@@ -60,7 +75,7 @@ def test_the_graph_answers_and_acts_from_perception_alone(tmp_path):
         NodeSpec("agent"),
     ]
     logs = tmp_path / "logs"
-    rclpy.init()
+    rclpy.init(domain_id=domain)
     op = rclpy.create_node("operator")
     replies, lists, diagnostics, episodes, markers = [], [], [], [], []
     op.create_subscription(MarkerArray, "perception/markers", markers.append, RELIABLE_QOS)
@@ -69,7 +84,7 @@ def test_the_graph_answers_and_acts_from_perception_alone(tmp_path):
     op.create_subscription(DiagnosticArray, "diagnostics", diagnostics.append, RELIABLE_QOS)
     op.create_subscription(String, "sim/episode", lambda m: episodes.append(json.loads(m.data)), LATCHED_QOS)
     request = op.create_publisher(String, "agent/request", RELIABLE_QOS)
-    graph = Graph(specs, env={"ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"]}, log_dir=logs)
+    graph = Graph(specs, env={"ROS_DOMAIN_ID": str(domain)}, log_dir=logs)
 
     def spin_until(predicate, timeout_s: float, what) -> None:
         deadline = time.monotonic() + timeout_s
