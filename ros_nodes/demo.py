@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ros_nodes.launch import Graph, NodeSpec, isolate_ros_locally
+from ros_nodes.launch import Graph, GraphStalled, NodeSpec, isolate_ros_locally
 
 
 @dataclass
@@ -29,6 +29,9 @@ class RosDemoConfig:
     use_state: bool = False  # read from the checkpoint when one is given
     domain_id: int = 0  # 0 = pick one from the process id, so parallel runs never cross-talk
     timeout_s: float = 900.0  # give up if the loop stalls
+    # no episode event from the sim this long after the nodes are up: stop and say why, instead of
+    # waiting out timeout_s (a deaf node never recovers; docs/ros.md, "Known problem")
+    start_timeout_s: float = 120.0
     log_dir: str = "runs/ros_demo"
 
 
@@ -57,17 +60,25 @@ def run_ros_demo(cfg: RosDemoConfig, progress: bool = True) -> dict[str, Any]:
     results: list[dict] = []
     rclpy.init()
     node = rclpy.create_node("ros_demo_monitor")
-    node.create_subscription(String, "sim/episode", lambda m: _on_episode(m, results, progress), LATCHED_QOS)
+    events: list[str] = []  # every sim/episode message: the graph is talking
+    node.create_subscription(String, "sim/episode",
+                             lambda m: (events.append(m.data), _on_episode(m, results, progress)), LATCHED_QOS)
     graph = Graph(specs, env={"ROS_DOMAIN_ID": str(domain)}, log_dir=Path(cfg.log_dir))
     started = time.monotonic()
     died: list[tuple[str, int]] = []
     try:
         graph.start()
+        up = time.monotonic()
         while len(results) < cfg.episodes and time.monotonic() - started < cfg.timeout_s:
             rclpy.spin_once(node, timeout_sec=0.1)
             died = [d for d in graph.poll() if d[1] != 0]
             if died:
                 break
+            if not events and time.monotonic() - up > cfg.start_timeout_s:
+                raise GraphStalled(
+                    f"no episode began within {cfg.start_timeout_s:.0f} s of the nodes starting: a node "
+                    f"did not load or did not discover the others (Fast DDS sometimes leaves one deaf, "
+                    f"docs/ros.md); see the logs in {cfg.log_dir} and run it again")
     finally:
         graph.stop()
         node.destroy_node()

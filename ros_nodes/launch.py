@@ -62,6 +62,11 @@ class LaunchError(UserError):
     """A launch description that names an unknown node, a bad parameter or an unreadable file."""
 
 
+class GraphStalled(UserError):
+    """A started graph whose nodes never began talking: a node failed to load, or DDS discovery
+    left one deaf to the others (docs/ros.md, "Known problem"). Running it again usually works."""
+
+
 @dataclass
 class NodeSpec:
     node: str

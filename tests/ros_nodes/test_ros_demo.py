@@ -53,3 +53,17 @@ def _in_process_final_tcp(seed: int) -> list[float]:
         done = terminated or truncated
     env.close()
     return [float(v) for v in obs["state"][:3]]
+
+
+def test_a_graph_that_never_talks_stops_with_a_reason(tmp_path, monkeypatch):
+    """No episode event from the sim (here: a graph whose nodes never start, as when DDS discovery
+    leaves the monitor deaf) ends the demo after ``start_timeout_s`` with a one-line reason (the
+    whole ``timeout_s`` would end it without one, as an incomplete result)."""
+    from ros_nodes import demo
+    from ros_nodes.launch import Graph, GraphStalled
+
+    monkeypatch.setattr(demo, "Graph", lambda specs, **kw: Graph([], **kw))
+    with pytest.raises(GraphStalled, match="no episode began within 2 s.*docs/ros.md"):
+        demo.run_ros_demo(demo.RosDemoConfig(checkpoint="", server="tcp://127.0.0.1:1", episodes=1,
+                                             domain_id=120 + os.getpid() % 50, log_dir=str(tmp_path / "logs"),
+                                             timeout_s=600, start_timeout_s=2.0), progress=False)
