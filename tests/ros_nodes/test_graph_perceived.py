@@ -39,10 +39,11 @@ def _truth() -> dict[str, np.ndarray]:
 
 @pytest.mark.skipif(not CKPT.is_dir(), reason="no shipped checkpoint")
 def test_the_graph_answers_and_acts_from_perception_alone(tmp_path):
-    """Once more, on a fresh ROS domain, if the first graph fails: with Fast DDS's LARGE_DATA
-    transport and ROS_LOCALHOST_ONLY=1 a participant sometimes never discovers the others (9 of
-    36 in six starts of six processes here; docs/ros.md, "Known problem"), and one deaf node fails
-    this whole graph. A real regression fails both tries; the retry is reported as a warning."""
+    """Once more, on a fresh ROS domain, if the first graph fails: Fast DDS's local discovery
+    sometimes leaves a participant deaf to others, with every transport tried (LARGE_DATA, which
+    the nodes use: 9 of 48 in eight starts of six processes here; docs/ros.md, "Known problem"),
+    and one deaf node fails this whole graph. A real regression fails both tries; the retry is
+    reported as a warning."""
     domain = int(os.environ["ROS_DOMAIN_ID"])
     try:
         _graph_answers_and_acts(tmp_path / "try1", domain)

@@ -64,6 +64,6 @@ def test_a_graph_that_never_talks_stops_with_a_reason(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "Graph", lambda specs, **kw: Graph([], **kw))
     with pytest.raises(GraphStalled, match="no episode began within 2 s.*docs/ros.md"):
-        demo.run_ros_demo(demo.RosDemoConfig(checkpoint="", server="tcp://127.0.0.1:1", episodes=1,
+        demo.run_ros_demo(demo.RosDemoConfig(checkpoint="", episodes=1,
                                              domain_id=120 + os.getpid() % 50, log_dir=str(tmp_path / "logs"),
                                              timeout_s=600, start_timeout_s=2.0), progress=False)
