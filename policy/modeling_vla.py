@@ -161,6 +161,33 @@ class VLAModel(nn.Module):
         if cfg.film:
             self.add_film()
 
+    def resize_chunk(self, chunk: int) -> None:
+        """Predict ``chunk`` actions per call instead of ``cfg.chunk`` (``embodied train --init CKPT
+        --rechunk K``), keeping what the checkpoint learnt.
+
+        The LM is causal, so the action placeholders read the prefix and the placeholders before
+        them only: placeholders appended after the last one leave the first K actions exactly as
+        they were (a longer chunk starts as the same policy), and cutting placeholders off the end
+        leaves the remaining ones unchanged. The new positions start as copies of the last
+        action's placeholders (the closest thing the checkpoint knows: "keep going") and are what
+        fine-tuning has to learn. ``replan`` is kept (capped at the new length). Why: a chunk
+        longer than the model's latency is what asynchronous execution needs to blend chunks
+        (``policy.executor``), and training one from scratch costs far more than extending one.
+        """
+        if chunk < 1:
+            raise PolicyError(f"chunk must be >= 1, got {chunk}")
+        if self.cfg.decoding != "parallel":
+            raise PolicyError("only a parallel-decoding policy has placeholders to resize; "
+                              f"this one decodes {self.cfg.decoding}")
+        old, dim = self.cfg.chunk, self.cfg.action_dim
+        queries = self.action_queries.detach().view(old, dim, -1)
+        if chunk > old:
+            queries = torch.cat([queries, queries[-1:].expand(chunk - old, -1, -1)], dim=0)
+        queries = queries[:chunk].reshape(chunk * dim, -1).clone()
+        self.action_queries = nn.Parameter(queries, requires_grad=self.action_queries.requires_grad)
+        self.cfg.chunk = chunk
+        self.cfg.replan = min(self.cfg.replan, chunk)
+
     def add_film(self) -> None:
         """Instruction FiLM generators, one per conv stage, initialised to the identity.
 

@@ -101,6 +101,8 @@ def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: 
             model.state_stats = _state_stats(ds) if model.state_stats else None
         else:
             check_stats_match(model.action_tokenizer.to_dict(), ds.stats["action"])
+        if cfg.rechunk and cfg.rechunk != model.cfg.chunk:
+            model.resize_chunk(cfg.rechunk)
     else:
         if model_cfg.pretrained_lm:  # its LoRA rank is the trainer's flag (0: the default)
             model_cfg.lora_rank = cfg.lora_rank
@@ -153,6 +155,9 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
             resolve_lm(model_cfg.pretrained_lm, log=lambda line: print(line, flush=True))
         except PerceptionError as exc:
             raise PolicyError(str(exc)) from None
+    if cfg.rechunk and not cfg.init or cfg.rechunk < 0:
+        raise PolicyError(f"--rechunk {cfg.rechunk}: it resizes the chunk of the checkpoint given by "
+                          "--init (a new policy takes --chunk K)")
     if cfg.batch_size % (world * cfg.grad_accum):
         raise PolicyError(f"batch_size {cfg.batch_size} is not divisible by ranks x grad_accum "
                           f"= {world * cfg.grad_accum}")
@@ -174,6 +179,9 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
         init_features = init_model.dataset_features or sizes_only(init_model)
         del init_model
         model_cfg.film = model_cfg.film or add_film
+        if cfg.rechunk:  # the targets are read for the chunk the fine-tuned model will predict
+            model_cfg.chunk = cfg.rechunk
+            model_cfg.replan = min(model_cfg.replan, cfg.rechunk)
         if wanted_text != "none" and wanted_text != model_cfg.text_encoder:
             raise PolicyError(f"--text-encoder {wanted_text}: the checkpoint {cfg.init} reads "
                               f"text_encoder={model_cfg.text_encoder!r}; its instruction tokens "

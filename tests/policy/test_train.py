@@ -107,6 +107,42 @@ def test_init_refuses_mismatched_stats(tmp_path):
         train(_cfg(tmp_path, "ft2", steps=1), tiny_config(), other)
 
 
+def test_a_longer_chunk_keeps_the_checkpoints_first_actions():
+    """--rechunk: the LM is causal, so appended placeholders leave the first K actions as they were."""
+    torch.manual_seed(0)
+    ds = SyntheticDataset(num_episodes=2, length=3)
+    model = VLAModel.build(tiny_config(chunk=2, replan=2), ds.stats["action"], ds.tasks,
+                           {"mean": [0.0] * STATE_DIM, "std": [1.0] * STATE_DIM}).eval()
+    rng = np.random.default_rng(1)
+    img = image_with_square(True, rng)
+    obs = [{"agentview": img, "wrist": img, "state": np.zeros(STATE_DIM, np.float32)}]
+    with torch.no_grad():
+        before = Policy(model).predict_chunk(obs, ["move to the square"])
+        model.resize_chunk(5)
+        after = Policy(model).predict_chunk(obs, ["move to the square"])
+    assert before.shape == (1, 2, 7) and after.shape == (1, 5, 7)
+    np.testing.assert_array_equal(after[:, :2], before)
+    assert model.cfg.chunk == 5 and model.cfg.replan == 2
+    model.resize_chunk(1)
+    assert model.action_queries.shape[0] == 7 and model.cfg.replan == 1
+    with pytest.raises(PolicyError, match=">= 1"):
+        model.resize_chunk(0)
+
+
+def test_rechunk_fine_tunes_a_checkpoint_to_a_longer_chunk(tmp_path):
+    ds = SyntheticDataset(num_episodes=2, length=6)
+    base = train(_cfg(tmp_path, "base", steps=2, save_every=100), tiny_config(chunk=2, replan=1), ds)
+    tuned = train(_cfg(tmp_path, "long", steps=2, init=str(base), rechunk=4, save_every=100), None, ds)
+    cfg = json.loads((tuned / "config.json").read_text())["vla"]
+    assert (cfg["chunk"], cfg["replan"]) == (4, 1)
+    assert load_file(str(tuned / "model.safetensors"))["action_queries"].shape[0] == 4 * 7
+    img = image_with_square(False, np.random.default_rng(2))
+    obs = [{"agentview": img, "wrist": img, "state": np.zeros(STATE_DIM, np.float32)}]
+    assert Policy.from_pretrained(tuned).predict_chunk(obs, ["move to the square"]).shape == (1, 4, 7)
+    with pytest.raises(PolicyError, match="--init"):
+        train(_cfg(tmp_path, "bad", steps=1, rechunk=4), tiny_config(), ds)
+
+
 def test_sampler_and_augment_are_deterministic():
     s = StreamSampler(5, seed=1)
     seq = s.next(12)
