@@ -26,7 +26,8 @@ Per mode and added latency (JSON: ``METRIC -> mode -> latency in ms``, and every
   spent in the executor per tick (its share: the rest is the sim and the machine's load);
 - ``boundary_jump`` / ``within_chunk_jump``: mean norm of the change between consecutive commands
   (translation and rotation, not the gripper, whose steps are meant), where the newest chunk behind
-  the command changed (a boundary) against where it did not;
+  the command changed (a boundary) against where it did not; ``*_ci95``: their 95 % intervals,
+  resampling whole episodes (seeds differ more than steps do);
 - ``reaction_latency_ms``: mean time from an observation the model was given to the first command
   computed from it; ``event_reaction_ms``: mean time from any tick's observation to the first
   command computed from that observation or a later one (how late the robot reacts to a change);
@@ -94,9 +95,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold-steps", type=int, default=1,
                         help="async: steps a late chunk may be bridged by replaying the last command "
                              "instead of stalling (default: %(default)s; 0 = always wait)")
+    parser.add_argument("--margin-steps", type=int, default=2,
+                        help="async: ask for the next chunk when fewer than ceil(latency / period) + this many "
+                             "steps are covered (default: %(default)s; a chunk's length or more asks every step)")
+    parser.add_argument("--ensemble-decay", type=float, default=0.1,
+                        help="async-ensemble: chunk weights exp(-decay * i), i = 0 the oldest (default: "
+                             "%(default)s, ACT's; negative favours the newest)")
 
 
-def make_executor(mode: str, policy: BasePolicy, period_s: float, hold_steps: int = 1):
+def make_executor(mode: str, policy: BasePolicy, period_s: float, hold_steps: int = 1,
+                  margin_steps: int = 2, ensemble_decay: float = 0.1):
     from policy.executor import ChunkExecutor
 
     if mode == "sync":
@@ -105,7 +113,7 @@ def make_executor(mode: str, policy: BasePolicy, period_s: float, hold_steps: in
              "async-crossfade": "crossfade"}.get(mode, DEFAULT_BLEND)
     inflight = 1 if mode == "async-serial" else int(policy.describe().get("chunk") or 1)
     return ChunkExecutor(policy, execution="async", period_s=period_s, blend=blend, max_inflight=inflight,
-                         hold_steps=hold_steps)
+                         hold_steps=hold_steps, margin_steps=margin_steps, ensemble_decay=ensemble_decay)
 
 
 def run_episode(env, executor, seed: int, period_s: float) -> dict[str, Any]:
@@ -160,13 +168,15 @@ def episode_metrics(ep: dict[str, Any]) -> dict[str, list[float]]:
 
 
 def run_cell(env, policy: BasePolicy, mode: str, latency_ms: float, seeds: list[int],
-             period_s: float, hold_steps: int = 1) -> dict[str, Any]:
-    from common.stats import wilson_interval
+             period_s: float, hold_steps: int = 1, margin_steps: int = 2,
+             ensemble_decay: float = 0.1) -> dict[str, Any]:
+    from common.stats import cluster_bootstrap_mean, wilson_interval
 
     slow = DelayedPolicy(policy, latency_ms / 1000.0)
-    executor = make_executor(mode, slow, period_s, hold_steps)
+    executor = make_executor(mode, slow, period_s, hold_steps, margin_steps, ensemble_decay)
     t0 = time.perf_counter()
     pooled: dict[str, list[float]] = {}
+    per_episode: dict[str, list[list[float]]] = {"boundary": [], "within": []}
     successes, lengths = 0, []
     try:
         for seed in seeds:
@@ -175,6 +185,8 @@ def run_cell(env, policy: BasePolicy, mode: str, latency_ms: float, seeds: list[
             lengths.append(len(ep["actions"]))
             for k, v in episode_metrics(ep).items():
                 pooled.setdefault(k, []).extend(v)
+                if k in per_episode:
+                    per_episode[k].append(v)
         executor.join(5.0)
     finally:
         executor.close()
@@ -195,6 +207,10 @@ def run_cell(env, policy: BasePolicy, mode: str, latency_ms: float, seeds: list[
         "jitter_p99": round(abs(p99 - period_s * 1000) / (period_s * 1000), 3) if p99 is not None else None,
         "boundary_jump": round(float(np.mean(pooled["boundary"])), 5) if pooled["boundary"] else None,
         "within_chunk_jump": round(float(np.mean(pooled["within"])), 5) if pooled["within"] else None,
+        # 95 % intervals of those two means, resampling whole episodes (common.stats): is a
+        # difference between them more than which seeds were drawn?
+        "boundary_jump_ci95": _rounded(cluster_bootstrap_mean(per_episode["boundary"])),
+        "within_chunk_jump_ci95": _rounded(cluster_bootstrap_mean(per_episode["within"])),
         "boundaries": len(pooled["boundary"]), "within_steps": len(pooled["within"]),
         "reaction_latency_ms": ms(pooled["reaction"]), "event_reaction_ms": ms(pooled["event"]),
         "model_calls": round(executor.calls / n, 1), "waits": executor.waits, "holds": executor.holds,
@@ -202,6 +218,10 @@ def run_cell(env, policy: BasePolicy, mode: str, latency_ms: float, seeds: list[
         "mean_episode_length": round(float(np.mean(lengths)), 1),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
+
+
+def _rounded(interval: tuple[float, float] | None) -> list[float] | None:
+    return [round(x, 5) for x in interval] if interval else None
 
 
 def _done_when(table: dict[str, dict[str, dict[str, Any]]], compare_ms: float) -> dict[str, Any]:
@@ -221,6 +241,7 @@ def _done_when(table: dict[str, dict[str, dict[str, Any]]], compare_ms: float) -
         "async_jitter_under_10pct": a["jitter_p99"] < 0.10,
         "sync_stalls": s["jitter_p99"] >= 0.10,
         "boundary_jump": a["boundary_jump"], "within_chunk_jump": within, "within_from": "sync at 0 ms",
+        "boundary_jump_ci95": a.get("boundary_jump_ci95"), "within_chunk_jump_ci95": s0.get("within_chunk_jump_ci95"),
         "async_within_chunk_jump": a["within_chunk_jump"],
         "boundary_not_larger": a["boundary_jump"] is not None and within is not None and a["boundary_jump"] <= within,
         "async_success": a["success_rate"], "sync_0ms_success": s0["success_rate"],
@@ -253,8 +274,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         latencies = [float(x) for x in spec_ms.split(",") if x.strip()]
     except ValueError:
         raise PolicyError(f"--latencies-ms takes numbers, got {args.latencies_ms!r}") from None
-    if not latencies or min(latencies) < 0 or not args.period_ms > 0 or args.hold_steps < 0:
-        raise PolicyError("--latencies-ms and --hold-steps must be non-negative and --period-ms positive")
+    if not latencies or min(latencies) < 0 or not args.period_ms > 0 or min(args.hold_steps, args.margin_steps) < 0:
+        raise PolicyError("--latencies-ms, --hold-steps and --margin-steps must be non-negative and "
+                          "--period-ms positive")
     episodes = args.episodes or (2 if args.quick else 25)
     period_s = args.period_ms / 1000.0
     # One thread for the model: the control loop keeps the other core (2-core CI).
@@ -275,7 +297,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with torch.no_grad():
             policy.predict_chunk([env.reset(seed=seeds[0])[0]], ["warm up"])  # first-call costs
             for mode, lat in plan:
-                cell = run_cell(env, policy, mode, lat, seeds, period_s, args.hold_steps)
+                cell = run_cell(env, policy, mode, lat, seeds, period_s, args.hold_steps, args.margin_steps,
+                                args.ensemble_decay)
                 cells.append(cell)
                 print(f"{mode:15s} +{lat:4.0f} ms: success {cell['success_rate']:.0%} "
                       f"period p50/p99 {cell['period_ms_p50']}/{cell['period_ms_p99']} ms, "
@@ -302,6 +325,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print("vs sync at 0 ms: " + ", ".join(f"{k} p99 x{v['period_p99_vs_sync_0ms']}" for k, v in ratios.items()))
     result.update({
         "checkpoint": args.checkpoint, "backend": args.backend, "task": args.task, "episodes": episodes,
+        "margin_steps": args.margin_steps, "ensemble_decay": args.ensemble_decay, "hold_steps": args.hold_steps,
         "seeds": [seeds[0], seeds[-1]], "period_ms": args.period_ms, "policy": spec,
         "done_when": _done_when(table, args.compare_ms), "cells": cells,
         "cost": {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1)},

@@ -52,3 +52,16 @@ def test_modes_pick_the_executor_settings():
     assert realtime_bench.make_executor("async-crossfade", Stub(), 0.1).blend == "crossfade"
     assert realtime_bench.make_executor("async-serial", Stub(), 0.1).max_inflight == 1
     assert realtime_bench.make_executor("sync", Stub(), 0.1).execution == "open_loop"
+    tuned = realtime_bench.make_executor("async-ensemble", Stub(), 0.1, margin_steps=8, ensemble_decay=-1.0)
+    assert (tuned.margin, tuned.decay, tuned.blend) == (8, -1.0, "ensemble")
+
+
+def test_mean_intervals_resample_whole_episodes():
+    from common.stats import cluster_bootstrap_mean
+
+    same = cluster_bootstrap_mean([[0.02, 0.02], [0.02], [0.02, 0.02, 0.02]])
+    assert np.allclose(same, 0.02)  # no spread, no width
+    lo, hi = cluster_bootstrap_mean([[0.01] * 5, [0.03] * 5, [0.01] * 5, [0.03] * 5])
+    assert 0.01 <= lo < 0.02 < hi <= 0.03  # four episodes of two kinds: the pooled mean is unsure
+    assert cluster_bootstrap_mean([[], []]) is None
+    assert np.allclose(cluster_bootstrap_mean([[1.0, 3.0]], seed=1), 2.0)  # one episode: its mean
