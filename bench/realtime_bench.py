@@ -14,7 +14,9 @@ computed while the current one plays, aligned by the steps played meanwhile, joi
 ``prefix`` blend; ``max_inflight`` = the chunk length, since sleeping calls overlap freely; a
 chunk up to ``--hold-steps`` late is bridged by holding the last command); ``async-crossfade``,
 ``async-ensemble`` and ``async-none`` are the other blends and ``async-serial`` async with one
-call at a time, each at the ``--compare-ms`` latency only. The backend is ONNX Runtime by default:
+call at a time, each at the ``--compare-ms`` latency only; ``async-committed`` is real-time
+chunking for a checkpoint trained for it (``committed_steps``: the model is told the commands
+the robot is bound to play while it thinks and continues them; one call at a time). The backend is ONNX Runtime by default:
 its call releases the GIL, so the model thinking on its thread does not make the loop late.
 
 Per mode and added latency (JSON: ``METRIC -> mode -> latency in ms``, and every number per cell in
@@ -52,7 +54,8 @@ from policy.base import BasePolicy, Observation
 
 DESCRIPTION = "closed-loop sim in real time with a slow model: sync vs async chunk execution"
 DEFAULT_BLEND = "prefix"  # the blend of plain ``async`` (measured: see policy.executor)
-MODES = ("sync", "async", "async-crossfade", "async-ensemble", "async-none", "async-prefix", "async-serial")
+MODES = ("sync", "async", "async-crossfade", "async-ensemble", "async-none", "async-prefix", "async-serial",
+         "async-committed")
 
 
 class DelayedPolicy(BasePolicy):
@@ -110,8 +113,9 @@ def make_executor(mode: str, policy: BasePolicy, period_s: float, hold_steps: in
     if mode == "sync":
         return ChunkExecutor(policy)
     blend = {"async-ensemble": "ensemble", "async-none": "none", "async-prefix": "prefix",
-             "async-crossfade": "crossfade"}.get(mode, DEFAULT_BLEND)
-    inflight = 1 if mode == "async-serial" else int(policy.describe().get("chunk") or 1)
+             "async-crossfade": "crossfade", "async-committed": "committed"}.get(mode, DEFAULT_BLEND)
+    serial = mode in ("async-serial", "async-committed")  # committed: one chunk in flight at a time
+    inflight = 1 if serial else int(policy.describe().get("chunk") or 1)
     return ChunkExecutor(policy, execution="async", period_s=period_s, blend=blend, max_inflight=inflight,
                          hold_steps=hold_steps, margin_steps=margin_steps, ensemble_decay=ensemble_decay)
 

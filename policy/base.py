@@ -20,6 +20,13 @@ import numpy as np
 # policy uses proprioception.
 Observation = Mapping[str, np.ndarray]
 
+# Real-time chunking: an observation may carry, under this key, float32 ``[n, 7]`` actions already
+# committed for the coming steps (the robot plays them while the model thinks). A policy trained
+# for it (``describe()["committed_steps"]`` >= n) returns a chunk whose actions after the first n
+# continue them (its first n stand for steps the robot plays as committed); one that is not
+# refuses the key. Not an observation of the world, so no camera or state check reads it.
+COMMITTED = "committed"
+
 
 class BasePolicy(abc.ABC):
     """Predicts action chunks; stateless between calls, so one model can serve many robots."""
@@ -47,6 +54,8 @@ class BasePolicy(abc.ABC):
           checkpoint's setting); absent means the whole chunk.
         - ``"chunk"``, ``"cameras"``, ``"image_size"``, ``"use_state"``: what it predicts and reads.
         - ``"state_dim"``: the length of ``"state"`` it reads, None when it reads none.
+        - ``"committed_steps"``: how many committed actions (``COMMITTED``) it can continue from;
+          absent or 0 means none.
         """
         return {}
 

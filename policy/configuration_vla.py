@@ -60,6 +60,7 @@ class VLAConfig:
     action_dim: int = field(default=7, metadata={"help": "filled from the dataset (ours: dx,dy,dz,droll,dpitch,dyaw,gripper)"})
     chunk: int = field(default=4, metadata={"help": "K future actions predicted per call"})
     replan: int = field(default=0, metadata={"help": "actions executed from each chunk before predicting again (0 = all K): the checkpoint's execution default, as a generation config is; fewer = more reactive"})
+    committed_steps: int = field(default=0, metadata={"help": "real-time chunking: the most actions already committed (played while the model thinks) the policy can be given and continue from, each fed in place of its placeholder; trained with random prefix lengths 0..N; parallel decoding only (0 = none)"})
     decoding: str = field(default="parallel", metadata={"help": "parallel (one pass, OpenVLA-OFT) | autoregressive (token by token)"})
     action_head: str = field(default="tokens", metadata={"help": "tokens (256-way CE) | l1 (continuous regression, parallel only)"})
     use_state: bool = field(default=True, metadata={"help": "add one proprioception token (normalised state)"})
@@ -96,6 +97,11 @@ class VLAConfig:
             raise PolicyError(f"unknown lm_family {self.lm_family!r}; choose from {tuple(LM_FAMILIES)}")
         if self.chunk < 1:
             raise PolicyError("chunk must be >= 1")
+        if self.committed_steps < 0:  # below the chunk: checked where the chunk is final (VLAModel,
+            # and `embodied train --init`, whose chunk is the checkpoint's, not this flag's)
+            raise PolicyError(f"committed_steps must be >= 0, got {self.committed_steps}")
+        if self.committed_steps and self.decoding != "parallel":
+            raise PolicyError("committed_steps needs parallel decoding (its placeholders take the actions)")
         if not 0 <= self.replan <= self.chunk:
             raise PolicyError(f"replan must be 0 (the whole chunk) to chunk={self.chunk}, got {self.replan}")
         if not self.camera_list:

@@ -44,6 +44,16 @@ action per step. ``ChunkExecutor`` sits between them, with one queue per robot:
   real time at 0 ms added latency it took 29 steps an episode (8/10) against 14 for the open
   loop. ``embodied bench realtime`` (default ``prefix``) re-measures in real time.
 
+  ``committed`` (real-time chunking, for a policy trained for it: ``describe()["committed_steps"]``
+  > 0, ``embodied train --init CKPT --committed-steps N``): each request tells the model the
+  commands the robot is bound to play until the answer can arrive (the one just played, then the
+  plan; as many as the slowest recent call took periods, at most ``committed_steps``), under
+  ``policy.base.COMMITTED``; the model predicts the rest of the chunk as their continuation, and
+  the answer switches in after them (the steps it was told keep their planned commands). The
+  new chunk joins what was played by construction, not by blending afterwards, and sees the
+  freshest observation. One request at a time (``max_inflight`` 1): a request made while
+  another is on its way would be told commitments that chunk is about to replace.
+
   ``hold_steps`` (default 0): when nothing covers a step but a call for it is on its way, replay
   the last command for up to that many steps instead of stalling (never one whose chunk is older
   than ``max_age_s``); a reply a fraction of a period late then costs no stall.
@@ -75,11 +85,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from policy.base import BasePolicy, Observation, check_observations
+from policy.base import COMMITTED, BasePolicy, Observation, check_observations
 from policy.errors import PolicyError
 
 EXECUTIONS = ("open_loop", "ensemble", "async")
-BLENDS = ("crossfade", "ensemble", "none", "prefix")
+BLENDS = ("crossfade", "ensemble", "none", "prefix", "committed")
 LATENCY_WINDOW = 8  # recent model calls whose slowest sets the async threshold
 PLAYED_WINDOW = 64  # async: commands remembered per robot (``prefix`` compares a chunk's prefix with them)
 PERIOD_WINDOW = 16  # recent act() intervals whose median is the control period when not given
@@ -100,6 +110,7 @@ class _Request:
     gens: list[int]  # per robot: the episode generation it was asked for
     born: float
     seq: int
+    told: list[int] = field(default_factory=list)  # per robot: committed actions it was given
 
 
 @dataclass
@@ -128,6 +139,15 @@ class ChunkExecutor:
             raise PolicyError(f"max_age_s must be positive (or None for no limit), got {max_age_s}")
         if blend not in BLENDS:
             raise PolicyError(f"unknown blend {blend!r}; choose from {BLENDS}")
+        # ``committed``: the policy continues the actions it is told are committed (COMMITTED).
+        self.committed_steps = int(policy.describe().get("committed_steps") or 0)
+        if blend == "committed" and not self.committed_steps:
+            raise PolicyError("the committed blend needs a policy trained for real-time chunking "
+                              "(describe()['committed_steps'] > 0: `embodied train --init CKPT "
+                              "--committed-steps N`); choose another blend for this one")
+        if blend == "committed" and max_inflight != 1:
+            raise PolicyError("the committed blend asks one chunk at a time (max_inflight=1): a chunk "
+                              "asked while another is on its way would be told the wrong commitments")
         if period_s is not None and not 0 < period_s < float("inf"):
             raise PolicyError(f"period_s must be positive (or None to measure it), got {period_s}")
         if margin_steps < 0 or max_inflight < 1 or hold_steps < 0:
@@ -350,13 +370,37 @@ class ChunkExecutor:
         obs = [{k: np.array(v, copy=True) for k, v in observations[j].items()} for j in which]
         texts = [instructions[j] for j in which]
         robots = [indices[j] for j in which]
+        told = [0] * len(robots)
+        if self.blend == "committed" and step_offset:
+            for b, (o, i) in enumerate(zip(obs, robots)):
+                given = self._commitments(self._tracks[i], self._tracks[i].step - step_offset)
+                if len(given):
+                    o[COMMITTED], told[b] = given, len(given)
         self.calls += 1
         born = self.clock()
         request = _Request(self._pool.submit(self._call, obs, texts), robots,
                            [self._tracks[i].step - step_offset for i in robots],
-                           [self._gens.get(i, 0) for i in robots], born, self.calls)
+                           [self._gens.get(i, 0) for i in robots], born, self.calls, told)
         self._inflight.append(request)
         return request
+
+    def _commitments(self, track: _Track, start: int) -> np.ndarray:
+        """``committed``: the commands the robot is bound to play from step ``start`` (the one just
+        played, then the plan) until an answer asked now can arrive (the slowest recent latency in
+        periods), at most the policy's ``committed_steps``: float32 ``[n, A]``."""
+        period = self._period()
+        late = math.ceil(max(self._latencies) / period - 1e-9) if self._latencies and period else \
+            self.committed_steps
+        n = min(self.committed_steps, max(late, 1))
+        given = []
+        for s in range(start, start + n):
+            if s in track.played:
+                given.append(track.played[s])
+            elif track.rows.get(s):
+                given.append(self._mix(track.rows[s]))
+            else:
+                break
+        return np.array(given, dtype=np.float32).reshape(len(given), -1)
 
     def _call(self, observations, instructions) -> tuple[np.ndarray, float]:
         """Worker thread: the model call, and when it returned (for the latency estimate)."""
@@ -386,7 +430,7 @@ class ChunkExecutor:
                     track.rows.clear()
                     track.error = error
                 else:
-                    self._merge(track, chunks[b], start, request.born, request.seq)
+                    self._merge(track, chunks[b], start, request.born, request.seq, request.told[b])
         self._inflight = still
 
     def _raise_errors(self, indices: list[int]) -> None:
@@ -396,8 +440,10 @@ class ChunkExecutor:
                 error, track.error = track.error, None
                 raise error
 
-    def _merge(self, track: _Track, chunk: np.ndarray, start: int, born: float, seq: int) -> None:
-        """Align a returned chunk (drop the steps already played) and blend it into the plan."""
+    def _merge(self, track: _Track, chunk: np.ndarray, start: int, born: float, seq: int,
+               told: int = 0) -> None:
+        """Align a returned chunk (drop the steps already played) and blend it into the plan.
+        ``told``: how many of its first steps the model was given as committed (``committed``)."""
         first = max(start, track.step)
         steps = list(range(first, start + len(chunk)))
         if seq < track.newest or not steps:
@@ -410,7 +456,9 @@ class ChunkExecutor:
         for k, s in enumerate(steps, start=1):
             row = track.rows.setdefault(s, [])
             action = chunk[s - start]
-            if not row or self.blend in ("none", "prefix"):
+            if self.blend == "committed" and s < start + told and row:
+                continue  # the model was told this step's command: the robot plays it as planned
+            if not row or self.blend in ("none", "prefix", "committed"):
                 row[:] = [[born, seq, 1.0, action]]
             elif self.blend == "ensemble":
                 row.append([born, seq, math.exp(-self.decay * len(row)), action])
@@ -475,12 +523,19 @@ class ChunkExecutor:
             if not track.rows[s]:
                 del track.rows[s]
 
-    def _blended(self, i: int, row: list[list]) -> np.ndarray:
+    @staticmethod
+    def _mix(row: list[list]) -> np.ndarray:
+        """The command a plan row stands for: its contributions' weighted mean, the gripper the
+        newest chunk's (a blend of open and closed is neither)."""
         weights = np.array([c[2] for c in row], dtype=np.float64)
         preds = np.stack([c[3] for c in row]).astype(np.float64)
         action = (preds * weights[:, None]).sum(0) / weights.sum()
+        action[-1] = max(row, key=lambda c: c[1])[3][-1]
+        return action
+
+    def _blended(self, i: int, row: list[list]) -> np.ndarray:
+        action = self._mix(row)
         newest = max(row, key=lambda c: c[1])
-        action[-1] = newest[3][-1]  # the gripper follows the newest chunk: no blends
         self._source[i] = newest[1]
         # The age of what the robot does is its newest chunk's: older ones only fade out (and
         # never past max_age_s), and a dead model still ages it until the caller stops.

@@ -153,7 +153,15 @@ def _example_inputs(model: Any) -> dict[str, np.ndarray]:
         feed["state"] = np.stack([mean, mean + 0.1]).astype(np.float32)
     text, mask = model.encode_text(EXAMPLE_INSTRUCTIONS)
     feed[text_input_name(cfg)], feed["text_mask"] = text.numpy(), mask.numpy()
+    if cfg.committed_steps:  # one robot with none committed, one with all it may be given
+        feed["committed_bins"] = rng.integers(0, cfg.n_bins, (2, cfg.num_action_tokens), dtype=np.int64)
+        feed["committed_len"] = np.array([0, cfg.committed_steps], np.int64)
     return feed
+
+
+def step_inputs(text: str) -> tuple[str, ...]:
+    """The step graph's inputs in order (those a checkpoint lacks are left out of the feed)."""
+    return ("images", "state", text, "text_mask", "committed_bins", "committed_len")
 
 
 def _normalised_error(model: Any, a: np.ndarray, b: np.ndarray) -> float:
@@ -170,8 +178,7 @@ def _trace_onnx(model: Any, path: Path, feed: dict[str, np.ndarray], opset: int)
     graph = StepGraph(model)
     names = list(feed)
     text = text_input_name(model.cfg)
-    args = tuple(torch.from_numpy(feed[n]) for n in ("images", "state", text, "text_mask")
-                 if n in feed)
+    args = tuple(torch.from_numpy(feed[n]) for n in step_inputs(text) if n in feed)
 
     class _Positional(torch.nn.Module):  # the graph's inputs in the manifest's order, no None
         def __init__(self) -> None:
@@ -181,7 +188,7 @@ def _trace_onnx(model: Any, path: Path, feed: dict[str, np.ndarray], opset: int)
         def forward(self, *xs: torch.Tensor) -> torch.Tensor:
             named = dict(zip(names, xs))
             return self.graph(named["images"], named.get("state"), named[text],
-                              named["text_mask"])
+                              named["text_mask"], named.get("committed_bins"), named.get("committed_len"))
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings about shapes that are fixed here
@@ -215,7 +222,9 @@ def _io_spec(model: Any, names: list[str]) -> tuple[list[dict], list[dict]]:
               "state": (["batch", int(cfg.state_dim)], "float32"),
               "text_ids": (["batch", int(cfg.max_text_tokens)], "int64"),
               "text_states": (["batch", int(cfg.max_text_tokens), TEXT_STATE_DIM], "float32"),
-              "text_mask": (["batch", int(cfg.max_text_tokens)], "int64")}
+              "text_mask": (["batch", int(cfg.max_text_tokens)], "int64"),
+              "committed_bins": (["batch", int(cfg.num_action_tokens)], "int64"),
+              "committed_len": (["batch"], "int64")}
     inputs = [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
     outputs = [{"name": "actions", "shape": ["batch", int(cfg.chunk), int(cfg.action_dim)],
                 "dtype": "float32"}]
@@ -243,8 +252,7 @@ def export_model(model: Any, out: str | Path, quantize: str = "none", opset: int
 
     with torch.no_grad():
         expected = StepGraph(model)(*(torch.from_numpy(feed[n]) if n in feed else None
-                                      for n in ("images", "state", text_input_name(model.cfg),
-                                                "text_mask"))).numpy()
+                                      for n in step_inputs(text_input_name(model.cfg)))).numpy()
     inputs, outputs = _io_spec(model, list(feed))
     with atomic_dir(out) as tmp:
         _trace_onnx(model, tmp / GRAPHS["fp32"], feed, opset)
@@ -281,7 +289,8 @@ def export_model(model: Any, out: str | Path, quantize: str = "none", opset: int
                        "cameras": list(cfg.camera_list), "image_size": int(cfg.obs_image_size),
                        "use_state": model.state_proj is not None,
                        "state_dim": int(cfg.state_dim) if model.state_proj is not None else None,
-                       "max_text_tokens": int(cfg.max_text_tokens)},
+                       "max_text_tokens": int(cfg.max_text_tokens),
+                       "committed_steps": int(cfg.committed_steps)},
             "export_check": export_check,
             "versions": _versions(),
         }

@@ -8,7 +8,9 @@
 - the raw state -> standardised with the checkpoint's statistics, clipped at 5 std
   (``policy.processor.normalize_state``);
 - the prefix (``VLAModel.embed_prefix``) and the one forward pass of parallel decoding, without a
-  KV cache (``use_cache=False``: nothing is decoded after it);
+  KV cache (``use_cache=False``: nothing is decoded after it); a checkpoint trained for real-time
+  chunking (``committed_steps``) also takes the committed actions' bins ``[B, 7K]`` and counts
+  ``[B]`` (``VLAModel.action_inputs``; count 0 = none);
 - the 7K action bins (or the l1 head's values) -> un-normalised actions ``[B, K, 7]`` float32 with
   the action tokenizer's q01/q99 (``ActionTokenizer.from_bins`` / ``unnormalize``), so an exported
   graph's output is ready to execute.
@@ -65,7 +67,8 @@ class StepGraph(nn.Module):
             self.state_mean = self.state_std = None
 
     def forward(self, images: torch.Tensor, state: torch.Tensor | None, text: torch.Tensor,
-                text_mask: torch.Tensor) -> torch.Tensor:
+                text_mask: torch.Tensor, committed_bins: torch.Tensor | None = None,
+                committed_len: torch.Tensor | None = None) -> torch.Tensor:
         m = self.model
         x = images.to(torch.float32) / 255.0  # [B, C, S, S, 3] -> [B, C, 3, S, S]
         x = x.permute(0, 1, 4, 2, 3)
@@ -77,7 +80,7 @@ class StepGraph(nn.Module):
         prefix, mask = m.embed_prefix(x, text, text_mask, state)
         b, p = mask.shape
         n = m.cfg.num_action_tokens
-        queries = m.action_queries.unsqueeze(0).expand(b, -1, -1).to(prefix.dtype)
+        queries = m.action_inputs(b, prefix.dtype, committed_bins, committed_len)
         embeds = torch.cat([prefix, queries], dim=1)
         full_mask = torch.cat([mask, mask.new_ones(b, n)], dim=1)
         hidden = m._run_lm(embeds, full_mask).hidden_states[-1][:, p:p + n]

@@ -9,12 +9,15 @@ backend runs where only numpy, tokenizers and onnxruntime are installed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from perception.text import Tokenizer
 from policy.errors import PolicyError
+
+if TYPE_CHECKING:
+    from policy.action_tokenizer import ActionTokenizer
 
 # A state further from the training mean than this many standard deviations is not a pose the robot
 # can be in but a broken sensor or a unit mistake: millimetres for metres put the tool ~7,000 std
@@ -153,3 +156,40 @@ def prepare_inputs(observations: Sequence[Mapping], instructions: Sequence[str],
             raise PolicyError("this checkpoint uses proprioception: observations need 'state'")
         states = check_states([o["state"] for o in observations], spec.state_stats, spec.state_dim)
     return images, ids, mask, states
+
+
+def committed_bins(observations: Sequence[Mapping], tokenizer: "ActionTokenizer", chunk: int,
+                   max_steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The committed actions of B observations (``policy.base.COMMITTED``) as the model reads them:
+    action bins ``[B, chunk * A]`` int64 (zeros after each robot's own) and their counts ``[B]``
+    int64; None when no observation carries any. Refuses, in one line, more than ``max_steps``
+    (the checkpoint's ``committed_steps``; 0 for a checkpoint not trained for them), a shape
+    other than ``[n, A]`` and NaN or infinity, as the state's checks do."""
+    from policy.base import COMMITTED
+
+    given = [o.get(COMMITTED) for o in observations]
+    if all(g is None for g in given):
+        return None
+    dim = tokenizer.dim
+    bins = np.zeros((len(observations), chunk * dim), np.int64)
+    counts = np.zeros(len(observations), np.int64)
+    for i, g in enumerate(given):
+        if g is None:
+            continue
+        try:
+            actions = np.asarray(g, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PolicyError(f"observation {i}: {COMMITTED!r} is not an array of numbers") from None
+        if actions.ndim != 2 or actions.shape[1] != dim:
+            raise PolicyError(f"observation {i}: {COMMITTED!r} must be [n, {dim}] actions, got shape "
+                              f"{list(actions.shape)}")
+        if len(actions) > max_steps:
+            raise PolicyError(f"observation {i}: {len(actions)} committed actions, but this checkpoint "
+                              f"continues at most {max_steps} (its committed_steps; train one with "
+                              "`embodied train --init CKPT --committed-steps N`)")
+        if not np.all(np.isfinite(actions)):
+            raise PolicyError(f"observation {i}: {COMMITTED!r} contains NaN or infinity: refusing to act on it")
+        bins[i, :actions.size] = tokenizer.to_bins(actions).reshape(-1)
+        counts[i] = len(actions)
+    return bins, counts
+

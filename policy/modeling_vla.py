@@ -126,6 +126,9 @@ class VLAModel(nn.Module):
         if cfg.pretrained_lm and not lm_arch:
             raise PolicyError("a model on a pretrained LM needs its base's record")
         self.lm_arch = lm_arch
+        if cfg.committed_steps >= cfg.chunk:
+            raise PolicyError(f"committed_steps must be below the chunk ({cfg.chunk}): a chunk needs a "
+                              f"fresh action after the committed ones, got {cfg.committed_steps}")
         hidden = lm.config.hidden_size
         self.action_offset = text_tokenizer.vocab_size if text_tokenizer is not None else 0
         self.projector = nn.Sequential(nn.Linear(vision.out_dim, hidden), nn.GELU(),
@@ -187,6 +190,7 @@ class VLAModel(nn.Module):
         self.action_queries = nn.Parameter(queries, requires_grad=self.action_queries.requires_grad)
         self.cfg.chunk = chunk
         self.cfg.replan = min(self.cfg.replan, chunk)
+        self.cfg.committed_steps = min(self.cfg.committed_steps, chunk - 1)
 
     def add_film(self) -> None:
         """Instruction FiLM generators, one per conv stage, initialised to the identity.
@@ -358,12 +362,38 @@ class VLAModel(nn.Module):
             return self.action_embed(bins)
         return self.lm.get_input_embeddings()(bins + self.action_offset)
 
+    def action_inputs(self, b: int, dtype: torch.dtype, committed_bins: torch.Tensor | None = None,
+                      committed_len: torch.Tensor | None = None) -> torch.Tensor:
+        """The LM inputs of parallel decoding's 7K action positions ``[B, 7K, H]``: the learned
+        placeholders, plus, at the first ``committed_len[b]`` actions of row b, the embedding of
+        the action already committed there (``committed_bins`` [B, 7K], read where committed).
+
+        Real-time chunking for a parallel decoder: the robot keeps playing while the model
+        thinks, so the first actions of the new chunk are decided before it is predicted. Given
+        them, the model predicts the rest as their continuation (the LM is causal: later
+        positions read the earlier ones), so the new chunk joins what was played without a jump,
+        by construction rather than by blending afterwards. Trained with random prefix lengths
+        (``committed_steps``); with none committed the inputs are the placeholders alone.
+        """
+        queries = self.action_queries.unsqueeze(0).expand(b, -1, -1).to(dtype)
+        if committed_len is None or committed_bins is None:
+            return queries
+        m = queries.shape[1]
+        positions = torch.arange(m, device=queries.device).unsqueeze(0)
+        known = (positions < committed_len.to(queries.device).unsqueeze(1) * self.cfg.action_dim)
+        given = self._embed_actions(committed_bins.clamp(0, self.cfg.n_bins - 1)).to(dtype)
+        return queries + given * known.unsqueeze(-1).to(dtype)
+
     # --- training -------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
                 state: torch.Tensor | None, target_bins: torch.Tensor,
                 target_norm: torch.Tensor | None = None,
-                aux_target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                aux_target: torch.Tensor | None = None,
+                committed_len: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Loss and predictions for ``target_bins`` [B, 7K] (and normalised targets for l1).
+
+        ``committed_len`` [B] (parallel decoding): the first that many actions of each target are
+        given as committed (``action_inputs``) and left out of the loss and accuracy.
 
         ``text`` is what ``embed_prefix`` reads (ids, or pretrained token states).
         ``aux_target`` [B, 6] (see :func:`policy.data.target_features`) adds the auxiliary
@@ -375,7 +405,7 @@ class VLAModel(nn.Module):
         b, p = mask.shape
         m = self.cfg.num_action_tokens
         if self.cfg.decoding == "parallel":
-            action_in = self.action_queries.unsqueeze(0).expand(b, -1, -1).to(prefix.dtype)
+            action_in = self.action_inputs(b, prefix.dtype, target_bins, committed_len)
         else:
             action_in = self._embed_actions(target_bins)
         embeds = torch.cat([prefix, action_in], dim=1)
@@ -386,16 +416,23 @@ class VLAModel(nn.Module):
         else:
             h = hidden[:, p - 1:p + m - 1]  # position t predicts token t + 1
         out: dict[str, torch.Tensor] = {}
+        fresh = torch.ones_like(target_bins, dtype=torch.float32)  # positions the loss counts
+        if committed_len is not None and self.cfg.decoding == "parallel":
+            positions = torch.arange(m, device=target_bins.device).unsqueeze(0)
+            fresh = (positions >= committed_len.to(target_bins.device).unsqueeze(1)
+                     * self.cfg.action_dim).float()
+        weight = fresh / fresh.sum().clamp(min=1.0)
         if self.l1_head is not None:
             pred = torch.tanh(self.l1_head(h).squeeze(-1))
-            out["loss"] = F.l1_loss(pred.float(), target_norm.float())
+            out["loss"] = (F.l1_loss(pred.float(), target_norm.float(), reduction="none") * weight).sum()
             bins = ((pred.detach() + 1) / (2 / self.cfg.n_bins)).floor().long()
             out["pred_bins"] = bins.clamp(0, self.cfg.n_bins - 1)
         else:
             logits = self._action_logits(h).float()
-            out["loss"] = F.cross_entropy(logits.flatten(0, 1), target_bins.flatten())
+            ce = F.cross_entropy(logits.flatten(0, 1), target_bins.flatten(), reduction="none")
+            out["loss"] = (ce.view_as(weight) * weight).sum()
             out["pred_bins"] = logits.argmax(-1)
-        out["accuracy"] = (out["pred_bins"] == target_bins).float().mean()
+        out["accuracy"] = ((out["pred_bins"] == target_bins).float() * weight).sum()
         if self.aux_head is not None and aux_target is not None:
             probe = hidden[:, p - 1]
             if self.cfg.pretrained_text:
@@ -408,15 +445,17 @@ class VLAModel(nn.Module):
     # --- inference ------------------------------------------------------------------------------
     @torch.no_grad()
     def decode_parallel(self, prefix: torch.Tensor, mask: torch.Tensor,
-                        n_tokens: int | None = None) -> torch.Tensor:
+                        n_tokens: int | None = None, committed_bins: torch.Tensor | None = None,
+                        committed_len: torch.Tensor | None = None) -> torch.Tensor:
         """All 7K action bins in one forward pass -> [B, 7K] (int64) or normalised floats (l1).
 
         ``n_tokens`` < 7K reads only the first placeholders (a shorter chunk from the same pass).
+        ``committed_bins`` / ``committed_len``: actions already committed (``action_inputs``).
         """
         b, p = mask.shape
         m = n_tokens or self.cfg.num_action_tokens
-        embeds = torch.cat([prefix, self.action_queries[:m].unsqueeze(0).expand(b, -1, -1)
-                            .to(prefix.dtype)], dim=1)
+        action_in = self.action_inputs(b, prefix.dtype, committed_bins, committed_len)[:, :m]
+        embeds = torch.cat([prefix, action_in], dim=1)
         full_mask = torch.cat([mask, mask.new_ones(b, m)], dim=1)
         h = self._run_lm(embeds, full_mask).hidden_states[-1][:, p:p + m]
         if self.l1_head is not None:
@@ -467,11 +506,13 @@ class VLAModel(nn.Module):
                                pad_token_id=self.text_tokenizer.pad_id if self.text_tokenizer else 0)
         return (ids[:, -n_tokens:] - self.action_offset).clamp(0, self.cfg.n_bins - 1)
 
-    def decode(self, prefix: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    def decode(self, prefix: torch.Tensor, mask: torch.Tensor, committed_bins: torch.Tensor | None = None,
+               committed_len: torch.Tensor | None = None) -> np.ndarray:
         """The configured decoding -> continuous actions [B, K, 7] (un-normalised, float32)."""
         m = self.cfg.num_action_tokens
         if self.cfg.decoding == "parallel":
-            out = self.decode_parallel(prefix, mask)
+            out = self.decode_parallel(prefix, mask, committed_bins=committed_bins,
+                                       committed_len=committed_len)
         else:
             out = self.decode_autoregressive(prefix, mask, m)
         shape = (out.shape[0], self.cfg.chunk, self.cfg.action_dim)

@@ -33,7 +33,8 @@ import numpy as np
 from policy.base import BasePolicy, Observation
 from policy.errors import PolicyError
 from policy.export import read_manifest, text_tokenizer
-from policy.inputs import InputSpec, check_instructions, pad_token_states, prepare_inputs
+from policy.action_tokenizer import ActionTokenizer
+from policy.inputs import InputSpec, check_instructions, committed_bins, pad_token_states, prepare_inputs
 
 # Preferred first; ONNX Runtime assigns each node to the first provider that can run it.
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -84,6 +85,8 @@ class OnnxPolicy(BasePolicy):
         self.replan = replan or chunk
         self.precision = precision
         self.spec = spec
+        self.committed_steps = int(spec.get("committed_steps") or 0)  # exports before it: none
+        self.action_tokenizer = ActionTokenizer.from_dict(stats["action"])
         self.input_spec = InputSpec(cameras=tuple(spec["cameras"]), image_size=int(spec["image_size"]),
                                     max_text_tokens=int(spec["max_text_tokens"]),
                                     use_state=bool(spec["use_state"]),
@@ -123,7 +126,8 @@ class OnnxPolicy(BasePolicy):
         s = self.spec
         return {"chunk": int(s["chunk"]), "replan": int(self.replan), "cameras": list(s["cameras"]),
                 "image_size": int(s["image_size"]), "use_state": bool(s["use_state"]),
-                "state_dim": None if s["state_dim"] is None else int(s["state_dim"])}
+                "state_dim": None if s["state_dim"] is None else int(s["state_dim"]),
+                "committed_steps": self.committed_steps}
 
     def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
         """One session run for B observations -> actions ``[B, K, 7]`` float32."""
@@ -136,6 +140,13 @@ class OnnxPolicy(BasePolicy):
             feed["text_states"], feed["text_mask"] = self.encode_text(instructions)
         if "state" in self.input_names:
             feed["state"] = states
+        committed = committed_bins(observations, self.action_tokenizer, int(self.spec["chunk"]),
+                                   self.committed_steps)
+        if "committed_bins" in self.input_names:
+            n = len(observations)
+            feed["committed_bins"], feed["committed_len"] = committed or (
+                np.zeros((n, int(self.spec["chunk"]) * self.action_tokenizer.dim), np.int64),
+                np.zeros(n, np.int64))
         return self.session.run(["actions"], feed)[0]
 
     def encode_text(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

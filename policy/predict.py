@@ -32,7 +32,7 @@ from policy.features import conform_observations, square_size
 # check_states and the STATE_RANGE_* limits live in policy.inputs (numpy only, shared with the
 # ONNX backend); re-exported here, where callers have always found them.
 from policy.inputs import (STATE_RANGE_STD_FLOOR, STATE_RANGE_STDS, InputSpec,  # noqa: F401
-                           check_states, prepare_inputs)
+                           check_states, committed_bins, prepare_inputs)
 from policy.modeling_vla import VLAModel
 from policy.processor import normalize_state
 
@@ -86,7 +86,8 @@ class Policy(BasePolicy):
             else None
         out = {"chunk": int(cfg.chunk), "replan": int(self.replan), "cameras": list(cfg.camera_list),
                "image_size": size, "use_state": self.model.state_proj is not None,
-               "state_dim": int(cfg.state_dim) if self.model.state_proj is not None else None}
+               "state_dim": int(cfg.state_dim) if self.model.state_proj is not None else None,
+               "committed_steps": int(cfg.committed_steps)}
         if features:
             out["camera_shapes"] = {c: list(f["shape"]) for c, f in features["cameras"].items()}
             out["action_dim"] = int(cfg.action_dim)
@@ -103,6 +104,8 @@ class Policy(BasePolicy):
         cfg = self.cfg
         pretrained = cfg.pretrained_text  # the encoder reads the strings; no ids
         spec = self.input_spec()
+        committed = committed_bins(observations, self.model.action_tokenizer, cfg.chunk,
+                                   cfg.committed_steps)
         if self.model.dataset_features:
             observations = conform_observations(self.model.dataset_features, observations,
                                                 cfg.image_size)
@@ -119,7 +122,10 @@ class Policy(BasePolicy):
         if states is not None:
             state = normalize_state(states, self.model.state_stats).to(self.device, self.dtype)
         prefix, pmask = self.model.embed_prefix(images, text, text_mask.to(self.device), state)
-        return self.model.decode(prefix, pmask)
+        if committed is None:
+            return self.model.decode(prefix, pmask)
+        bins, counts = (torch.from_numpy(x).to(self.device) for x in committed)
+        return self.model.decode(prefix, pmask, bins, counts)
 
     def input_spec(self) -> InputSpec:
         """What ``policy.inputs.prepare_inputs`` checks for this checkpoint (the ONNX export

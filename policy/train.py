@@ -103,6 +103,7 @@ def build_or_load(cfg: TrainConfig, model_cfg: VLAConfig, ds: Any, table_instr: 
             check_stats_match(model.action_tokenizer.to_dict(), ds.stats["action"])
         if cfg.rechunk and cfg.rechunk != model.cfg.chunk:
             model.resize_chunk(cfg.rechunk)
+        model.cfg.committed_steps = model_cfg.committed_steps  # the one other model flag a fine-tune sets
     else:
         if model_cfg.pretrained_lm:  # its LoRA rank is the trainer's flag (0: the default)
             model_cfg.lora_rank = cfg.lora_rank
@@ -172,7 +173,8 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
     torch.manual_seed(cfg.seed)
     init_features = None
     if cfg.init:  # cameras and sizes come from the checkpoint being fine-tuned
-        add_film = model_cfg.film  # the one model flag that applies on top of a checkpoint
+        add_film = model_cfg.film  # model flags that apply on top of a checkpoint: --film and
+        add_committed = model_cfg.committed_steps  # --committed-steps (0: keep the checkpoint's)
         wanted_text = model_cfg.text_encoder
         init_model = VLAModel.from_pretrained(cfg.init)
         model_cfg = init_model.cfg
@@ -182,6 +184,13 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
         if cfg.rechunk:  # the targets are read for the chunk the fine-tuned model will predict
             model_cfg.chunk = cfg.rechunk
             model_cfg.replan = min(model_cfg.replan, cfg.rechunk)
+            model_cfg.committed_steps = min(model_cfg.committed_steps, cfg.rechunk - 1)
+        if add_committed:
+            if add_committed >= model_cfg.chunk or model_cfg.decoding != "parallel":
+                raise PolicyError(f"--committed-steps {add_committed}: needs a parallel-decoding "
+                                  f"checkpoint whose chunk is longer (this one: {model_cfg.chunk}, "
+                                  f"{model_cfg.decoding})")
+            model_cfg.committed_steps = add_committed
         if wanted_text != "none" and wanted_text != model_cfg.text_encoder:
             raise PolicyError(f"--text-encoder {wanted_text}: the checkpoint {cfg.init} reads "
                               f"text_encoder={model_cfg.text_encoder!r}; its instruction tokens "
@@ -305,11 +314,18 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
             if aug is not None:
                 batch["images"] = aug[lo:lo + micro]
             batch = {k: v.to(device) for k, v in batch.items()}
+            committed = None
+            if model.cfg.committed_steps:  # real-time chunking: 0..N recorded actions given, per sample,
+                # from a (seed, step, micro-batch) generator so a resumed run draws the same
+                draw = torch.Generator().manual_seed(cfg.seed * 7919 + step * 64 + lo)
+                committed = torch.randint(0, model.cfg.committed_steps + 1, (len(idx),),
+                                          generator=draw).to(device)
             sync = a == cfg.grad_accum - 1 or world == 1
             ctx = net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
             with ctx, torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = net(batch["images"], batch["text_ids"], batch["text_mask"], batch["state"],
-                          batch["target_bins"], batch["target_norm"], batch.get("aux_target"))
+                          batch["target_bins"], batch["target_norm"], batch.get("aux_target"),
+                          committed)
                 (out["loss"] / cfg.grad_accum).backward()
             pred = model.action_tokenizer.from_bins(
                 out["pred_bins"].cpu().numpy().reshape(batch["chunk"].shape))

@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        skip=[f.name for f in dataclasses.fields(TrainConfig) if f.name not in _SOURCE])
     add_dataclass_args(parser, TrainConfig, skip=_SOURCE)
     group = parser.add_argument_group("model (ignored with --init/--resume, except --film, which "
-                                      "adds FiLM to the checkpoint being fine-tuned; "
+                                      "adds FiLM to the checkpoint being fine-tuned, and "
+                                      "--committed-steps, which teaches it real-time chunking; "
                                       "--text-encoder minilm conditions on pretrained MiniLM; "
                                       "--lm smollm2 builds on pretrained SmolLM2 under LoRA)")
     add_dataclass_args(group, VLAConfig, skip=_DERIVED)

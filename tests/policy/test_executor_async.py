@@ -323,3 +323,47 @@ def test_time_spent_waiting_counts_toward_max_age():
     # call (2) is asked and played instead.
     assert label(loop.act()) == (2, 0)
     assert loop.ex.expired >= 1
+
+
+class CommittingPolicy(HeldPolicy):
+    """A policy trained for real-time chunking (``committed_steps``): records what it was told."""
+
+    def __init__(self, chunk: int = 8, committed_steps: int = 3) -> None:
+        super().__init__(chunk)
+        self.committed_steps = committed_steps
+        self.told: list[np.ndarray | None] = []
+
+    def predict_chunk(self, observations, instructions):
+        self.told.append(observations[0].get("committed"))
+        return super().predict_chunk(observations, instructions)
+
+    def describe(self):
+        return super().describe() | {"committed_steps": self.committed_steps}
+
+
+def test_committed_blend_tells_the_model_what_the_robot_will_play_and_keeps_it():
+    policy = CommittingPolicy(chunk=8, committed_steps=3)
+    loop = Loop(policy, blend="committed", margin_steps=7)
+    assert label(loop.act()) == (0, 0) and policy.told == [None]  # a robot that waits commits nothing
+    policy.gate.clear()
+    loop.act()  # step 1: ask, observing step 1; no latency measured yet beyond 0: one step told
+    assert policy.asked_at == [0, 1]
+    np.testing.assert_array_equal(policy.told[1][:, :2], [[0, 1]])  # the command played at step 1
+    [loop.act() for _ in range(3)]  # steps 2-4 while call 1 thinks
+    loop.release()  # call 1 took 0.4 s (4 periods)
+    assert label(loop.act()) == (1, 4)  # step 5, its first fresh action
+    # Step 5 asks call 2: told the command just played and the plan's next two (3 = committed_steps,
+    # under the 4 periods the last call took).
+    assert policy.asked_at[-1] == 5
+    np.testing.assert_array_equal(policy.told[2][:, :2], [[1, 4], [1, 5], [1, 6]])
+    loop.release()
+    # Call 2 (observed step 5) answers at once; steps 6 and 7 were told it as committed: they play
+    # as planned, and its own actions take over at step 8 (its position 3).
+    assert [label(loop.act()) for _ in range(3)] == [(1, 5), (1, 6), (2, 3)]
+
+
+def test_committed_blend_needs_a_policy_trained_for_it_and_one_call_at_a_time():
+    with pytest.raises(PolicyError, match="committed_steps"):
+        ChunkExecutor(HeldPolicy(chunk=8), execution="async", blend="committed")
+    with pytest.raises(PolicyError, match="max_inflight"):
+        ChunkExecutor(CommittingPolicy(), execution="async", blend="committed", max_inflight=2)

@@ -163,3 +163,46 @@ def test_eval_on_the_onnx_backend_plays_the_same_episodes(tmp_path, monkeypatch,
     assert read_manifest(tmp_path / "cli-out")["graphs"] == {"fp32": "model.onnx"}
     assert main(["export", "--checkpoint", str(tmp_path / "cli-out"), "--out", str(tmp_path / "x")]) == 2
     assert "already an export" in capsys.readouterr().err
+
+
+def test_a_real_time_chunking_checkpoint_exports_with_its_committed_actions(tmp_path):
+    """committed_steps: the graph takes the committed actions' bins and counts; torch and ONNX
+    agree with and without them, in one batch of mixed counts, and both refuse too many."""
+    import torch
+
+    from policy.base import COMMITTED
+    from policy.modeling_vla import VLAModel
+
+    torch.manual_seed(0)
+    stats = {"q01": [-0.03] * 6 + [0.0], "q99": [0.03] * 6 + [1.0]}
+    VLAModel.build(tiny_config(state_dim=15, chunk=4, committed_steps=2), stats, ["touch the red cube"],
+                   {"mean": [0.0] * 15, "std": [1.0] * 15}).save_pretrained(tmp_path / "ckpt")
+    out = export_checkpoint(tmp_path / "ckpt", tmp_path / "onnx")
+    names = [i["name"] for i in read_manifest(out)["inputs"]]
+    assert names[-2:] == ["committed_bins", "committed_len"]
+    torch_policy, onnx_policy = Policy.from_pretrained(tmp_path / "ckpt"), OnnxPolicy(out)
+    assert torch_policy.describe()["committed_steps"] == onnx_policy.describe()["committed_steps"] == 2
+    rng = np.random.default_rng(3)
+    obs = _observations(6, seed=4)
+    for i, o in enumerate(obs):
+        if i % 3:  # none, one, two committed actions
+            o[COMMITTED] = np.concatenate([rng.uniform(-0.03, 0.03, (i % 3, 6)),
+                                           rng.integers(0, 2, (i % 3, 1))], axis=1).astype(np.float32)
+    texts = ["touch the red cube"] * 6
+    expected = torch_policy.predict_chunk(obs, texts)
+    got = onnx_policy.predict_chunk(obs, texts)
+    assert got.shape == expected.shape == (6, 4, 7)
+    assert np.abs(_normalised(torch_policy, got) - _normalised(torch_policy, expected)).max() <= 1e-4
+    plain = torch_policy.predict_chunk([{k: v for k, v in o.items() if k != COMMITTED} for o in obs], texts)
+    np.testing.assert_array_equal(plain[0], expected[0])  # nothing committed: the plain chunk
+    assert not np.array_equal(plain[1:], expected[1:])  # committed actions change the rest
+    too_many = dict(obs[0], **{COMMITTED: np.zeros((3, 7), np.float32)})
+    for policy in (torch_policy, onnx_policy):
+        with pytest.raises(PolicyError, match="at most 2"):
+            policy.predict_chunk([too_many], texts[:1])
+        with pytest.raises(PolicyError, match="NaN"):
+            policy.predict_chunk([dict(obs[0], **{COMMITTED: np.full((1, 7), np.nan, np.float32)})], texts[:1])
+    # a checkpoint not trained for it refuses the key
+    with pytest.raises(PolicyError, match="at most 0"):
+        Policy.from_pretrained(save_sim_checkpoint(tmp_path / "plain")).predict_chunk(
+            [dict(obs[0], **{COMMITTED: np.zeros((1, 7), np.float32)})], texts[:1])

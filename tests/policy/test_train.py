@@ -176,3 +176,34 @@ def test_training_with_early_frame_oversampling_resumes_bit_for_bit(tmp_path):
                          resume=str(tmp_path / "split")), None, ds)
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_committed_steps_fine_tune_leaves_the_given_actions_out_of_the_loss(tmp_path):
+    """--committed-steps on --init: the checkpoint learns to continue committed actions; the loss
+    counts only the actions it was not given."""
+    ds = SyntheticDataset(num_episodes=2, length=6)
+    base = train(_cfg(tmp_path, "base", steps=2, save_every=100), tiny_config(chunk=4), ds)
+    tuned = train(_cfg(tmp_path, "rtc", steps=2, init=str(base), save_every=100), tiny_config(committed_steps=3), ds)
+    assert json.loads((tuned / "config.json").read_text())["vla"]["committed_steps"] == 3
+    model = VLAModel.from_pretrained(tuned)
+    from policy.data import load_frames, make_batch
+    from policy.processor import encode_instructions
+
+    table = load_frames(ds, ["agentview", "wrist"], 32, 4)
+    ids, mask = encode_instructions(table.instructions, model.text_tokenizer, 8)
+    batch = make_batch(table, np.arange(2), ids, mask, model.action_tokenizer, model.state_stats)
+    args = (batch["images"], batch["text_ids"], batch["text_mask"], batch["state"], batch["target_bins"])
+    three = torch.tensor([3, 3])
+    with torch.no_grad():
+        none = model(*args, committed_len=torch.tensor([0, 0]))
+        plain = model(*args)
+        # targets of the fresh (4th) action set to what the model predicts for it: given the first
+        # three, every counted position is right, whatever the model
+        agreeing = batch["target_bins"].clone()
+        agreeing[:, 21:] = model(*args, committed_len=three)["pred_bins"][:, 21:]
+        told = model(*args[:4], agreeing, committed_len=three)
+    assert torch.allclose(none["loss"], plain["loss"]) and torch.equal(none["accuracy"], plain["accuracy"])
+    assert told["accuracy"].item() == 1.0
+    assert model(*args[:4], agreeing)["accuracy"].item() < 1.0  # all four counted: the untrained ones miss
+    with pytest.raises(PolicyError, match="committed-steps 4"):
+        train(_cfg(tmp_path, "bad", steps=1, init=str(base)), tiny_config(committed_steps=4), ds)
