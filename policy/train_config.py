@@ -42,7 +42,7 @@ class TrainConfig:
     max_episodes: int = field(default=0, metadata={"help": "use only the first N episodes (0 = all)"})
     holdout_episodes: int = field(default=0, metadata={"help": "hold the dataset's last N episodes out of training; the checkpoint records the split, and `embodied eval --dataset DIR --episodes held-out` scores the policy on them (offline, for robots we cannot simulate)", "metavar": "N"})
     camera_map: str = field(default="", metadata={"help": "feed dataset cameras to model inputs of other names, DATASET=MODEL pairs: top=agentview,gripper=wrist (with --init, the checkpoint's inputs); without it each model input (--cameras) reads the dataset camera of the same name", "metavar": "MAP"})
-    rechunk: int = field(default=0, metadata={"help": "with --init: predict K actions per chunk instead of the checkpoint's own K; its first K stay as they were (the LM is causal) and the new ones start as copies of its last, so a short fine-tune teaches them (0 = keep the checkpoint's)", "metavar": "K"})
+    rechunk: int = field(default=0, metadata={"help": "with --init: predict K actions per chunk instead of the checkpoint's own number; the actions it predicted stay as they were (the LM is causal), added ones start as copies of its last, so a short fine-tune teaches them (0 = keep its chunk)", "metavar": "K"})
     restat: bool = field(default=False, metadata={"help": "with --init: adopt the dataset's stats instead of failing on a mismatch"})
     stop_after: int = field(default=0, metadata={"help": "stop at this step although the schedule spans --steps (time-boxed runs; resume later)"})
     save_every: int = field(default=500, metadata={"help": "checkpoint every N steps (and at the end)"})

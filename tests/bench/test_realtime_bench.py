@@ -65,3 +65,18 @@ def test_mean_intervals_resample_whole_episodes():
     assert 0.01 <= lo < 0.02 < hi <= 0.03  # four episodes of two kinds: the pooled mean is unsure
     assert cluster_bootstrap_mean([[], []]) is None
     assert np.allclose(cluster_bootstrap_mean([[1.0, 3.0]], seed=1), 2.0)  # one episode: its mean
+
+
+def test_the_committed_mode_asks_one_chunk_at_a_time_of_a_policy_trained_for_it():
+    import pytest
+
+    from policy.errors import PolicyError
+
+    class Committing(Stub):
+        def describe(self):
+            return {"chunk": 8, "replan": 3, "committed_steps": 4}
+
+    ex = realtime_bench.make_executor("async-committed", Committing(), 0.1)
+    assert (ex.blend, ex.max_inflight, ex.committed_steps) == ("committed", 1, 4)
+    with pytest.raises(PolicyError, match="committed_steps"):
+        realtime_bench.make_executor("async-committed", Stub(), 0.1)
