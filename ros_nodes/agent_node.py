@@ -11,6 +11,11 @@ A command the agent accepts goes to the policy node as ``robot/instruction`` and
 ``agent/command`` (id, text, family, target, side, receptacle: what a simulator scores it against);
 it is reported when the episode ends (``sim/episode``). "stop" publishes ``robot/stop``, which the
 policy node obeys at once.
+
+Nothing is promised that no node will hear: a command is refused while no subscriber has matched
+``robot/instruction`` (no policy node running, or one that DDS discovery has left deaf to this
+node: docs/ros.md, "Known problem"), and a stop that no subscriber of ``robot/stop`` can receive
+is answered as an error, not as "the robot holds still".
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from agent.world import PerceivedWorld
 from ros_nodes.convert import BadMessage, percept_from_json
 from ros_nodes.errors import NodeParameterError
 from ros_nodes.runtime import LATCHED_QOS, RELIABLE_QOS, declare
+
+
+# Why a topic may have no subscriber although the graph was launched: said in every such reply.
+NOBODY = ("no policy node has connected (is it running? on one machine, Fast DDS discovery sometimes "
+          "leaves a node deaf to the others: restart it, docs/ros.md)")
 
 
 class AgentNode(Node):
@@ -71,6 +81,10 @@ class AgentNode(Node):
         r = route(text, *self.agent._vocabulary(), world=self.world)
         if r.kind == "stop":
             self.stop_pub.publish(Bool(data=True))
+            if self.stop_pub.get_subscription_count() == 0:
+                self._reply(rid, Reply("error", "Stop sent, but no node is listening on robot/stop: "
+                                       f"{NOBODY}. Stop the robot by other means."))
+                return
             if self.pending is not None:  # the command ends here, whatever the episode does next
                 self._reply(self.pending["id"], Reply("stopped", f"Stopped \"{self.pending['text']}\" "
                                                       "at the operator's request."))
@@ -88,6 +102,9 @@ class AgentNode(Node):
         if self.pending is not None:
             self._reply(rid, Reply("refused", f"I am still working on \"{self.pending['text']}\"; "
                                    "say stop first."))
+            return
+        if self.instruction_pub.get_subscription_count() == 0:
+            self._reply(rid, Reply("refused", f"No robot is listening on robot/instruction: {NOBODY}."))
             return
         instruction = text.strip()
         self.stop_pub.publish(Bool(data=False))

@@ -113,3 +113,35 @@ def test_no_table_in_view_is_an_honest_answer(ros):
     o.see(objects=())  # the table in view and empty: that is an answer, not blindness
     assert o.ask("what do you see?")["text"].startswith("I see nothing on the table")
     o.close()
+
+
+def test_nothing_is_promised_that_no_node_will_hear(ros):
+    """No subscriber on robot/instruction or robot/stop (no policy node, or a deaf one): a command
+    is refused and a stop is an error, instead of "working on it" and "the robot holds still"."""
+    node = AgentNode()
+    op = ros.create_node("operator_alone")
+    replies = []
+    op.create_subscription(String, "agent/reply", lambda m: replies.append(json.loads(m.data)), RELIABLE_QOS)
+    req = op.create_publisher(String, "agent/request", RELIABLE_QOS)
+    lists = op.create_publisher(String, "perception/objects", RELIABLE_QOS)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    ex.add_node(op)
+    stamp = node.get_clock().now()
+    percept = ScenePercept(OK, stamp.nanoseconds * 1e-9, OBJECTS, sources=("agentview",))
+    text = percept_to_json(percept, stamp.to_msg())
+    assert spin_until(ex, lambda: (lists.publish(String(data=text)), node.world.percept is not None)[1])
+
+    def ask(rid, words):
+        req.publish(String(data=json.dumps({"id": rid, "text": words})))
+        assert spin_until(ex, lambda: any(r["id"] == rid for r in replies), 60.0), words
+        return next(r for r in replies if r["id"] == rid)
+
+    command = ask(1, "pick up the red cube")
+    assert command["kind"] == "refused" and "No robot is listening" in command["text"], command
+    assert node.pending is None
+    stop = ask(2, "stop")
+    assert stop["kind"] == "error" and "no node is listening on robot/stop" in stop["text"], stop
+    ex.shutdown()
+    node.destroy_node()
+    op.destroy_node()
