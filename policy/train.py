@@ -156,7 +156,7 @@ def train(cfg: TrainConfig, model_cfg: VLAConfig | None = None, dataset: Any = N
             resolve_lm(model_cfg.pretrained_lm, log=lambda line: print(line, flush=True))
         except PerceptionError as exc:
             raise PolicyError(str(exc)) from None
-    if cfg.rechunk and not cfg.init or cfg.rechunk < 0:
+    if (cfg.rechunk and not cfg.init) or cfg.rechunk < 0:
         raise PolicyError(f"--rechunk {cfg.rechunk}: it resizes the chunk of the checkpoint given by "
                           "--init (a new policy takes --chunk K)")
     if cfg.batch_size % (world * cfg.grad_accum):
