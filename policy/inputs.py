@@ -192,4 +192,3 @@ def committed_bins(observations: Sequence[Mapping], tokenizer: "ActionTokenizer"
         bins[i, :actions.size] = tokenizer.to_bins(actions).reshape(-1)
         counts[i] = len(actions)
     return bins, counts
-

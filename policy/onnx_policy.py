@@ -30,10 +30,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from policy.action_tokenizer import ActionTokenizer
 from policy.base import BasePolicy, Observation
 from policy.errors import PolicyError
 from policy.export import read_manifest, text_tokenizer
-from policy.action_tokenizer import ActionTokenizer
 from policy.inputs import InputSpec, check_instructions, committed_bins, pad_token_states, prepare_inputs
 
 # Preferred first; ONNX Runtime assigns each node to the first provider that can run it.

@@ -20,13 +20,18 @@ OBJECTS = (SceneObject(1, "red", "cube", (0.5, 0.1, 0.02), (0.04, 0.04, 0.04), 0
 
 
 class Operator:
-    def __init__(self, ros, node: AgentNode) -> None:
+    """Talks to the agent node; with ``listen`` (default) it also stands in for the robot side,
+    subscribing to ``robot/instruction`` and ``robot/stop`` as a policy node would."""
+
+    def __init__(self, ros, node: AgentNode, listen: bool = True) -> None:
         self.node, self.op = node, ros.create_node("operator")
         self.replies, self.instructions, self.stops, self.commands = [], [], [], []
         op = self.op
         op.create_subscription(String, "agent/reply", lambda m: self.replies.append(json.loads(m.data)), RELIABLE_QOS)
-        op.create_subscription(String, "robot/instruction", lambda m: self.instructions.append(m.data), LATCHED_QOS)
-        op.create_subscription(Bool, "robot/stop", lambda m: self.stops.append(m.data), RELIABLE_QOS)
+        if listen:
+            op.create_subscription(String, "robot/instruction", lambda m: self.instructions.append(m.data),
+                                   LATCHED_QOS)
+            op.create_subscription(Bool, "robot/stop", lambda m: self.stops.append(m.data), RELIABLE_QOS)
         op.create_subscription(String, "agent/command", lambda m: self.commands.append(json.loads(m.data)),
                                RELIABLE_QOS)
         self.req = op.create_publisher(String, "agent/request", RELIABLE_QOS)
@@ -118,30 +123,11 @@ def test_no_table_in_view_is_an_honest_answer(ros):
 def test_nothing_is_promised_that_no_node_will_hear(ros):
     """No subscriber on robot/instruction or robot/stop (no policy node, or a deaf one): a command
     is refused and a stop is an error, instead of "working on it" and "the robot holds still"."""
-    node = AgentNode()
-    op = ros.create_node("operator_alone")
-    replies = []
-    op.create_subscription(String, "agent/reply", lambda m: replies.append(json.loads(m.data)), RELIABLE_QOS)
-    req = op.create_publisher(String, "agent/request", RELIABLE_QOS)
-    lists = op.create_publisher(String, "perception/objects", RELIABLE_QOS)
-    ex = SingleThreadedExecutor()
-    ex.add_node(node)
-    ex.add_node(op)
-    stamp = node.get_clock().now()
-    percept = ScenePercept(OK, stamp.nanoseconds * 1e-9, OBJECTS, sources=("agentview",))
-    text = percept_to_json(percept, stamp.to_msg())
-    assert spin_until(ex, lambda: (lists.publish(String(data=text)), node.world.percept is not None)[1])
-
-    def ask(rid, words):
-        req.publish(String(data=json.dumps({"id": rid, "text": words})))
-        assert spin_until(ex, lambda: any(r["id"] == rid for r in replies), 60.0), words
-        return next(r for r in replies if r["id"] == rid)
-
-    command = ask(1, "pick up the red cube")
+    o = Operator(ros, AgentNode(), listen=False)
+    o.see()
+    command = o.ask("pick up the red cube")
     assert command["kind"] == "refused" and "No robot is listening" in command["text"], command
-    assert node.pending is None
-    stop = ask(2, "stop")
+    assert o.node.pending is None and not o.commands
+    stop = o.ask("stop")
     assert stop["kind"] == "error" and "no node is listening on robot/stop" in stop["text"], stop
-    ex.shutdown()
-    node.destroy_node()
-    op.destroy_node()
+    o.close()
