@@ -57,3 +57,35 @@ def smollm2(tmp_path_factory):
                 offline.setattr(owner, name, _refuse)
             directory = pretrained_lm.resolve_lm("smollm2")
         yield SimpleNamespace(dir=directory, calls=calls)
+
+
+# --- a watchdog no hang can outlive --------------------------------------------------------------
+import faulthandler  # noqa: E402
+import sys  # noqa: E402
+
+#: pytest-timeout (``--timeout=600`` in pyproject) fails a slow test by SIGALRM, but Python runs a
+#: signal handler only when the main thread comes back to Python: a call stuck inside Fast DDS
+#: (seen once: ``rclpy.spin_once`` that never returned, 22 minutes) never does. faulthandler's
+#: watchdog is a C thread that needs no GIL: past this many seconds it prints every thread's stack
+#: and ends the run with status 1, so CI fails with the culprit named instead of spending its
+#: 90 minutes waiting. Later than pytest-timeout, so a test it can stop still fails alone.
+WATCHDOG_S = float(os.environ.get("EMBODIED_TEST_WATCHDOG_S", 660))
+_watchdog_out = None
+
+
+def pytest_configure(config):
+    # A copy of the real stderr, taken while output capture is suspended: during a test, fd 2 is
+    # pytest's capture file, which nobody reads once the process exits.
+    global _watchdog_out
+    _watchdog_out = os.fdopen(os.dup(sys.__stderr__.fileno()), "w")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if WATCHDOG_S > 0:
+        faulthandler.dump_traceback_later(WATCHDOG_S, exit=True, file=_watchdog_out)
+    try:
+        yield
+    finally:
+        if WATCHDOG_S > 0:
+            faulthandler.cancel_dump_traceback_later()
