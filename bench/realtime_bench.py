@@ -50,12 +50,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from policy.base import BasePolicy, Observation
+from policy.base import BasePolicy, ChunkDistribution, Observation
 
 DESCRIPTION = "closed-loop sim in real time with a slow model: sync vs async chunk execution"
-DEFAULT_BLEND = "prefix"  # the blend of plain ``async`` (measured: see policy.executor)
+# The blend of plain ``async`` (measured: see policy.executor): guided for a policy that gives the
+# distribution behind its actions, prefix for one that does not (an l1 head).
+DEFAULT_BLEND, FALLBACK_BLEND = "guided", "prefix"
 MODES = ("sync", "async", "async-crossfade", "async-ensemble", "async-none", "async-prefix", "async-serial",
-         "async-committed")
+         "async-committed", "async-guided")
 
 
 class DelayedPolicy(BasePolicy):
@@ -68,6 +70,11 @@ class DelayedPolicy(BasePolicy):
     def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
         time.sleep(self.delay_s)
         return self.policy.predict_chunk(observations, instructions)
+
+    def predict_chunk_distribution(self, observations: Sequence[Observation],
+                                   instructions: Sequence[str]) -> ChunkDistribution:
+        time.sleep(self.delay_s)
+        return self.policy.predict_chunk_distribution(observations, instructions)
 
     def reset(self) -> None:
         self.policy.reset()
@@ -92,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nominal control period (default: the sim's 10 Hz)")
     parser.add_argument("--modes", default="sync,async",
                         help=f"modes run at every latency, from {', '.join(MODES)} (default: %(default)s)")
-    parser.add_argument("--compare", default="async-crossfade,async-ensemble,async-none",
+    parser.add_argument("--compare", default="async-prefix,async-crossfade,async-ensemble,async-none",
                         help="modes run at --compare-ms only, to choose the blend (default: %(default)s)")
     parser.add_argument("--compare-ms", type=float, default=200.0, help="latency of the --compare modes")
     parser.add_argument("--hold-steps", type=int, default=1,
@@ -104,20 +111,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble-decay", type=float, default=0.1,
                         help="async-ensemble: chunk weights exp(-decay * i), i = 0 the oldest (default: "
                              "%(default)s, ACT's; negative favours the newest)")
+    parser.add_argument("--guide-weight", type=float, default=None,
+                        help="async-guided: nats of log-probability per bin of distance from the last "
+                             "command (default: the executor's, policy.executor.GUIDE_WEIGHT)")
 
 
 def make_executor(mode: str, policy: BasePolicy, period_s: float, hold_steps: int = 1,
-                  margin_steps: int = 2, ensemble_decay: float = 0.1):
-    from policy.executor import ChunkExecutor
+                  margin_steps: int = 2, ensemble_decay: float = 0.1, guide_weight: float | None = None):
+    from policy.executor import GUIDE_WEIGHT, ChunkExecutor
 
     if mode == "sync":
         return ChunkExecutor(policy)
     blend = {"async-ensemble": "ensemble", "async-none": "none", "async-prefix": "prefix",
-             "async-crossfade": "crossfade", "async-committed": "committed"}.get(mode, DEFAULT_BLEND)
+             "async-crossfade": "crossfade", "async-committed": "committed",
+             "async-guided": "guided"}.get(mode)
+    if blend is None:
+        blend = DEFAULT_BLEND if policy.describe().get("distribution") else FALLBACK_BLEND
     serial = mode in ("async-serial", "async-committed")  # committed: one chunk in flight at a time
     inflight = 1 if serial else int(policy.describe().get("chunk") or 1)
     return ChunkExecutor(policy, execution="async", period_s=period_s, blend=blend, max_inflight=inflight,
-                         hold_steps=hold_steps, margin_steps=margin_steps, ensemble_decay=ensemble_decay)
+                         hold_steps=hold_steps, margin_steps=margin_steps, ensemble_decay=ensemble_decay,
+                         guide_weight=GUIDE_WEIGHT if guide_weight is None else guide_weight)
 
 
 def run_episode(env, executor, seed: int, period_s: float) -> dict[str, Any]:
@@ -173,11 +187,11 @@ def episode_metrics(ep: dict[str, Any]) -> dict[str, list[float]]:
 
 def run_cell(env, policy: BasePolicy, mode: str, latency_ms: float, seeds: list[int],
              period_s: float, hold_steps: int = 1, margin_steps: int = 2,
-             ensemble_decay: float = 0.1) -> dict[str, Any]:
+             ensemble_decay: float = 0.1, guide_weight: float | None = None) -> dict[str, Any]:
     from common.stats import cluster_bootstrap_mean, wilson_interval
 
     slow = DelayedPolicy(policy, latency_ms / 1000.0)
-    executor = make_executor(mode, slow, period_s, hold_steps, margin_steps, ensemble_decay)
+    executor = make_executor(mode, slow, period_s, hold_steps, margin_steps, ensemble_decay, guide_weight)
     t0 = time.perf_counter()
     pooled: dict[str, list[float]] = {}
     per_episode: dict[str, list[list[float]]] = {"boundary": [], "within": []}
@@ -302,7 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             policy.predict_chunk([env.reset(seed=seeds[0])[0]], ["warm up"])  # first-call costs
             for mode, lat in plan:
                 cell = run_cell(env, policy, mode, lat, seeds, period_s, args.hold_steps, args.margin_steps,
-                                args.ensemble_decay)
+                                args.ensemble_decay, args.guide_weight)
                 cells.append(cell)
                 print(f"{mode:15s} +{lat:4.0f} ms: success {cell['success_rate']:.0%} "
                       f"period p50/p99 {cell['period_ms_p50']}/{cell['period_ms_p99']} ms, "
@@ -330,6 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result.update({
         "checkpoint": args.checkpoint, "backend": args.backend, "task": args.task, "episodes": episodes,
         "margin_steps": args.margin_steps, "ensemble_decay": args.ensemble_decay, "hold_steps": args.hold_steps,
+        "guide_weight": args.guide_weight,
         "seeds": [seeds[0], seeds[-1]], "period_ms": args.period_ms, "policy": spec,
         "done_when": _done_when(table, args.compare_ms), "cells": cells,
         "cost": {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1)},

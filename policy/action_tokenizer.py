@@ -84,6 +84,13 @@ class ActionTokenizer:
         """Continuous actions at the bin centres, un-normalised."""
         return self.unnormalize(self.bin_centers(bins))
 
+    def bin_values(self) -> np.ndarray:
+        """The action each bin stands for, un-normalised: float32 ``[dim, n_bins]`` (row d holds
+        dimension d's values in bin order; a constant dimension repeats its value, the gripper
+        reads 0 or 1)."""
+        bins = np.repeat(np.arange(self.n_bins)[:, None], self.dim, axis=1)
+        return np.ascontiguousarray(self.from_bins(bins).T, dtype=np.float32)
+
     def max_roundtrip_error(self) -> np.ndarray:
         """Half a bin in original units, per dimension: the bound the round trip must meet."""
         return (self.span * self.bin_width / 4.0).astype(np.float32)

@@ -12,6 +12,7 @@ torch and transformers (openpi-client's ``BasePolicy`` is the model).
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +27,22 @@ Observation = Mapping[str, np.ndarray]
 # continue them (its first n stand for steps the robot plays as committed); one that is not
 # refuses the key. Not an observation of the world, so no camera or state check reads it.
 COMMITTED = "committed"
+
+
+@dataclass(frozen=True)
+class ChunkDistribution:
+    """A chunk with the belief behind it: what a policy that decodes action bins thought of every
+    value it could have chosen. The executor's ``guided`` blend reads it to choose, among values
+    the model finds nearly as likely, the one that continues the command just played.
+
+    ``actions``: float32 ``[B, K, A]``, exactly ``predict_chunk``'s answer (the most likely bins).
+    ``log_probs``: float32 ``[B, K, A, N]``, log-probabilities of each dimension's N bins.
+    ``values``: float32 ``[A, N]``, the action each bin stands for (un-normalised, as executed).
+    """
+
+    actions: np.ndarray
+    log_probs: np.ndarray
+    values: np.ndarray
 
 
 class BasePolicy(abc.ABC):
@@ -44,6 +61,15 @@ class BasePolicy(abc.ABC):
             Δpitch, Δyaw, gripper), the first to be executed now.
         """
 
+    def predict_chunk_distribution(self, observations: Sequence[Observation],
+                                   instructions: Sequence[str]) -> ChunkDistribution:
+        """``predict_chunk`` with the distribution it chose from (``ChunkDistribution``), for a
+        policy that says ``describe()["distribution"]``; the others refuse."""
+        from policy.errors import PolicyError
+
+        raise PolicyError(f"{type(self).__name__} gives its actions without a distribution over them; "
+                          "use a blend other than guided")
+
     def reset(self) -> None:
         """A new episode starts. Stateless policies (all of ours) have nothing to forget."""
 
@@ -56,6 +82,8 @@ class BasePolicy(abc.ABC):
         - ``"state_dim"``: the length of ``"state"`` it reads, None when it reads none.
         - ``"committed_steps"``: how many committed actions (``COMMITTED``) it can continue from;
           absent or 0 means none.
+        - ``"distribution"``: True when ``predict_chunk_distribution`` works (a policy that
+          decodes action bins).
         """
         return {}
 

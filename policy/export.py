@@ -50,7 +50,7 @@ FORMAT = "embodied-vla-onnx/1"
 FORMATS = ("onnx", "checkpoint")
 # Bumped whenever the exported graph changes for the same checkpoint: cached exports of an older
 # revision (or made by other torch/onnx versions) are made again.
-REVISION = 2
+REVISION = 3
 MANIFEST = "manifest.json"
 GRAPHS = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 TEXT_GRAPH = "text_encoder.onnx"
@@ -185,16 +185,23 @@ def _trace_onnx(model: Any, path: Path, feed: dict[str, np.ndarray], opset: int)
             super().__init__()
             self.graph = graph
 
-        def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
             named = dict(zip(names, xs))
             return self.graph(named["images"], named.get("state"), named[text],
                               named["text_mask"], named.get("committed_bins"), named.get("committed_len"))
 
+    outputs = output_names(model.cfg)
+
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # TracerWarnings about shapes that are fixed here
         torch.onnx.export(_Positional().eval(), args, str(path), input_names=names,
-                          output_names=["actions"], opset_version=opset, dynamo=False,
-                          dynamic_axes={n: {0: "batch"} for n in [*names, "actions"]})
+                          output_names=outputs, opset_version=opset, dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in [*names, *outputs]})
+
+
+def output_names(cfg: Any) -> list[str]:
+    """The step graph's outputs: the actions, and with a token head the bins' log-probabilities."""
+    return ["actions"] if cfg.action_head == "l1" else ["actions", "log_probs"]
 
 
 def _quantize_int8(src: Path, dst: Path) -> None:
@@ -228,6 +235,9 @@ def _io_spec(model: Any, names: list[str]) -> tuple[list[dict], list[dict]]:
     inputs = [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
     outputs = [{"name": "actions", "shape": ["batch", int(cfg.chunk), int(cfg.action_dim)],
                 "dtype": "float32"}]
+    if "log_probs" in output_names(cfg):
+        outputs.append({"name": "log_probs", "dtype": "float32",
+                        "shape": ["batch", int(cfg.chunk), int(cfg.action_dim), int(cfg.n_bins)]})
     return inputs, outputs
 
 
@@ -252,7 +262,7 @@ def export_model(model: Any, out: str | Path, quantize: str = "none", opset: int
 
     with torch.no_grad():
         expected = StepGraph(model)(*(torch.from_numpy(feed[n]) if n in feed else None
-                                      for n in step_inputs(text_input_name(model.cfg)))).numpy()
+                                      for n in step_inputs(text_input_name(model.cfg))))[0].numpy()
     inputs, outputs = _io_spec(model, list(feed))
     with atomic_dir(out) as tmp:
         _trace_onnx(model, tmp / GRAPHS["fp32"], feed, opset)

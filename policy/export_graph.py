@@ -13,7 +13,9 @@
   ``[B]`` (``VLAModel.action_inputs``; count 0 = none);
 - the 7K action bins (or the l1 head's values) -> un-normalised actions ``[B, K, 7]`` float32 with
   the action tokenizer's q01/q99 (``ActionTokenizer.from_bins`` / ``unnormalize``), so an exported
-  graph's output is ready to execute.
+  graph's output is ready to execute;
+- with a token head, also the log-probabilities of every bin ``[B, K, 7, n_bins]`` (a second
+  output, ``log_probs``: what the executor's ``guided`` blend reads, ``policy.base.ChunkDistribution``).
 
 What stays outside: tokenising the instruction (a string op; the tokenizer is saved beside the
 graph) and validating inputs (``policy.inputs``), both cheap and numpy-only.
@@ -34,7 +36,8 @@ from policy.modeling_vla import VLAModel
 
 
 class StepGraph(nn.Module):
-    """uint8 images, raw state, token ids and mask -> un-normalised actions ``[B, K, 7]``."""
+    """uint8 images, raw state, token ids and mask -> un-normalised actions ``[B, K, 7]`` (and,
+    with a token head, the bins' log-probabilities ``[B, K, 7, n_bins]``)."""
 
     def __init__(self, model: VLAModel) -> None:
         super().__init__()
@@ -68,7 +71,7 @@ class StepGraph(nn.Module):
 
     def forward(self, images: torch.Tensor, state: torch.Tensor | None, text: torch.Tensor,
                 text_mask: torch.Tensor, committed_bins: torch.Tensor | None = None,
-                committed_len: torch.Tensor | None = None) -> torch.Tensor:
+                committed_len: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         m = self.model
         x = images.to(torch.float32) / 255.0  # [B, C, S, S, 3] -> [B, C, 3, S, S]
         x = x.permute(0, 1, 4, 2, 3)
@@ -86,10 +89,14 @@ class StepGraph(nn.Module):
         hidden = m._run_lm(embeds, full_mask).hidden_states[-1][:, p:p + n]
         if m.l1_head is not None:
             normed = torch.tanh(m.l1_head(hidden).squeeze(-1)).to(torch.float32)
-        else:  # ActionTokenizer.bin_centers: float64 arithmetic, float32 result
-            bins = m._action_logits(hidden).argmax(-1)
-            normed = (-1.0 + (bins.to(torch.float64) + 0.5) * self.bin_width).to(torch.float32)
-        return self._unnormalize(normed.reshape(b, self.chunk, self.action_dim))
+            return (self._unnormalize(normed.reshape(b, self.chunk, self.action_dim)),)
+        # ActionTokenizer.bin_centers: float64 arithmetic, float32 result
+        logits = m._action_logits(hidden)
+        bins = logits.argmax(-1)
+        normed = (-1.0 + (bins.to(torch.float64) + 0.5) * self.bin_width).to(torch.float32)
+        log_probs = torch.log_softmax(logits.to(torch.float32), -1)
+        return (self._unnormalize(normed.reshape(b, self.chunk, self.action_dim)),
+                log_probs.reshape(b, self.chunk, self.action_dim, self.n_bins))
 
     def _unnormalize(self, normed: torch.Tensor) -> torch.Tensor:
         """``ActionTokenizer.unnormalize`` in torch ops (float64, as numpy does it): clip, scale,

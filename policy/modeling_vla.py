@@ -452,15 +452,32 @@ class VLAModel(nn.Module):
         ``n_tokens`` < 7K reads only the first placeholders (a shorter chunk from the same pass).
         ``committed_bins`` / ``committed_len``: actions already committed (``action_inputs``).
         """
+        h = self._parallel_hidden(prefix, mask, n_tokens, committed_bins, committed_len)
+        if self.l1_head is not None:
+            return torch.tanh(self.l1_head(h).squeeze(-1)).float()
+        return self._action_logits(h).argmax(-1)
+
+    @torch.no_grad()
+    def parallel_logits(self, prefix: torch.Tensor, mask: torch.Tensor,
+                        committed_bins: torch.Tensor | None = None,
+                        committed_len: torch.Tensor | None = None) -> torch.Tensor:
+        """The parallel decoder's logits over the bins, ``[B, 7K, n_bins]`` (the distribution
+        ``decode_parallel`` takes the argmax of); a token head only."""
+        if self.l1_head is not None or self.cfg.decoding != "parallel":
+            raise PolicyError("only a parallel-decoding checkpoint with a token head has a distribution "
+                              "over its action bins")
+        return self._action_logits(self._parallel_hidden(prefix, mask, None, committed_bins, committed_len))
+
+    def _parallel_hidden(self, prefix: torch.Tensor, mask: torch.Tensor, n_tokens: int | None,
+                         committed_bins: torch.Tensor | None, committed_len: torch.Tensor | None
+                         ) -> torch.Tensor:
+        """Final hidden states at the action placeholders: the one forward pass of parallel decoding."""
         b, p = mask.shape
         m = n_tokens or self.cfg.num_action_tokens
         action_in = self.action_inputs(b, prefix.dtype, committed_bins, committed_len)[:, :m]
         embeds = torch.cat([prefix, action_in], dim=1)
         full_mask = torch.cat([mask, mask.new_ones(b, m)], dim=1)
-        h = self._run_lm(embeds, full_mask).hidden_states[-1][:, p:p + m]
-        if self.l1_head is not None:
-            return torch.tanh(self.l1_head(h).squeeze(-1)).float()
-        return self._action_logits(h).argmax(-1)
+        return self._run_lm(embeds, full_mask).hidden_states[-1][:, p:p + m]
 
     @torch.no_grad()
     def decode_autoregressive(self, prefix: torch.Tensor, mask: torch.Tensor, n_tokens: int,

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from policy.action_tokenizer import ActionTokenizer
-from policy.base import BasePolicy, Observation
+from policy.base import BasePolicy, ChunkDistribution, Observation
 from policy.errors import PolicyError
 from policy.export import read_manifest, text_tokenizer
 from policy.inputs import InputSpec, check_instructions, committed_bins, pad_token_states, prepare_inputs
@@ -72,6 +72,7 @@ class OnnxPolicy(BasePolicy):
             graphs = manifest["graphs"]
             precision = precision or manifest["default_graph"]
             self.input_names = [i["name"] for i in manifest["inputs"]]
+            self.output_names = [o["name"] for o in manifest["outputs"]]
             stats = json.loads((self.directory / "stats.json").read_text())
         except (KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
             raise PolicyError(f"export {directory} is incomplete or corrupt: {exc!r}") from None
@@ -127,10 +128,25 @@ class OnnxPolicy(BasePolicy):
         return {"chunk": int(s["chunk"]), "replan": int(self.replan), "cameras": list(s["cameras"]),
                 "image_size": int(s["image_size"]), "use_state": bool(s["use_state"]),
                 "state_dim": None if s["state_dim"] is None else int(s["state_dim"]),
-                "committed_steps": self.committed_steps}
+                "committed_steps": self.committed_steps,
+                "distribution": "log_probs" in self.output_names}  # exports before revision 3: none
 
     def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
         """One session run for B observations -> actions ``[B, K, 7]`` float32."""
+        return self.session.run(["actions"], self._feed(observations, instructions))[0]
+
+    def predict_chunk_distribution(self, observations: Sequence[Observation],
+                                   instructions: Sequence[str]) -> ChunkDistribution:
+        """The same session run, also reading the bins' log-probabilities (``log_probs``)."""
+        if "log_probs" not in self.output_names:
+            raise PolicyError(f"export {self.directory} has no log_probs output (an l1 head, or an "
+                              "export older than it: run `embodied export` again)")
+        actions, log_probs = self.session.run(["actions", "log_probs"],
+                                              self._feed(observations, instructions))
+        return ChunkDistribution(actions, log_probs, self.action_tokenizer.bin_values())
+
+    def _feed(self, observations: Sequence[Observation], instructions: Sequence[str]) -> dict[str, np.ndarray]:
+        """Checked inputs -> the step graph's feed."""
         images, ids, mask, states = prepare_inputs(observations, instructions, self.input_spec,
                                                    self.tokenizer)
         feed = {"images": np.ascontiguousarray(images), "text_mask": mask}
@@ -147,7 +163,7 @@ class OnnxPolicy(BasePolicy):
             feed["committed_bins"], feed["committed_len"] = committed or (
                 np.zeros((n, int(self.spec["chunk"]) * self.action_tokenizer.dim), np.int64),
                 np.zeros(n, np.int64))
-        return self.session.run(["actions"], feed)[0]
+        return feed
 
     def encode_text(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded token states ``[B, L, 384]`` and mask of the instructions: the text graph

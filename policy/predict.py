@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from perception.image import resize_images, to_tensor
-from policy.base import BasePolicy, Observation
+from policy.base import BasePolicy, ChunkDistribution, Observation
 from policy.errors import PolicyError
 from policy.features import conform_observations, square_size
 # check_states and the STATE_RANGE_* limits live in policy.inputs (numpy only, shared with the
@@ -87,7 +87,8 @@ class Policy(BasePolicy):
         out = {"chunk": int(cfg.chunk), "replan": int(self.replan), "cameras": list(cfg.camera_list),
                "image_size": size, "use_state": self.model.state_proj is not None,
                "state_dim": int(cfg.state_dim) if self.model.state_proj is not None else None,
-               "committed_steps": int(cfg.committed_steps)}
+               "committed_steps": int(cfg.committed_steps),
+               "distribution": cfg.decoding == "parallel" and self.model.l1_head is None}
         if features:
             out["camera_shapes"] = {c: list(f["shape"]) for c, f in features["cameras"].items()}
             out["action_dim"] = int(cfg.action_dim)
@@ -101,6 +102,27 @@ class Policy(BasePolicy):
         them first (``policy.features.conform_observations``: each camera at its recorded shape,
         under the model's input name or the dataset camera's, and the state's length), then
         resizes every camera to the model's input size as training did."""
+        prefix, pmask, committed = self._prefix(observations, instructions)
+        return self.model.decode(prefix, pmask, *committed)
+
+    @torch.no_grad()
+    def predict_chunk_distribution(self, observations: Sequence[Observation],
+                                   instructions: Sequence[str]) -> ChunkDistribution:
+        """``predict_chunk`` and the bins' log-probabilities it took the argmax of (one pass)."""
+        if not self.describe()["distribution"]:
+            return super().predict_chunk_distribution(observations, instructions)
+        cfg, tok = self.cfg, self.model.action_tokenizer
+        prefix, pmask, committed = self._prefix(observations, instructions)
+        logits = self.model.parallel_logits(prefix, pmask, *committed).float()
+        shape = (logits.shape[0], cfg.chunk, cfg.action_dim)
+        actions = tok.from_bins(logits.argmax(-1).cpu().numpy().reshape(shape))
+        log_probs = torch.log_softmax(logits, -1).cpu().numpy().reshape(*shape, -1)
+        return ChunkDistribution(actions, log_probs.astype(np.float32), tok.bin_values())
+
+    def _prefix(self, observations: Sequence[Observation], instructions: Sequence[str]
+                ) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """Checked inputs -> the model's prefix, its mask and the committed actions' (bins,
+        counts), () when none were given."""
         cfg = self.cfg
         pretrained = cfg.pretrained_text  # the encoder reads the strings; no ids
         spec = self.input_spec()
@@ -123,9 +145,8 @@ class Policy(BasePolicy):
             state = normalize_state(states, self.model.state_stats).to(self.device, self.dtype)
         prefix, pmask = self.model.embed_prefix(images, text, text_mask.to(self.device), state)
         if committed is None:
-            return self.model.decode(prefix, pmask)
-        bins, counts = (torch.from_numpy(x).to(self.device) for x in committed)
-        return self.model.decode(prefix, pmask, bins, counts)
+            return prefix, pmask, ()
+        return prefix, pmask, tuple(torch.from_numpy(x).to(self.device) for x in committed)
 
     def input_spec(self) -> InputSpec:
         """What ``policy.inputs.prepare_inputs`` checks for this checkpoint (the ONNX export

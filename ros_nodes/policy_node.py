@@ -24,8 +24,10 @@ every action's chunk: with a model of latency L, ``deadline_ms`` must exceed (L 
 chunk is played after it arrives) / ``HORIZON``, or every chunk is too old on arrival. With one
 call at a time (a remote server) the next chunk is asked when one arrives, so each is played for
 about another L rounded up to ticks: ``deadline_ms`` > (2 L + 2 periods) / ``HORIZON``, or the
-robot stalls (a stop) whenever a reply is slower than that allows. ``blend`` (default ``prefix``,
-for the twists this node sends) is how a new chunk joins the one playing.
+robot stalls (a stop) whenever a reply is slower than that allows. ``blend`` is how a new chunk
+joins the one playing: ``guided`` (default; the policy, local or remote, sends the distribution
+behind each chunk and the robot plays its mean under a prior of continuing motion, the smoothest
+measured) or ``prefix`` (for a policy without one, an l1 head, or a server that sends none).
 
 Untrusted inputs never move the robot: a NaN state (refused by the executor or the policy) is a stop
 with the reason logged. Memory is bounded whatever arrives: incomplete observation sets (a camera
@@ -77,9 +79,10 @@ def stop_reason(exc: BaseException) -> str:
 
 
 def load_policy(checkpoint: str = "", server: str = "", timeout_ms: float = 150.0,
-                backend: str = "torch") -> BasePolicy:
+                backend: str = "torch", distribution: bool = False) -> BasePolicy:
     """A checkpoint in this process (``backend`` torch, or onnx: an export, or a checkpoint
-    exported once into the cache), or a policy served by `embodied serve` at ``server``."""
+    exported once into the cache), or a policy served by `embodied serve` at ``server``
+    (``distribution``: ask it for the distribution behind each chunk, the ``guided`` blend's)."""
     if bool(checkpoint) == bool(server):
         raise NodeParameterError("give exactly one of the parameters checkpoint (a directory) or server "
                                  "(an `embodied serve` endpoint)")
@@ -91,7 +94,7 @@ def load_policy(checkpoint: str = "", server: str = "", timeout_ms: float = 150.
         return load_local(checkpoint, backend=backend)
     from ros_nodes.zmq_client import InferenceClient, RemotePolicy
 
-    return RemotePolicy(InferenceClient(server, timeout_ms=timeout_ms))
+    return RemotePolicy(InferenceClient(server, timeout_ms=timeout_ms), distribution=distribution)
 
 
 class PolicyNode(Node):
@@ -114,9 +117,9 @@ class PolicyNode(Node):
         # boundaries; see policy.executor). open_loop stays the default, as evaluated; async with
         # the prefix blend matched its sim success at 200 ms (`embodied bench realtime`, results.md).
         execution = declare(self, "execution", "open_loop")
-        # async only: how a new chunk joins the one playing (policy.executor's ``blend``); prefix
-        # suits the twists this node sends (velocities, not absolute targets).
-        blend = declare(self, "blend", "prefix")
+        # async only: how a new chunk joins the one playing (policy.executor's ``blend``); guided
+        # and prefix suit the twists this node sends (velocities, not absolute targets).
+        blend = declare(self, "blend", "guided")
         if self.mode not in ("observation", "timer"):
             raise NodeParameterError(f"parameter mode must be 'observation' or 'timer', not {self.mode!r}")
         if execution not in EXECUTIONS:
@@ -128,7 +131,8 @@ class PolicyNode(Node):
         if not all(0 < x < float("inf") for x in (rate_hz, deadline_ms, timeout_ms)):  # NaN fails too
             raise NodeParameterError(f"parameters rate_hz, deadline_ms and server_timeout_ms must be positive, "
                                      f"got {rate_hz}, {deadline_ms}, {timeout_ms}")
-        self.policy = policy if policy is not None else load_policy(checkpoint, server, timeout_ms, backend)
+        self.policy = policy if policy is not None else load_policy(checkpoint, server, timeout_ms, backend,
+                                                                    distribution=execution == "async" and blend == "guided")
         # One camera stream may feed several models (the perception node wants 128 px RGB-D), so
         # images arrive at the camera's size and are resampled here to the policy's input size with
         # the resampling every encoder shares, as the in-process agent does.

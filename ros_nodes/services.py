@@ -22,6 +22,10 @@ class PolicyService:
     ``use_state``, ``state_dim``; a key it does not name is not checked) before the request is
     queued, and returns the shapes as the batch key: one robot's odd request is refused on its
     own and can never break the batch of another (``np.stack`` of a (15,) and a (1, 15) state).
+
+    Header ``distribution: true`` (a policy whose ``describe()`` says ``distribution``) adds the
+    arrays ``log_probs`` (``[replan, 7, N]``) and ``values`` (``[7, N]``) to the reply: what the
+    robot's ``guided`` blend reads (``policy.base.ChunkDistribution``).
     """
 
     ops = ("predict",)
@@ -36,6 +40,7 @@ class PolicyService:
         self.image_size: int | None = _positive_int(spec.get("image_size"))
         self.use_state: bool | None = spec.get("use_state")
         self.state_dim: int | None = _positive_int(spec.get("state_dim"))
+        self.distribution = bool(spec.get("distribution"))
 
     def info(self) -> dict[str, Any]:
         return {**self.policy.describe(), **self.description}
@@ -49,6 +54,12 @@ class PolicyService:
         instruction = req.header.get("instruction")
         if not isinstance(instruction, str) or not instruction.strip():
             raise ProtocolError("predict needs a non-empty 'instruction' string")
+        wants = req.header.get("distribution", False)
+        if not isinstance(wants, bool):
+            raise ProtocolError("'distribution' must be true or false")
+        if wants and not self.distribution:
+            raise ProtocolError("this server's policy gives no distribution over its actions; "
+                                "use a blend other than guided")
         images, state = {}, None
         for name, arr in req.arrays.items():
             if name == "state":
@@ -78,7 +89,7 @@ class PolicyService:
             if not np.isfinite(state).all():
                 raise ProtocolError("'state' holds NaN or infinite values; refusing to act on it")
         return (tuple(sorted((name, img.shape) for name, img in images.items())),
-                None if state is None else (state.shape, state.dtype.str))
+                None if state is None else (state.shape, state.dtype.str), wants)
 
     def run_batch(self, op: str, requests: list[Request]) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
         observations, instructions = [], []
@@ -89,11 +100,20 @@ class PolicyService:
                 obs["state"] = req.arrays["state"]
             observations.append(obs)
             instructions.append(req.header["instruction"])
-        chunks = np.asarray(self.policy.predict_chunk(observations, instructions), dtype=np.float32)
+        # One batch never mixes requests with and without it (the batch key holds the flag).
+        if requests[0].header.get("distribution", False):
+            dist = self.policy.predict_chunk_distribution(observations, instructions)
+            chunks = np.asarray(dist.actions, dtype=np.float32)
+        else:
+            dist, chunks = None, np.asarray(self.policy.predict_chunk(observations, instructions), dtype=np.float32)
         if chunks.ndim != 3 or len(chunks) != len(requests) or chunks.shape[2] != 7:
             raise RuntimeError(f"policy returned actions of shape {list(chunks.shape)} for {len(requests)} "
                                "requests (need [B, K, 7])")
-        return [({}, {"action": c[:self.replan]}) for c in chunks]
+        if dist is None:
+            return [({}, {"action": c[:self.replan]}) for c in chunks]
+        values = np.asarray(dist.values, dtype=np.float32)
+        return [({}, {"action": c[:self.replan], "log_probs": np.asarray(lp[:self.replan], np.float32),
+                      "values": values}) for c, lp in zip(chunks, dist.log_probs)]
 
 
 def _positive_int(value: Any) -> int | None:

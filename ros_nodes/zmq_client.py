@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import zmq
 
-from policy.base import BasePolicy, Observation
+from policy.base import BasePolicy, ChunkDistribution, Observation
 from ros_nodes.zmq_protocol import KeyFileError, ProtocolError, decode, encode, load_curve_key
 
 
@@ -158,25 +158,49 @@ class RemotePolicy(BasePolicy):
     what arrives. It stays local on purpose: asking the server would block a robot whose server
     is not up yet, and the policy node must start anyway and recover when the server comes.
     A timeout raises ``ServerTimeout``; the caller stops the robot.
+
+    ``distribution=True`` (for the executor's ``guided`` blend) promises ``describe()["distribution"]``
+    without asking the server, for the same reason; a server whose policy has none answers the
+    first call with an error, which stops the robot like any failed call.
     """
 
-    def __init__(self, client: InferenceClient, timeout_ms: float | None = None) -> None:
+    def __init__(self, client: InferenceClient, timeout_ms: float | None = None,
+                 distribution: bool = False) -> None:
         self.client = client
         self.timeout_ms = timeout_ms  # None: the client's own timeout
+        self.distribution = bool(distribution)
 
     def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
-        chunks = []
-        for obs, instruction in zip(observations, instructions, strict=True):
-            arrays = {f"image.{k}": np.asarray(v) for k, v in obs.items() if k != "state"}
-            if "state" in obs:
-                arrays["state"] = np.asarray(obs["state"], dtype=np.float32)
-            _, out = self.client.call("predict", {"instruction": instruction}, arrays, self.timeout_ms)
-            action = np.asarray(out["action"], dtype=np.float32)
-            chunks.append(action[None] if action.ndim == 1 else action)
-        return np.stack(chunks)
+        return np.stack([self._predict(o, t, False)["action"] for o, t in
+                         zip(observations, instructions, strict=True)])
+
+    def predict_chunk_distribution(self, observations: Sequence[Observation],
+                                   instructions: Sequence[str]) -> ChunkDistribution:
+        """``predict`` with ``distribution: true``: the server adds ``log_probs`` and ``values``."""
+        outs = [self._predict(o, t, True) for o, t in zip(observations, instructions, strict=True)]
+        try:
+            return ChunkDistribution(np.stack([o["action"] for o in outs]),
+                                     np.stack([np.asarray(o["log_probs"], np.float32) for o in outs]),
+                                     np.asarray(outs[0]["values"], np.float32))
+        except (KeyError, ValueError) as exc:
+            raise ProtocolError(f"the server's distribution reply is malformed: {exc!r}") from None
+
+    def _predict(self, obs: Observation, instruction: str, distribution: bool) -> dict[str, np.ndarray]:
+        arrays = {f"image.{k}": np.asarray(v) for k, v in obs.items() if k != "state"}
+        if "state" in obs:
+            arrays["state"] = np.asarray(obs["state"], dtype=np.float32)
+        header: dict[str, Any] = {"instruction": instruction}
+        if distribution:
+            header["distribution"] = True
+        _, out = self.client.call("predict", header, arrays, self.timeout_ms)
+        action = np.asarray(out["action"], dtype=np.float32)
+        return {**out, "action": action[None] if action.ndim == 1 else action}
 
     def describe(self) -> dict[str, Any]:
-        return {"endpoint": self.client.endpoint}
+        out: dict[str, Any] = {"endpoint": self.client.endpoint}
+        if self.distribution:
+            out["distribution"] = True
+        return out
 
     def close(self) -> None:
         self.client.close()

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from policy.base import BasePolicy
+from policy.base import BasePolicy, ChunkDistribution
 from policy.errors import PolicyError
 from policy.executor import ChunkExecutor
 
@@ -367,3 +367,54 @@ def test_committed_blend_needs_a_policy_trained_for_it_and_one_call_at_a_time():
         ChunkExecutor(HeldPolicy(chunk=8), execution="async", blend="committed")
     with pytest.raises(PolicyError, match="max_inflight"):
         ChunkExecutor(CommittingPolicy(), execution="async", blend="committed", max_inflight=2)
+
+
+class BeliefPolicy(BasePolicy):
+    """Chunks of 2 whose distribution over dimension 2's five values (-2 .. 2) is peaked at 2 on
+    the first call and split between -2 and 2 on every later one; the gripper (argmax) is closed."""
+
+    values = np.tile(np.linspace(-2, 2, 5, dtype=np.float32), (7, 1))
+
+    def __init__(self):
+        self.asked_at = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.values = self.values.copy()
+        self.values[3:5] = 0.0  # constant dimensions: nothing to choose
+        self.values[6] = [0, 0, 1, 1, 1]
+
+    def predict_chunk(self, observations, instructions):
+        return self.predict_chunk_distribution(observations, instructions).actions
+
+    def predict_chunk_distribution(self, observations, instructions):
+        first = not self.asked_at
+        self.asked_at.append(int(observations[0]["step"][0]))
+        p = np.full(5, 1e-9)
+        p[[4] if first else [0, 4]] = 1.0
+        log_probs = np.tile(np.log(p / p.sum()), (len(observations), 2, 7, 1)).astype(np.float32)
+        actions = np.zeros((len(observations), 2, 7), np.float32)
+        actions[..., :3], actions[..., 6] = 2.0, 1.0  # the most likely values
+        return ChunkDistribution(actions, log_probs, self.values)
+
+    def describe(self):
+        return {"chunk": 2, "distribution": True}
+
+
+@pytest.mark.parametrize("weight, second", [(0.0, 0.0), (5.0, 2.0)])
+def test_guided_blend_plays_the_belief_under_a_prior_of_continuing_motion(weight, second):
+    loop = Loop(BeliefPolicy(), blend="guided", guide_weight=weight, margin_steps=2)
+    first = loop.act()  # nothing played yet: the plain mean of a belief peaked at 2
+    np.testing.assert_allclose(first[:3], 2.0, atol=1e-6)
+    assert first[6] == 1.0 and first[3] == first[4] == 0.0  # the gripper is the argmax's
+    then = loop.act()  # the second call's belief: half at -2, half at 2
+    # Without the prior its mean is 0, a motion neither mode means; with it, the mode the robot
+    # is following wins.
+    np.testing.assert_allclose(then[:3], second, atol=1e-3)
+    assert then[6] == 1.0 and loop.ex.chunk_id(0) == 2
+
+
+def test_guided_blend_needs_a_policy_that_gives_its_distribution():
+    with pytest.raises(PolicyError, match="distribution"):
+        ChunkExecutor(HeldPolicy(chunk=8), execution="async", blend="guided")
+    with pytest.raises(PolicyError, match="guide_weight"):
+        ChunkExecutor(BeliefPolicy(), execution="async", blend="guided", guide_weight=-1)

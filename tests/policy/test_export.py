@@ -68,7 +68,8 @@ def test_manifest_names_inputs_and_the_source(exported):
     inputs = {i["name"]: (i["shape"], i["dtype"]) for i in manifest["inputs"]}
     assert inputs == {"images": (["batch", 2, 32, 32, 3], "uint8"), "state": (["batch", 15], "float32"),
                       "text_ids": (["batch", 8], "int64"), "text_mask": (["batch", 8], "int64")}
-    assert manifest["outputs"] == [{"name": "actions", "shape": ["batch", 2, 7], "dtype": "float32"}]
+    assert manifest["outputs"] == [{"name": "actions", "shape": ["batch", 2, 7], "dtype": "float32"},
+                                   {"name": "log_probs", "shape": ["batch", 2, 7, 256], "dtype": "float32"}]
     assert manifest["opset"] == 18 and manifest["graphs"] == {"fp32": "model.onnx", "int8": "model_int8.onnx"}
     assert manifest["source"] == {"checkpoint": ckpt, "sha256": checkpoint_sha256(ckpt)}
     assert manifest["export_check"]["max_abs_error_normalised"]["fp32"] <= 1e-4
@@ -80,6 +81,27 @@ def test_manifest_names_inputs_and_the_source(exported):
     graph = onnx.load(str(out / "model.onnx"))
     assert [i.name for i in graph.graph.input] == ["images", "state", "text_ids", "text_mask"]
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_both_backends_give_the_distribution_behind_their_actions(exported):
+    """What the guided blend reads: the same log-probabilities from torch and the graph (batch 1
+    and 3), normalised, their most likely bins the actions ``predict_chunk`` gives."""
+    ckpt, out = exported
+    torch_policy, onnx_policy = Policy.from_pretrained(ckpt), OnnxPolicy(out, precision="fp32")
+    assert torch_policy.describe()["distribution"] and onnx_policy.describe()["distribution"]
+    obs, texts = _observations(3, seed=1), INSTRUCTIONS[:3]
+    a = torch_policy.predict_chunk_distribution(obs, texts)
+    b = onnx_policy.predict_chunk_distribution(obs, texts)
+    one = onnx_policy.predict_chunk_distribution(obs[:1], texts[:1])
+    assert a.log_probs.shape == b.log_probs.shape == (3, 2, 7, 256) and a.values.shape == (7, 256)
+    np.testing.assert_allclose(b.log_probs, a.log_probs, atol=1e-4)
+    np.testing.assert_allclose(one.log_probs[0], b.log_probs[0], atol=1e-4)
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_allclose(np.exp(a.log_probs).sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(a.actions, torch_policy.predict_chunk(obs, texts))
+    np.testing.assert_array_equal(b.actions, onnx_policy.predict_chunk(obs, texts))
+    best = a.values[np.arange(7), a.log_probs.argmax(-1)]  # [3, 2, 7]: each dimension's likeliest value
+    np.testing.assert_allclose(best, a.actions, atol=1e-6)
 
 
 def test_onnx_policy_describes_and_refuses_like_the_torch_policy(exported):

@@ -9,7 +9,7 @@ import time
 import numpy as np
 from geometry_msgs.msg import TwistStamped
 
-from policy.base import BasePolicy
+from policy.base import BasePolicy, ChunkDistribution
 from ros_nodes.runtime import RELIABLE_QOS
 from ros_nodes.services import PolicyService
 from ros_nodes.zmq_client import InferenceClient, RemotePolicy
@@ -29,13 +29,24 @@ DEADLINE_MS = 2000.0
 
 
 class SlowForward(BasePolicy):
-    """A slow model: every call takes 200 ms, then twelve forward actions (600 ms at 20 Hz)."""
+    """A slow model: every call takes 200 ms, then twelve forward actions (600 ms at 20 Hz), with
+    the distribution behind them (the node's default ``guided`` blend asks the server for it):
+    forward speed 0.5 or 0.6, equally likely."""
 
     def predict_chunk(self, observations, instructions):
+        return self.predict_chunk_distribution(observations, instructions).actions
+
+    def predict_chunk_distribution(self, observations, instructions):
         time.sleep(REPLY_S)
         chunk = np.zeros((len(observations), 12, 7), np.float32)
         chunk[:, :, 0] = 0.5
-        return chunk
+        values = np.zeros((7, 2), np.float32)
+        values[0] = [0.5, 0.6]
+        log_probs = np.full((*chunk.shape, 2), np.log(0.5), np.float32)
+        return ChunkDistribution(chunk, log_probs, values)
+
+    def describe(self):
+        return {"distribution": True}
 
 
 def serve(endpoint=None):
@@ -46,7 +57,7 @@ def serve(endpoint=None):
 def test_async_node_keeps_its_rate_on_a_slow_server_and_stops_when_it_dies(ros):
     server = serve()
     endpoint = server.endpoint
-    policy = RemotePolicy(InferenceClient(endpoint, timeout_ms=1000))
+    policy = RemotePolicy(InferenceClient(endpoint, timeout_ms=1000), distribution=True)
     node = make_node(policy, cameras=["agentview"], mode="timer", rate_hz=RATE_HZ,
                      deadline_ms=DEADLINE_MS, execution="async")
     robot, ex = wire(ros, node, "go")
@@ -73,6 +84,9 @@ def test_async_node_keeps_its_rate_on_a_slow_server_and_stops_when_it_dies(ros):
         # for the gaps below; a synchronous node stops at every boundary.)
         assert sum(x <= 0.4 for _, x in moving) <= 2, ([round(x, 2) for _, x in moving], np.round(np.diff([t for t, _ in moving]), 3).tolist())
         assert len(moving) >= 25, len(moving)  # 50 at 20 Hz; a loaded machine gets half
+        # The guided blend plays the belief's mean (0.55), not its first choice (0.5): the
+        # distribution crossed the wire with every chunk.
+        assert abs(np.median([x for _, x in moving]) - 0.55) < 1e-3, [round(x, 3) for _, x in moving]
         assert np.median(gaps) < 2.0 / RATE_HZ, gaps
         assert (gaps > REPLY_S).sum() <= 2, np.round(gaps, 3)  # no reply-length silences (2 hiccups allowed)
         # the first step waits for the model; later short waits happen (9 of 49 commands on a quiet

@@ -312,3 +312,38 @@ def test_remote_checkpoint_plays_the_same_actions_as_a_local_one():
         remote = ChunkExecutor(RemotePolicy(client))
         played = [remote.act([o], ["pick up the red cube"])[0] for o in steps]
     np.testing.assert_array_equal(np.array(played), np.array(expected))
+
+
+class BeliefColourPolicy(MeanColourPolicy):
+    """``MeanColourPolicy`` with a distribution: 4 bins per dimension, the first twice as likely."""
+
+    def predict_chunk_distribution(self, observations, instructions):
+        from policy.base import ChunkDistribution
+
+        actions = self.predict_chunk(observations, instructions)
+        p = np.array([0.4, 0.2, 0.2, 0.2])
+        log_probs = np.tile(np.log(p), (*actions.shape, 1)).astype(np.float32)
+        return ChunkDistribution(actions, log_probs, np.tile(np.arange(4, dtype=np.float32), (7, 1)))
+
+    def describe(self):
+        return {"distribution": True}
+
+
+def test_the_distribution_behind_a_chunk_crosses_the_wire_for_the_guided_blend():
+    policy = BeliefColourPolicy()
+    img = np.random.default_rng(1).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    with _server(policy) as server, InferenceClient(server.endpoint, timeout_ms=2000) as client:
+        remote = RemotePolicy(client, distribution=True)
+        assert remote.describe()["distribution"] and not RemotePolicy(client).describe().get("distribution")
+        got = remote.predict_chunk_distribution([{"agentview": img}] * 2, ["go", "pick"])
+        want = policy.predict_chunk_distribution([{"agentview": img}] * 2, ["go", "pick"])
+        np.testing.assert_array_equal(got.actions, want.actions)
+        np.testing.assert_array_equal(got.log_probs, want.log_probs)
+        np.testing.assert_array_equal(got.values, want.values)
+        # plain requests in the same server still get actions only
+        np.testing.assert_array_equal(remote.predict_chunk([{"agentview": img}], ["go"]), want.actions[:1])
+    # a server whose policy has no distribution refuses in one line, and keeps serving
+    with _server(MeanColourPolicy()) as server, InferenceClient(server.endpoint, timeout_ms=2000) as client:
+        with pytest.raises(ServerError, match="no distribution"):
+            RemotePolicy(client, distribution=True).predict_chunk_distribution([{"agentview": img}], ["go"])
+        assert remote_chunk(client, img, "go").shape == (1, 7)
