@@ -11,10 +11,13 @@ Modes: ``sync`` is the checkpoint's open loop (``replan`` actions per chunk, the
 call: every chunk boundary stalls the loop by the latency; the sim does not move meanwhile, so its
 success is lock-step evaluation's). ``async`` is the executor's async mode (the next chunk is
 computed while the current one plays, aligned by the steps played meanwhile, joined with the
-``prefix`` blend; ``max_inflight`` = the chunk length, since sleeping calls overlap freely; a
-chunk up to ``--hold-steps`` late is bridged by holding the last command); ``async-crossfade``,
-``async-ensemble`` and ``async-none`` are the other blends and ``async-serial`` async with one
-call at a time, each at the ``--compare-ms`` latency only; ``async-committed`` is real-time
+``guided`` blend, ``prefix`` for a policy without a distribution; ``max_inflight`` = the chunk
+length, since sleeping calls overlap freely; a chunk up to ``--hold-steps`` late is bridged by
+holding the last command); ``async-prefix``, ``async-crossfade``, ``async-ensemble`` and
+``async-none`` are the other blends and ``async-serial`` async with one call at a time, each at
+the ``--compare-ms`` latency only by default; ``sync-mean`` is ``sync`` playing the belief's mean
+instead of the most likely bin (what ``guided`` plays: the like-for-like within-chunk
+reference); ``async-committed`` is real-time
 chunking for a checkpoint trained for it (``committed_steps``: the model is told the commands
 the robot is bound to play while it thinks and continues them; one call at a time). The backend is ONNX Runtime by default:
 its call releases the GIL, so the model thinking on its thread does not make the loop late.
@@ -57,7 +60,7 @@ DESCRIPTION = "closed-loop sim in real time with a slow model: sync vs async chu
 # distribution behind its actions, prefix for one that does not (an l1 head).
 DEFAULT_BLEND, FALLBACK_BLEND = "guided", "prefix"
 MODES = ("sync", "async", "async-crossfade", "async-ensemble", "async-none", "async-prefix", "async-serial",
-         "async-committed", "async-guided")
+         "async-committed", "async-guided", "sync-mean")
 
 
 class DelayedPolicy(BasePolicy):
@@ -83,6 +86,27 @@ class DelayedPolicy(BasePolicy):
         return self.policy.describe()
 
 
+class MeanDecoded(BasePolicy):
+    """A policy that plays the mean of its belief over the bins instead of the most likely bin
+    (``policy.executor.belief_mean``, no prior): mode ``sync-mean``, the within-chunk reference
+    with the decoding the ``guided`` blend plays."""
+
+    def __init__(self, policy: BasePolicy) -> None:
+        self.policy = policy
+
+    def predict_chunk(self, observations: Sequence[Observation], instructions: Sequence[str]) -> np.ndarray:
+        from policy.executor import belief_mean
+
+        dist = self.policy.predict_chunk_distribution(observations, instructions)
+        return belief_mean(dist.actions, dist.log_probs, dist.values).astype(np.float32)
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def describe(self) -> dict[str, Any]:
+        return self.policy.describe()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="checkpoints/vla-default", help="policy checkpoint")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="onnx",
@@ -99,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nominal control period (default: the sim's 10 Hz)")
     parser.add_argument("--modes", default="sync,async",
                         help=f"modes run at every latency, from {', '.join(MODES)} (default: %(default)s)")
-    parser.add_argument("--compare", default="async-prefix,async-crossfade,async-ensemble,async-none",
+    parser.add_argument("--compare", default="sync-mean,async-prefix,async-crossfade,async-ensemble,async-none",
                         help="modes run at --compare-ms only, to choose the blend (default: %(default)s)")
     parser.add_argument("--compare-ms", type=float, default=200.0, help="latency of the --compare modes")
     parser.add_argument("--hold-steps", type=int, default=1,
@@ -120,7 +144,7 @@ def make_executor(mode: str, policy: BasePolicy, period_s: float, hold_steps: in
                   margin_steps: int = 2, ensemble_decay: float = 0.1, guide_weight: float | None = None):
     from policy.executor import GUIDE_WEIGHT, ChunkExecutor
 
-    if mode == "sync":
+    if mode in ("sync", "sync-mean"):
         return ChunkExecutor(policy)
     blend = {"async-ensemble": "ensemble", "async-none": "none", "async-prefix": "prefix",
              "async-crossfade": "crossfade", "async-committed": "committed",
@@ -190,7 +214,7 @@ def run_cell(env, policy: BasePolicy, mode: str, latency_ms: float, seeds: list[
              ensemble_decay: float = 0.1, guide_weight: float | None = None) -> dict[str, Any]:
     from common.stats import cluster_bootstrap_mean, wilson_interval
 
-    slow = DelayedPolicy(policy, latency_ms / 1000.0)
+    slow = DelayedPolicy(MeanDecoded(policy) if mode == "sync-mean" else policy, latency_ms / 1000.0)
     executor = make_executor(mode, slow, period_s, hold_steps, margin_steps, ensemble_decay, guide_weight)
     t0 = time.perf_counter()
     pooled: dict[str, list[float]] = {}
@@ -214,7 +238,8 @@ def run_cell(env, policy: BasePolicy, mode: str, latency_ms: float, seeds: list[
     interval = pooled["interval"]
     p99 = ms(interval, 99)
     return {
-        "mode": mode, "latency_ms": latency_ms, "episodes": n, "successes": successes,
+        "mode": mode, "blend": executor.blend if executor.execution == "async" else None,
+        "latency_ms": latency_ms, "episodes": n, "successes": successes,
         "success_rate": successes / n, "ci95": list(wilson_interval(successes, n)),
         "period_ms_p50": ms(interval, 50), "period_ms_p99": p99,
         "period_ms_max": round(max(interval) * 1000, 1) if interval else None,
@@ -265,7 +290,23 @@ def _done_when(table: dict[str, dict[str, dict[str, Any]]], compare_ms: float) -
         "async_success": a["success_rate"], "sync_0ms_success": s0["success_rate"],
         "sync_0ms_ci95": s0["ci95"],
         "success_within_ci_of_sync_0ms": a["success_rate"] >= s0["ci95"][0],
+        **_same_decoding(table, a),
     }
+
+
+def _same_decoding(table: dict[str, dict[str, dict[str, Any]]], a: dict[str, Any]) -> dict[str, Any]:
+    """The guided blend plays the belief's mean, sync plays the most likely bin: the within-chunk
+    jump of ``sync-mean`` (synchronous, the mean; its episodes do not depend on the added latency,
+    the sim waits for it) is the like-for-like reference, when that mode ran."""
+    cells = table.get("sync-mean", {})
+    m = cells.get("0") or next(iter(cells.values()), None)
+    if not m or a.get("blend") != "guided":
+        return {}
+    within = m["within_chunk_jump"]
+    return {"within_chunk_jump_same_decoding": within, "within_same_decoding_from": "sync-mean",
+            "within_chunk_jump_same_decoding_ci95": m.get("within_chunk_jump_ci95"),
+            "boundary_not_larger_same_decoding": a["boundary_jump"] is not None and within is not None
+            and a["boundary_jump"] <= within}
 
 
 def _load() -> list[float] | None:

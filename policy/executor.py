@@ -121,6 +121,46 @@ PREFIX_GAIN = 0.5
 GUIDE_WEIGHT = 0.002
 
 
+def _checked_distribution(actions, log_probs, values) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """A policy's (possibly a server's) ``ChunkDistribution`` parts, checked before any of it can
+    become a command: ``log_probs`` ``[B, K, A, N]`` matching the actions ``[B, K, A]`` and the
+    values ``[A, N]``, no NaN (a zero probability, -inf, is fine), finite values, and every
+    dimension with some probability. A PolicyError here fails the call: the robot stops."""
+    actions = np.asarray(actions, dtype=np.float32)
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    if (actions.ndim != 3 or values.ndim != 2 or values.shape[0] != actions.shape[2]
+            or log_probs.shape != (*actions.shape, values.shape[1]) or values.shape[1] < 2):
+        raise PolicyError(f"the policy's distribution does not fit its actions: actions "
+                          f"{list(actions.shape)}, log_probs {list(log_probs.shape)}, values {list(values.shape)}")
+    if np.isnan(log_probs).any() or not np.isfinite(values).all() or not np.isfinite(log_probs.max(-1)).all():
+        raise PolicyError("the policy's distribution holds NaN, infinite values or a dimension with "
+                          "no probability anywhere: refusing to act on it")
+    return actions, (log_probs, values)
+
+
+def belief_mean(actions: np.ndarray, log_probs: np.ndarray, values: np.ndarray,
+                previous: np.ndarray | None = None, weight: float = 0.0) -> np.ndarray:
+    """The mean of a belief over bin values, per dimension, each value weighed by ``p(value) *
+    exp(-weight * |value - previous| / bin step)`` (``weight`` 0 or no ``previous``: the plain
+    mean). ``actions`` ``[..., A]`` (the most likely values: kept for the gripper, the last
+    dimension, and constant dimensions), ``log_probs`` ``[..., A, N]``, ``values`` ``[A, N]``
+    (uniform bins), ``previous`` broadcastable to ``actions``. float64 ``[..., A]``."""
+    out = np.array(actions, dtype=np.float64)
+    dims = [d for d in range(out.shape[-1] - 1) if values[d, -1] != values[d, 0]]
+    if not dims:
+        return out
+    v = np.asarray(values[dims], dtype=np.float64)  # [D, N]
+    score = np.asarray(log_probs, dtype=np.float64)[..., dims, :]
+    if previous is not None and weight:
+        step = (v[:, -1] - v[:, 0]) / (v.shape[1] - 1)
+        gap = np.abs(v - np.asarray(previous, dtype=np.float64)[..., dims, None]) / step[:, None]
+        score = score - weight * gap
+    w = np.exp(score - score.max(-1, keepdims=True))
+    out[..., dims] = (w * v).sum(-1) / w.sum(-1)
+    return out
+
+
 @dataclass
 class _Request:
     """One background model call (async mode) for some robots, all observed at the same step."""
@@ -436,8 +476,7 @@ class ChunkExecutor:
         and when it returned (for the latency estimate)."""
         if self.blend == "guided":
             dist = self.policy.predict_chunk_distribution(observations, instructions)
-            self._values = np.asarray(dist.values, dtype=np.float64)
-            return np.asarray(dist.actions, dtype=np.float32), dist.log_probs, self.clock()
+            return (*_checked_distribution(dist.actions, dist.log_probs, dist.values), self.clock())
         chunks = np.asarray(self.policy.predict_chunk(observations, instructions), dtype=np.float32)
         return chunks, None, self.clock()
 
@@ -449,11 +488,14 @@ class ChunkExecutor:
                 still.append(request)
                 continue
             try:
-                chunks, log_probs, finished = request.future.result()
+                chunks, belief, finished = request.future.result()
             except Exception as exc:  # noqa: BLE001 - the robot's next act() raises it
-                chunks, log_probs, error = None, None, exc
+                chunks, belief, error = None, None, exc
             else:
                 error = None
+                log_probs, values = belief if belief is not None else (None, None)
+                if values is not None:
+                    self._values = values
                 self._latencies.append(max(0.0, finished - request.born))
                 self._chunk_len = chunks.shape[1]
             for b, (i, start, gen) in enumerate(zip(request.robots, request.starts, request.gens)):
@@ -594,19 +636,7 @@ class ChunkExecutor:
         guides a diffusion policy's sampling toward the plan being played; this is the idea for a
         decoder that scores bins: it cannot be steered while it predicts, its answer can be read
         with the plan in mind.) ``guide_weight`` 0, or no command played yet, is the plain mean."""
-        values = self._values
-        out = np.asarray(action, dtype=np.float64).copy()
-        dims = [d for d in range(len(out) - 1) if values[d, -1] != values[d, 0]]
-        if not dims:
-            return out
-        v = values[dims]  # [D, N]
-        step = (v[:, -1] - v[:, 0]) / (v.shape[1] - 1)
-        score = np.asarray(log_probs[dims], dtype=np.float64)
-        if previous is not None:
-            score = score - self.guide_weight * np.abs(v - previous[dims, None]) / step[:, None]
-        weight = np.exp(score - score.max(-1, keepdims=True))
-        out[dims] = (weight * v).sum(-1) / weight.sum(-1)
-        return out
+        return belief_mean(action, log_probs, self._values, previous, self.guide_weight)
 
     def _covered(self, i: int, now: float) -> int:
         """Steps after the current one that the plan, and the calls on their way, will cover

@@ -44,11 +44,23 @@ def test_done_when_compares_async_at_200_ms_with_sync():
     table["async"]["200"]["success_rate"] = 0.76
     assert not realtime_bench._done_when(table, 200.0)["success_within_ci_of_sync_0ms"]
     assert realtime_bench._done_when({"async": table["async"]}, 200.0) == {}  # cells missing
+    # The guided blend plays the belief's mean: sync-mean's within-chunk jump is also read.
+    table["async"]["200"]["blend"] = "guided"
+    table["sync-mean"] = {"200": cell(0.02, 0.03, 0.021, 0.96)}
+    verdict = realtime_bench._done_when(table, 200.0)
+    assert verdict["within_chunk_jump_same_decoding"] == 0.021 and verdict["boundary_not_larger_same_decoding"]
+    table["sync-mean"]["200"]["within_chunk_jump"] = 0.015
+    assert not realtime_bench._done_when(table, 200.0)["boundary_not_larger_same_decoding"]
 
 
 def test_modes_pick_the_executor_settings():
     ex = realtime_bench.make_executor("async", Stub(), 0.1, hold_steps=1)
+    # a policy without a distribution falls back to prefix; with one, async is guided
     assert (ex.execution, ex.blend, ex.max_inflight, ex.hold_steps) == ("async", "prefix", 4, 1)
+    believer = Stub()
+    believer.describe = lambda: {"chunk": 4, "replan": 3, "distribution": True}
+    assert realtime_bench.make_executor("async", believer, 0.1).blend == "guided"
+    assert realtime_bench.make_executor("sync-mean", believer, 0.1).execution == "open_loop"
     assert realtime_bench.make_executor("async-crossfade", Stub(), 0.1).blend == "crossfade"
     assert realtime_bench.make_executor("async-serial", Stub(), 0.1).max_inflight == 1
     assert realtime_bench.make_executor("sync", Stub(), 0.1).execution == "open_loop"
@@ -80,3 +92,23 @@ def test_the_committed_mode_asks_one_chunk_at_a_time_of_a_policy_trained_for_it(
     assert (ex.blend, ex.max_inflight, ex.committed_steps) == ("committed", 1, 4)
     with pytest.raises(PolicyError, match="committed_steps"):
         realtime_bench.make_executor("async-committed", Stub(), 0.1)
+
+
+def test_sync_mean_plays_the_beliefs_mean_and_the_executor_agrees():
+    from policy.base import ChunkDistribution
+    from policy.executor import belief_mean
+
+    values = np.tile(np.linspace(-1, 1, 5), (7, 1))
+    log_probs = np.log(np.full((1, 2, 7, 5), 1e-12))
+    log_probs[..., 3] = log_probs[..., 4] = np.log(0.5)  # half at 0.5, half at 1.0
+
+    class Believer(Stub):
+        def predict_chunk_distribution(self, observations, instructions):
+            return ChunkDistribution(np.full((1, 2, 7), 1.0, np.float32), log_probs.astype(np.float32), values)
+
+    chunk = realtime_bench.MeanDecoded(Believer()).predict_chunk([{}], ["go"])
+    np.testing.assert_allclose(chunk[..., :6], 0.75, atol=1e-6)
+    assert np.all(chunk[..., 6] == 1.0)  # the gripper stays the most likely value
+    # with a prior around a previous command of -1, the nearer mode (0.5) weighs more
+    pulled = belief_mean(np.ones(7), log_probs[0, 0], values, previous=np.full(7, -1.0), weight=1.0)
+    assert 0.5 < pulled[0] < 0.75

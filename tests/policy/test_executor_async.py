@@ -418,3 +418,26 @@ def test_guided_blend_needs_a_policy_that_gives_its_distribution():
         ChunkExecutor(HeldPolicy(chunk=8), execution="async", blend="guided")
     with pytest.raises(PolicyError, match="guide_weight"):
         ChunkExecutor(BeliefPolicy(), execution="async", blend="guided", guide_weight=-1)
+
+
+def test_a_malformed_or_nan_distribution_stops_the_robot_instead_of_becoming_a_command():
+    class Broken(BeliefPolicy):
+        def __init__(self, how):
+            super().__init__()
+            self.how = how
+
+        def predict_chunk_distribution(self, observations, instructions):
+            dist = super().predict_chunk_distribution(observations, instructions)
+            log_probs = dist.log_probs.copy()
+            if self.how == "nan":
+                log_probs[0, 0, 2, 1] = np.nan
+            elif self.how == "empty":
+                log_probs[0, 0, 1] = -np.inf
+            else:
+                log_probs = log_probs[..., :3]
+            return ChunkDistribution(dist.actions, log_probs, dist.values)
+
+    for how in ("nan", "empty", "shape"):
+        loop = Loop(Broken(how), blend="guided")
+        with pytest.raises(PolicyError, match="distribution"):
+            loop.act()
