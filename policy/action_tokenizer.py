@@ -87,9 +87,14 @@ class ActionTokenizer:
     def bin_values(self) -> np.ndarray:
         """The action each bin stands for, un-normalised: float32 ``[dim, n_bins]`` (row d holds
         dimension d's values in bin order; a constant dimension repeats its value, the gripper
-        reads 0 or 1)."""
-        bins = np.repeat(np.arange(self.n_bins)[:, None], self.dim, axis=1)
-        return np.ascontiguousarray(self.from_bins(bins).T, dtype=np.float32)
+        reads 0 or 1). Computed once and shared read-only: every ``predict_chunk_distribution``
+        call returns it."""
+        if getattr(self, "_bin_values", None) is None:
+            bins = np.repeat(np.arange(self.n_bins)[:, None], self.dim, axis=1)
+            values = np.ascontiguousarray(self.from_bins(bins).T, dtype=np.float32)
+            values.setflags(write=False)
+            self._bin_values = values
+        return self._bin_values
 
     def max_roundtrip_error(self) -> np.ndarray:
         """Half a bin in original units, per dimension: the bound the round trip must meet."""
